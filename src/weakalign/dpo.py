@@ -1,0 +1,129 @@
+"""DPO training with TRL's `DPOTrainer`: the weak teacher on D_l, and each target on D_u.
+
+The conversational format is used throughout (a user turn, an assistant turn), so training, labeling and
+sampling all go through the same chat template.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from trl import DPOConfig, DPOTrainer
+
+from .generation import chat_prompt
+from .params import DPO
+from .schema import Pair
+
+log = logging.getLogger(__name__)
+
+# A sigmoid-DPO loss within this of ln 2 with near-zero margins means the policy did not move.
+_STUCK_LOSS = 0.01
+_STUCK_MARGIN = 0.05
+
+
+def preference_dataset(triples: list[tuple[str, str, str]]) -> Dataset:
+    """(prompt, chosen, rejected) texts -> TRL's conversational preference format."""
+    return Dataset.from_list([
+        {"prompt": chat_prompt(p), "chosen": [{"role": "assistant", "content": c}],
+         "rejected": [{"role": "assistant", "content": r}]}
+        for p, c, r in triples
+    ])
+
+
+def triples(pairs: list[Pair], choice: dict[str, int]) -> list[tuple[str, str, str]]:
+    """(prompt, chosen, rejected) for each pair that has a choice (1 or 2, by pair id)."""
+    out = []
+    for p in pairs:
+        if p.id in choice:
+            c = choice[p.id]
+            out.append((p.prompt, p.response_1 if c == 1 else p.response_2, p.response_2 if c == 1 else p.response_1))
+    return out
+
+
+def dpo_config(dpo: DPO, seed: int, output_dir: str, **overrides) -> DPOConfig:
+    """Our validated params, verbatim, plus what the pipeline fixes: seeds, no hub, no TRL-side reporting."""
+    kwargs = dict(
+        dpo.model_dump(),
+        output_dir=output_dir, seed=seed, data_seed=seed, report_to=[], save_strategy="no",
+        use_cpu=not torch.cuda.is_available(), bf16=dpo.bf16 and _bf16_ok(), dataloader_num_workers=0,
+        disable_tqdm=False, logging_first_step=True,
+    )
+    kwargs.update(overrides)
+    return DPOConfig(**kwargs)
+
+
+def _bf16_ok() -> bool:
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return True  # CPU autocast to bf16 works everywhere; it is fast with AMX / AVX-512 bf16
+
+
+def truncation_counts(trainer: DPOTrainer, n_in: int, max_length: int | None) -> dict:
+    """Pairs that TRL dropped (prompt alone fills max_length) or will truncate, from its own tokenization."""
+    ds = trainer.train_dataset
+    truncated = 0
+    if max_length is not None:
+        for p, c, r in zip(ds["prompt_ids"], ds["chosen_ids"], ds["rejected_ids"], strict=True):
+            truncated += len(p) + max(len(c), len(r)) > max_length
+    return {"n_pairs_in": n_in, "n_pairs_dropped_too_long": n_in - len(ds), "n_pairs_truncated": int(truncated)}
+
+
+def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, triples: list[tuple[str, str, str]], dpo: DPO,
+          seed: int, live_dir: str | Path) -> tuple[PreTrainedModel, dict]:
+    """DPO-train `model` (in place) on the triples; return it and a summary for the metrics.
+
+    The reference is the model as it is before training: with `precompute_ref_log_probs` TRL scores every pair
+    with it once up front; otherwise it gets an untouched copy.
+    """
+    from dvclive import Live
+    from transformers.integrations import DVCLiveCallback
+
+    torch.manual_seed(seed)
+    with tempfile.TemporaryDirectory(prefix="weakalign-dpo-") as tmp:
+        args = dpo_config(dpo, seed, tmp)
+        ref = None
+        if not dpo.precompute_ref_log_probs:
+            import copy
+
+            ref = copy.deepcopy(model).eval()
+        live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
+        trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=preference_dataset(triples),
+                             processing_class=tok, callbacks=[DVCLiveCallback(live=live)])
+        counts = truncation_counts(trainer, len(triples), dpo.max_length)
+        if counts["n_pairs_dropped_too_long"] or counts["n_pairs_truncated"]:
+            log.warning("max_length %s: %d pairs dropped, %d truncated", dpo.max_length,
+                        counts["n_pairs_dropped_too_long"], counts["n_pairs_truncated"])
+        result = trainer.train()
+        history = [h for h in trainer.state.log_history if "loss" in h]
+    return trainer.model, summarize(history, result.training_loss, result.metrics, counts)
+
+
+def summarize(history: list[dict], mean_loss: float, run_metrics: dict, counts: dict) -> dict:
+    """What the metrics file records of a run, including whether it learned anything."""
+    last = history[-max(1, len(history) // 4):]  # the last quarter of the logged points
+
+    def avg(key: str) -> float | None:
+        vals = [h[key] for h in last if key in h and h[key] is not None]
+        return round(sum(vals) / len(vals), 6) if vals else None
+
+    final_loss, final_margin = avg("loss"), avg("rewards/margins")
+    learned = not (final_loss is None or (abs(final_loss - math.log(2)) < _STUCK_LOSS
+                                          and abs(final_margin or 0.0) < _STUCK_MARGIN))
+    if not learned:
+        log.warning("training did not learn: final loss %s (ln 2 = 0.693), margin %s", final_loss, final_margin)
+    return {
+        **counts,
+        "steps": history[-1]["step"] if history else 0,
+        "train_loss_mean": round(mean_loss, 6),
+        "final_loss": final_loss,
+        "final_reward_margin": final_margin,
+        "final_reward_accuracy": avg("rewards/accuracies"),
+        "learned": learned,
+        "train_runtime_s": round(run_metrics.get("train_runtime", 0.0), 2),
+    }

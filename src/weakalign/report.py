@@ -1,0 +1,79 @@
+"""The human-readable summary (reports/summary.md) and the gold-reward plot rows."""
+
+from __future__ import annotations
+
+import html
+
+from .schema import Pair, WeakLabel
+
+
+def md(text: str, limit: int = 300) -> str:
+    """Text from data, safe inside a Markdown table cell: HTML-escaped, pipes escaped, one line, shortened."""
+    text = " ".join(text.split())
+    if len(text) > limit:
+        text = text[:limit - 1] + "…"
+    return html.escape(text).replace("|", "\\|")
+
+
+def _f(x, nd: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{nd}f}"
+
+
+def gold_reward_rows(alignment: dict) -> list[dict]:
+    rows = []
+    for name, e in alignment.items():
+        if isinstance(e, dict) and "gold_reward_mean" in e:
+            m, se = e["gold_reward_mean"], e["gold_reward_sem"]
+            rows.append({"model": name, "gold_reward_mean": m, "lo": round(m - 1.96 * se, 4),
+                         "hi": round(m + 1.96 * se, 4), "n_prompts": e["n_prompts"]})
+    return rows
+
+
+def disagreements(unlabeled: list[Pair], weak: dict[str, WeakLabel], n: int) -> list[tuple[Pair, WeakLabel]]:
+    """The `n` pairs where weak and human labels differ and the weak teacher is most confident."""
+    rows = [(p, weak[p.id]) for p in unlabeled if p.id in weak and weak[p.id].label != p.human]
+    return sorted(rows, key=lambda t: (-abs(t[1].margin), t[0].id))[:n]
+
+
+def summary_markdown(feedback: dict, alignment: dict, training: dict[str, dict],
+                     examples: list[tuple[Pair, WeakLabel]]) -> str:
+    lines = ["# weakalign summary", "",
+             f"Gold judge: `{alignment.get('judge', 'n/a')}`. D_l = {feedback['n_labeled']} human-labeled pairs "
+             f"(train the weak teacher); D_u = {feedback['n_unlabeled']} pairs (labeled by the weak teacher).", "",
+             "## Feedback on D_u", "",
+             "| metric | value | pairs |", "|---|---|---|",
+             f"| weak-human agreement | {_f(feedback['agreement_weak_human'])} | {feedback['n_unlabeled']} |",
+             f"| human accuracy vs gold | {_f(feedback['accuracy_human_vs_gold'])} | {feedback['n_unlabeled']} |",
+             f"| weak accuracy vs gold | {_f(feedback['accuracy_weak_vs_gold'])} | {feedback['n_unlabeled']} |",
+             f"| gold backs weak where they disagree | {_f(feedback['gold_backs_weak_when_disagree'])} "
+             f"| {feedback['n_disagree']} |", "",
+             "## Aligned targets on the test prompts", "",
+             "| model | gold reward (mean ± s.e.) | gain vs base (paired, ± s.e.) | win rate vs base | words | prompts |",
+             "|---|---|---|---|---|---|"]
+    for name, e in alignment.items():
+        if not isinstance(e, dict):
+            continue
+        gain = (f"{e['gain_vs_base']:+.3f} ± {e['gain_vs_base_sem']:.3f} (z = {e['gain_z']})"
+                if "gain_vs_base" in e else "")
+        lines.append(f"| {name} | {e['gold_reward_mean']:.3f} ± {e['gold_reward_sem']:.3f} | {gain} | "
+                     f"{_f(e.get('win_rate_vs_base'))} | {e['mean_words']} | {e['n_prompts']} |")
+    if alignment.get("weak_vs_human_win_rate") is not None:
+        lines += ["", f"Weak-aligned vs human-aligned target, same prompts: win rate "
+                      f"{alignment['weak_vs_human_win_rate']:.3f}."]
+    lines += ["", "## Training", "", "| run | pairs | steps | final loss | final margin | final accuracy | learned |"
+              " truncated | dropped |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, t in training.items():
+        lines.append(f"| {name} | {t['n_pairs_in']} | {t['steps']} | {_f(t['final_loss'])} | "
+                     f"{_f(t['final_reward_margin'])} | {_f(t['final_reward_accuracy'])} | "
+                     f"{'yes' if t['learned'] else '**no**'} | {t['n_pairs_truncated']} | "
+                     f"{t['n_pairs_dropped_too_long']} |")
+    lines += ["", f"## The weak teacher's most confident disagreements with the human labels ({len(examples)})", "",
+              "| prompt | weak's choice | human's choice | weak margin | gold (weak's, human's) |",
+              "|---|---|---|---|---|"]
+    for p, w in examples:
+        pick = {1: p.response_1, 2: p.response_2}
+        gw = p.gold_1 if w.label == 1 else p.gold_2
+        gh = p.gold_1 if p.human == 1 else p.gold_2
+        gold = "n/a" if gw is None else f"{gw:.2f}, {gh:.2f}"
+        lines.append(f"| {md(p.prompt)} | {md(pick[w.label])} | {md(pick[p.human])} | {w.margin:+.3f} | {gold} |")
+    return "\n".join(lines) + "\n"

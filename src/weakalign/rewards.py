@@ -1,0 +1,57 @@
+"""The weak teacher's implicit reward r(x, y) = beta * [log pi_weak(y|x) - log pi_ref(y|x)].
+
+The labeler's math is the trainer's math: tokenization (chat template, prompt/completion boundary), collation and
+the sum of log-probs over the response tokens are TRL's own `DPOTrainer` code (`_prepare_dataset`,
+`data_collator`, `compute_ref_log_probs`), called once with the weak model and once with its reference. So
+`reward_1`/`reward_2` here are exactly the `rewards/chosen`/`rewards/rejected` the trainer would log for the pair
+(response_1 as "chosen"), which tests/test_rewards.py checks.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from trl import DPOTrainer
+
+from .dpo import dpo_config, preference_dataset
+from .params import DPO
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def implicit_rewards(policy: PreTrainedModel, ref: PreTrainedModel, tok: PreTrainedTokenizerBase,
+                     triples: list[tuple[str, str, str]], dpo: DPO, batch_size: int,
+                     seed: int = 0) -> tuple[list[float], list[float]]:
+    """Rewards of the two responses of each (prompt, response_1, response_2), in input order."""
+    with tempfile.TemporaryDirectory(prefix="weakalign-label-") as tmp:
+        args = dpo_config(dpo, seed, tmp, precompute_ref_log_probs=False, per_device_eval_batch_size=batch_size)
+        trainer = DPOTrainer(model=policy, ref_model=ref, args=args, train_dataset=preference_dataset(triples),
+                             processing_class=tok)
+        ds = trainer.train_dataset
+        if len(ds) != len(triples):
+            raise ValueError(f"{len(triples) - len(ds)} pairs have a prompt longer than max_length="
+                             f"{dpo.max_length}; raise max_length or shorten the prompts")
+        # Bucket by length so batches pad little; results are put back in input order.
+        lengths = [len(p) + max(len(c), len(r)) for p, c, r in zip(ds["prompt_ids"], ds["chosen_ids"],
+                                                                    ds["rejected_ids"], strict=True)]
+        order = sorted(range(len(ds)), key=lambda i: (lengths[i], i))
+        loader = DataLoader(ds.select(order).select_columns(["prompt_ids", "chosen_ids", "rejected_ids"]),
+                            batch_size=batch_size, shuffle=False, collate_fn=trainer.data_collator)
+        policy.eval(), ref.eval()
+        r1, r2 = [], []
+        for batch in tqdm(loader, desc="implicit rewards", unit="batch"):
+            batch = {k: v.to(policy.device) for k, v in batch.items()}
+            pol_1, pol_2 = trainer.compute_ref_log_probs(policy, batch)  # TRL's log-prob sum, with any model
+            ref_1, ref_2 = trainer.compute_ref_log_probs(ref, batch)
+            r1 += (dpo.beta * (pol_1.float() - ref_1.float())).tolist()
+            r2 += (dpo.beta * (pol_2.float() - ref_2.float())).tolist()
+    out1, out2 = [0.0] * len(ds), [0.0] * len(ds)
+    for pos, i in enumerate(order):
+        out1[i], out2[i] = r1[pos], r2[pos]
+    return out1, out2

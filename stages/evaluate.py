@@ -1,0 +1,49 @@
+"""Stage evaluate: responses of the base and of every aligned target to the test prompts, scored by the gold judge.
+
+    python stages/evaluate.py --base models/base --targets models/targets --prompts data/prompts/test.jsonl \
+        --generations data/eval/generations.jsonl --metrics metrics/alignment.json
+
+Every model samples with the same seed and settings (`evaluate`), so differences come from the weights alone.
+"""
+
+import argparse
+import logging
+from pathlib import Path
+
+from weakalign.cli import run, seed_everything
+from weakalign.evaluation import alignment_metrics
+from weakalign.generation import sample
+from weakalign.io import read_jsonl, write_json, write_jsonl
+from weakalign.judge import make_judge
+from weakalign.models import load_model, load_tokenizer
+from weakalign.schema import Prompt
+
+log = logging.getLogger("weakalign.evaluate")
+
+
+def main(args, params):
+    seed_everything(params.base.seed)
+    prompts = read_jsonl(args.prompts, Prompt)
+    texts = [p.prompt for p in prompts]
+    judge = make_judge(params.judge)
+    models = {"base": args.base} | {s: str(Path(args.targets) / s) for s in params.align.sources}
+    scores, words, rows = {}, {}, []
+    for name, path in models.items():
+        tok, model = load_tokenizer(path), load_model(path)
+        responses = [s[0] for s in sample(model, tok, texts, params.evaluate, seed=params.base.seed,
+                                          desc=f"evaluate {name}")]
+        scores[name] = judge.score(texts, responses)
+        words[name] = [len(x.split()) for x in responses]
+        rows += [{"model": name, "prompt_id": p.id, "prompt": p.prompt, "response": x, "gold": g}
+                 for p, x, g in zip(prompts, responses, scores[name], strict=True)]
+        log.info("%s: mean gold reward %.3f", name, sum(scores[name]) / len(scores[name]))
+    metrics = alignment_metrics(scores, words)
+    write_jsonl(args.generations, rows)
+    write_json(args.metrics, {"judge": judge.name, **metrics})
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(prog="evaluate", description=__doc__)
+    for a in ("--base", "--targets", "--prompts", "--generations", "--metrics"):
+        p.add_argument(a, required=True)
+    raise SystemExit(run(main, p))

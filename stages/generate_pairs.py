@@ -1,0 +1,69 @@
+"""Stage generate_pairs: the base policy samples two responses to every training prompt.
+
+    python stages/generate_pairs.py --model models/base --prompts data/prompts/train.jsonl \
+        --out data/pairs.jsonl --metrics metrics/pairs.json
+
+Prompts whose two samples are empty or identical are sampled again (`generate_pairs.max_attempts` rounds); pairs
+still unusable are dropped and counted by reason in the metrics file.
+"""
+
+import argparse
+import logging
+
+from weakalign.cli import run, seed_everything
+from weakalign.generation import sample
+from weakalign.io import read_jsonl, write_json, write_jsonl
+from weakalign.models import load_model, load_tokenizer
+from weakalign.schema import Pair, Prompt
+
+log = logging.getLogger("weakalign.generate_pairs")
+
+
+def problem(a: str, b: str) -> str | None:
+    if not a.strip() or not b.strip():
+        return "empty_response"
+    if a.strip() == b.strip():
+        return "identical_responses"
+    return None
+
+
+def main(args, params):
+    g = params.generate_pairs
+    seed_everything(params.base.seed)
+    prompts = read_jsonl(args.prompts, Prompt)
+    tok = load_tokenizer(args.model)
+    model = load_model(args.model)
+    responses: dict[str, list[str]] = {}
+    todo = prompts
+    for attempt in range(g.max_attempts):
+        samples = sample(model, tok, [p.prompt for p in todo], g, seed=params.base.seed + 7919 * attempt,
+                         n_samples=2, desc=f"pairs (round {attempt + 1})")
+        for p, s in zip(todo, samples, strict=True):
+            responses[p.id] = s
+        todo = [p for p in todo if problem(*responses[p.id])]
+        if not todo:
+            break
+        log.info("round %d: %d prompts gave unusable pairs, sampling them again", attempt + 1, len(todo))
+    dropped: dict[str, int] = {"empty_response": 0, "identical_responses": 0}
+    pairs = []
+    for p in prompts:
+        a, b = responses[p.id]
+        why = problem(a, b)
+        if why:
+            dropped[why] += 1
+            continue
+        pairs.append(Pair(id=p.id, prompt_id=p.id, prompt=p.prompt, response_1=a, response_2=b))
+    log.info("%d pairs from %d prompts; dropped %s", len(pairs), len(prompts), dropped)
+    if not pairs:
+        raise ValueError("no usable pairs were generated")
+    write_jsonl(args.out, pairs)
+    write_json(args.metrics, {"n_prompts": len(prompts), "n_pairs": len(pairs), "dropped": dropped})
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(prog="generate_pairs", description=__doc__)
+    p.add_argument("--model", required=True)
+    p.add_argument("--prompts", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--metrics", required=True)
+    raise SystemExit(run(main, p))

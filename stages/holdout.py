@@ -1,0 +1,31 @@
+"""Stage holdout: set aside the evaluation prompts before anything is generated or labeled.
+
+    python stages/holdout.py --prompts data/raw/prompts.jsonl --train data/prompts/train.jsonl \
+        --test data/prompts/test.jsonl
+"""
+
+import argparse
+import logging
+
+from weakalign.cli import run
+from weakalign.io import read_jsonl, write_jsonl
+from weakalign.schema import Prompt
+from weakalign.split import holdout
+
+log = logging.getLogger("weakalign.holdout")
+
+
+def main(args, params):
+    prompts = read_jsonl(args.prompts, Prompt)
+    train, test = holdout(prompts, params.holdout.n_test, params.base.seed, params.holdout.n_train)
+    log.info("%d prompts: %d for training, %d held out for evaluation", len(prompts), len(train), len(test))
+    write_jsonl(args.train, train)
+    write_jsonl(args.test, test)
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(prog="holdout", description=__doc__)
+    p.add_argument("--prompts", required=True)
+    p.add_argument("--train", required=True)
+    p.add_argument("--test", required=True)
+    raise SystemExit(run(main, p))

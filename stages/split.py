@@ -1,0 +1,34 @@
+"""Stage split: D_l (labeled) and D_u (unlabeled) pairs, by prompt id, with the leakage guard.
+
+    python stages/split.py --pairs data/annotated.jsonl --test data/prompts/test.jsonl \
+        --labeled data/split/labeled.jsonl --unlabeled data/split/unlabeled.jsonl
+"""
+
+import argparse
+import logging
+
+from weakalign.cli import run
+from weakalign.io import read_jsonl, write_jsonl
+from weakalign.schema import Pair, Prompt
+from weakalign.split import check_disjoint, split
+
+log = logging.getLogger("weakalign.split")
+
+
+def main(args, params):
+    pairs = read_jsonl(args.pairs, Pair)
+    test = read_jsonl(args.test, Prompt)
+    labeled, unlabeled = split(pairs, params.split.n_labeled, params.split.n_unlabeled, params.base.seed)
+    check_disjoint(labeled, unlabeled, test)
+    log.info("D_l: %d pairs, D_u: %d pairs, test: %d prompts (disjoint)", len(labeled), len(unlabeled), len(test))
+    write_jsonl(args.labeled, labeled)
+    write_jsonl(args.unlabeled, unlabeled)
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(prog="split", description=__doc__)
+    p.add_argument("--pairs", required=True)
+    p.add_argument("--test", required=True)
+    p.add_argument("--labeled", required=True)
+    p.add_argument("--unlabeled", required=True)
+    raise SystemExit(run(main, p))
