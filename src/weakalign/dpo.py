@@ -22,6 +22,22 @@ from .schema import Pair
 
 log = logging.getLogger(__name__)
 
+
+def _score_completions_only() -> None:
+    """Make TRL's fused LM head project only the response positions on CPU too, as it does on CUDA.
+
+    TRL 1.16 scores every position (prompt and padding included) off Triton devices, so that Neuron compiles one
+    tile shape; the masked positions are zeroed afterwards. Scoring only the labeled positions gives the same
+    log-probs (tests/test_rewards.py) and makes a CPU DPO step about 25% faster (1.48 -> 1.12 s per pair here).
+    """
+    import trl.trainer.utils as trl_utils
+
+    if hasattr(trl_utils, "_use_triton") and not torch.cuda.is_available():
+        trl_utils._use_triton = lambda device: True  # only consulted for `compact` in trl.trainer.utils
+
+
+_score_completions_only()
+
 # A sigmoid-DPO loss within this of ln 2 with near-zero margins means the policy did not move.
 _STUCK_LOSS = 0.01
 _STUCK_MARGIN = 0.05
