@@ -2,7 +2,7 @@
 
     python stages/report.py --feedback-metrics metrics/feedback.json --alignment metrics/alignment.json \
         --train-metrics metrics --unlabeled data/split/unlabeled.jsonl --weak data/labels/weak.jsonl \
-        --plot plots/gold_reward.json --out reports/summary.md
+        --live dvclive --plot plots/gold_reward.json --curves plots/training_curves.json --out reports/summary.md
 """
 
 import argparse
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from weakalign.cli import run
 from weakalign.io import atomic_file, read_json, read_jsonl, write_json
-from weakalign.report import disagreements, gold_reward_rows, summary_markdown
+from weakalign.report import disagreements, gold_reward_rows, summary_markdown, training_curves
 from weakalign.schema import Pair, WeakLabel
 
 log = logging.getLogger("weakalign.report")
@@ -29,10 +29,13 @@ def main(args, params):
     with atomic_file(args.out) as f:
         f.write(text)
     write_json(args.plot, gold_reward_rows(alignment))
+    runs = {"weak teacher": "train_weak"} | {f"target ({s})": f"align/{s}" for s in params.align.sources}
+    write_json(args.curves, training_curves(Path(args.live), runs))
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(prog="report", description=__doc__)
-    for a in ("--feedback-metrics", "--alignment", "--train-metrics", "--unlabeled", "--weak", "--plot", "--out"):
+    for a in ("--feedback-metrics", "--alignment", "--train-metrics", "--unlabeled", "--weak", "--live", "--plot",
+              "--curves", "--out"):
         p.add_argument(a, required=True)
     raise SystemExit(run(main, p))

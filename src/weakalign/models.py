@@ -54,7 +54,8 @@ def _check_local(ref: str) -> None:
         raise FileNotFoundError(f"model path {ref!r} is not a model directory (no config.json there)")
 
 
-def load_tokenizer(ref: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+def load_tokenizer(ref: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    ref = str(ref)
     if ref in (EMBEDDED, TINY):
         folder, gguf = embedded_gguf()
         tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
@@ -79,9 +80,10 @@ def _tiny_config(vocab_size: int, eos_id: int, bos_id: int | None) -> AutoConfig
     )
 
 
-def load_model(ref: str, dtype: torch.dtype = torch.float32, seed: int = 0,
+def load_model(ref: str | Path, dtype: torch.dtype = torch.float32, seed: int = 0,
                trust_remote_code: bool = False) -> PreTrainedModel:
     """Load a causal LM from any model reference (see module docstring)."""
+    ref = str(ref)
     if trust_remote_code:
         log.warning("trust_remote_code is on: %s may run code it ships", ref)
     if ref == TINY:

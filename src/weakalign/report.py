@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from pathlib import Path
 
 from .schema import Pair, WeakLabel
 
@@ -26,6 +27,28 @@ def gold_reward_rows(alignment: dict) -> list[dict]:
             m, se = e["gold_reward_mean"], e["gold_reward_sem"]
             rows.append({"model": name, "gold_reward_mean": m, "lo": round(m - 1.96 * se, 4),
                          "hi": round(m + 1.96 * se, 4), "n_prompts": e["n_prompts"]})
+    return rows
+
+
+def training_curves(live_dir: Path, runs: dict[str, str]) -> list[dict]:
+    """Loss, reward margin and accuracy per logged point of each run, read from its dvclive folder.
+
+    `runs` maps a run's display name to its dvclive sub-folder (e.g. {"target (weak)": "align/weak"}).
+    """
+    rows = []
+    for name, sub in runs.items():
+        base = live_dir / sub / "plots" / "metrics"
+        cols: dict[str, dict[int, float]] = {}
+        for key, rel in (("loss", "loss.tsv"), ("margins", "rewards/margins.tsv"),
+                         ("accuracies", "rewards/accuracies.tsv")):
+            path = base / rel
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: dvclive curve missing; rerun the training stage")
+            with path.open(encoding="utf-8") as f:
+                next(f)  # header: step<TAB>name
+                cols[key] = {int(a): float(b) for a, b in (line.rstrip("\n").split("\t") for line in f if line.strip())}
+        for step in sorted(cols["loss"]):
+            rows.append({"run": name, "step": step, **{k: round(v[step], 6) for k, v in cols.items() if step in v}})
     return rows
 
 

@@ -1,0 +1,58 @@
+"""Human-vs-weak comparison metrics and the per-source labels `align` trains on."""
+
+import pytest
+
+from weakalign.compare import feedback_labels, feedback_metrics
+from weakalign.schema import Pair, WeakLabel
+
+
+def _pair(i, gold, human):
+    g1, g2 = (1.0, 0.0) if gold == 1 else (0.0, 1.0)
+    return Pair(id=f"x{i}", prompt_id=f"x{i}", prompt="p", response_1="one", response_2="two", gold_1=g1, gold_2=g2,
+                human=human)
+
+
+def _weak(i, label, margin):
+    return WeakLabel(pair_id=f"x{i}", reward_1=margin, reward_2=0.0, margin=margin, label=label)
+
+
+def test_metrics_by_hand():
+    # (gold, human, weak): 4 pairs. human correct on 3, weak correct on 2, agree on 1 (pair 0).
+    rows = [(1, 1, 1), (1, 1, 2), (2, 2, 1), (2, 1, 2)]
+    pairs = [_pair(i, g, h) for i, (g, h, _) in enumerate(rows)]
+    weak = {f"x{i}": _weak(i, w, (1 if w == 1 else -1) * (i + 1) / 10) for i, (_, _, w) in enumerate(rows)}
+    m, bins = feedback_metrics(7, pairs, weak, n_bins=2)
+    assert m["n_labeled"] == 7 and m["n_unlabeled"] == 4
+    assert m["agreement_weak_human"] == 0.25
+    assert m["accuracy_human_vs_gold"] == 0.75
+    assert m["accuracy_weak_vs_gold"] == 0.5
+    # Disagreements: pairs 1, 2, 3; the weak label is right only on pair 3.
+    assert m["n_disagree"] == 3
+    assert m["gold_backs_weak_when_disagree"] == pytest.approx(1 / 3, abs=1e-4)
+    assert [b["n"] for b in bins] == [2, 2]
+    assert bins[0]["margin_hi"] <= bins[1]["margin_lo"]
+
+
+def test_no_gold_gives_null_gold_metrics():
+    pairs = [Pair(id="x0", prompt_id="x0", prompt="p", response_1="a", response_2="b", human=1)]
+    m, _ = feedback_metrics(1, pairs, {"x0": _weak(0, 1, 0.3)}, 3)
+    assert m["agreement_weak_human"] == 1.0
+    assert m["accuracy_human_vs_gold"] is None and m["gold_backs_weak_when_disagree"] is None
+
+
+def test_missing_weak_label_is_an_error():
+    with pytest.raises(ValueError, match="no weak label"):
+        feedback_metrics(1, [_pair(0, 1, 1)], {}, 2)
+
+
+def test_feedback_labels_per_source():
+    pairs = [_pair(0, 1, 2), _pair(1, 2, 2)]
+    weak = {"x0": _weak(0, 1, 0.5), "x1": _weak(1, 1, 0.1)}
+    assert [x.chosen for x in feedback_labels(pairs, weak, "human", 0)] == [2, 2]
+    assert [x.chosen for x in feedback_labels(pairs, weak, "weak", 0)] == [1, 1]
+    assert [x.chosen for x in feedback_labels(pairs, weak, "gold", 0)] == [1, 2]
+    rnd = [x.chosen for x in feedback_labels(pairs * 20, weak, "random", 0)]
+    assert set(rnd) == {1, 2}
+    assert rnd == [x.chosen for x in feedback_labels(pairs * 20, weak, "random", 0)]
+    tie = Pair(id="t", prompt_id="t", prompt="p", response_1="a", response_2="b", gold_1=0.5, gold_2=0.5, human=1)
+    assert feedback_labels([tie], weak, "gold", 0) == []  # a gold tie teaches nothing

@@ -1,0 +1,74 @@
+"""One loader for every model reference: embedded GGUF, tiny-random, a local directory, a Hub id (offline cache)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from weakalign.models import EMBEDDED, TINY, embedded_gguf, load_model, load_tokenizer
+
+
+def test_tiny_model_is_small_and_uses_the_smollm2_tokenizer(tiny_dir):
+    model = load_model(str(tiny_dir))
+    tok = load_tokenizer(str(tiny_dir))
+    n = sum(p.numel() for p in model.parameters())
+    assert 1e6 < n < 3e6
+    assert len(tok) == 49152 and tok.chat_template
+    size = sum(f.stat().st_size for f in tiny_dir.iterdir())
+    assert size < 15e6
+    assert any(f.suffix == ".safetensors" for f in tiny_dir.iterdir())
+
+
+def test_tiny_is_seeded():
+    a, b, c = load_model(TINY, seed=0), load_model(TINY, seed=0), load_model(TINY, seed=1)
+    wa, wb, wc = (next(m.parameters()) for m in (a, b, c))
+    assert torch.equal(wa, wb) and not torch.equal(wa, wc)
+
+
+def test_missing_local_path_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a model directory"):
+        load_model(str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="not a model directory"):
+        load_tokenizer("./models/missing")
+
+
+def test_hub_id_loads_from_the_local_hub_cache(tiny_dir, tmp_path):
+    """The Hub code path (`org/name`), exercised offline on a local copy laid out as the HF cache."""
+    snapshot = tmp_path / "hub" / "models--weakalign-test--tiny" / "snapshots" / ("a" * 40)
+    shutil.copytree(tiny_dir, snapshot)
+    refs = tmp_path / "hub" / "models--weakalign-test--tiny" / "refs"
+    refs.mkdir()
+    (refs / "main").write_text("a" * 40)
+    code = textwrap.dedent("""
+        from weakalign.models import load_model, load_tokenizer
+        m = load_model("weakalign-test/tiny"); t = load_tokenizer("weakalign-test/tiny")
+        print(sum(p.numel() for p in m.parameters()), len(t))
+    """)
+    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"), HF_HUB_OFFLINE="1")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split() == [str(sum(p.numel() for p in load_model(str(tiny_dir)).parameters())), "49152"]
+
+
+def test_trust_remote_code_warns(tiny_dir, caplog):
+    load_model(str(tiny_dir), trust_remote_code=True)
+    assert "trust_remote_code is on" in caplog.text
+
+
+def test_embedded_smollm2_loads_offline_and_answers_sensibly():
+    folder, name = embedded_gguf()
+    assert name.endswith(".gguf")
+    tok, model = load_tokenizer(EMBEDDED), load_model(EMBEDDED)
+    assert 134e6 < sum(p.numel() for p in model.parameters()) < 135e6
+    ids = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
+                                  add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    out = model.generate(**ids, max_new_tokens=12, do_sample=False)
+    assert "Paris" in tok.decode(out[0, ids["input_ids"].shape[1]:])
+    # The dequantised model saves like any other (a GGUF-loaded model refuses to).
+    assert getattr(model.config, "quantization_config", None) is None

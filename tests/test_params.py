@@ -1,0 +1,134 @@
+"""Params validation, and that params.yaml, presets and dvc.yaml agree with each other and with TRL."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from weakalign.params import DPO, Params, ParamsError, load_params, parse_params
+
+
+def _raw(root):
+    return yaml.safe_load((root / "params.yaml").read_text())
+
+
+@pytest.mark.parametrize("name", ["params.yaml", "presets/tiny.yaml"])
+def test_shipped_params_are_valid_and_complete(root, name):
+    raw = yaml.safe_load((root / name).read_text())
+    params = load_params(root / name)
+    # Every section and key of the schema is written out, so the file documents the whole configuration.
+    dumped = params.model_dump()
+    assert set(raw) == set(dumped)
+    for section, values in dumped.items():
+        assert set(raw[section]) == set(values), f"{name}: section {section} is not complete"
+
+
+def test_presets_have_the_same_keys_as_params(root):
+    def keys(d, prefix=""):
+        out = set()
+        for k, v in d.items():
+            out.add(prefix + k)
+            if isinstance(v, dict):
+                out |= keys(v, prefix + k + ".")
+        return out
+
+    assert keys(_raw(root)) == keys(yaml.safe_load((root / "presets/tiny.yaml").read_text()))
+
+
+@pytest.mark.parametrize("path, value, expect", [
+    (("align", "dpo", "lr"), 1e-4, "align.dpo.lr: unknown key"),
+    (("surprise",), 1, "surprise: unknown key"),
+    (("train_weak", "dpo", "beta"), 0.0, "train_weak.dpo.beta"),
+    (("split", "n_labeled"), 0, "split.n_labeled"),
+    (("align", "sources"), ["human", "oracle"], "align.sources.1"),
+    (("align", "sources"), ["weak", "weak"], "duplicates"),
+    (("annotate", "tau"), -1, "annotate.tau"),
+    (("align", "dpo", "loss_type"), ["sigmod"], "loss_type"),
+    (("generate_pairs", "top_p"), 1.5, "generate_pairs.top_p"),
+])
+def test_bad_params_name_the_key(root, path, value, expect):
+    raw = _raw(root)
+    node = raw
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+    with pytest.raises(ParamsError) as e:
+        parse_params(raw)
+    assert expect in str(e.value)
+
+
+def test_params_cli_fails_fast_with_exit_2(tmp_path, root):
+    bad = tmp_path / "params.yaml"
+    raw = _raw(root)
+    raw["holdout"]["n_tset"] = 3
+    bad.write_text(yaml.safe_dump(raw))
+    res = subprocess.run([sys.executable, "-m", "weakalign.params", str(bad)], capture_output=True, text=True)
+    assert res.returncode == 2
+    assert "holdout.n_tset: unknown key" in res.stderr
+
+
+def test_dpo_fields_are_trl_dpoconfig_fields():
+    from trl import DPOConfig
+
+    trl_fields = {f.name for f in dataclasses.fields(DPOConfig)}
+    assert set(DPO.model_fields) <= trl_fields
+    for name, field in DPO.model_fields.items():
+        assert field.description, f"DPO.{name} has no description"
+
+
+def test_every_schema_field_is_documented():
+    def walk(model):
+        for name, field in model.model_fields.items():
+            ann = field.annotation
+            if isinstance(ann, type) and issubclass(ann, Params.__mro__[1]):
+                yield from walk(ann)
+            elif model.__name__ != "Paths" and model.__name__ != "Params":
+                yield model.__name__, name, field.description
+
+    missing = [(m, n) for m, n, d in walk(Params) if not d]
+    assert not missing
+
+
+def test_every_dvc_reference_resolves_and_every_path_is_used(root):
+    params = _raw(root)
+    text = (root / "dvc.yaml").read_text()
+    refs = set(re.findall(r"\$\{([^}]+)\}", text)) - {"item"}
+    for ref in refs:
+        node = params
+        for k in ref.split("."):
+            assert isinstance(node, dict) and k in node, f"dvc.yaml: ${{{ref}}} does not resolve in params.yaml"
+            node = node[k]
+    assert {f"paths.{k}" for k in params["paths"]} <= refs, "a path in params.yaml is not used by dvc.yaml"
+    # Each stage's `params:` entries name real keys.
+    dvc = yaml.safe_load(text)
+    for name, stage in dvc["stages"].items():
+        stage = stage.get("do", stage)
+        for entry in stage.get("params", []):
+            node = params
+            for k in entry.split("."):
+                assert k in node, f"stage {name}: params entry {entry!r} is not in params.yaml"
+                node = node[k]
+
+
+def test_stages_declare_no_paths_of_their_own(root):
+    """Paths live in params.yaml only: stage scripts take them as arguments and hold no defaults."""
+    params = _raw(root)
+    for script in (root / "stages").glob("*.py"):
+        code = script.read_text()
+        body = code.split('"""', 2)[-1]  # skip the docstring, which shows the command line
+        for path in params["paths"].values():
+            assert f'"{path}' not in body and f"'{path}" not in body, f"{script.name} hard-codes {path}"
+
+
+def test_each_stage_script_has_a_main_and_a_command_line_in_its_docstring(root):
+    dvc = yaml.safe_load((root / "dvc.yaml").read_text())
+    for name in dvc["stages"]:
+        script = root / "stages" / f"{name}.py"
+        code = script.read_text()
+        assert "def main(" in code
+        assert f"python stages/{name}.py" in code.split('"""')[1]

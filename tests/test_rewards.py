@@ -1,0 +1,102 @@
+"""The weak teacher's implicit reward: equal to a hand computation and to what TRL's DPOTrainer logs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from weakalign.models import load_model, load_tokenizer
+from weakalign.params import DPO
+from weakalign.rewards import implicit_rewards
+
+# Very different lengths, and a prompt ending in a space and a quote (a tokenizer-boundary edge case).
+TRIPLES = [
+    ("Say something nice.", "You are wonderful.", "No."),
+    ('Continue this review: "The soup was cold and ', "the waiter never came back, so we left hungry and cross.",
+     "it was still lovely"),
+    ("Hi", "Hello! How can I help you today? I can answer questions, write, or chat.", "Hey there"),
+]
+BETA = 0.25
+
+
+@pytest.fixture(scope="module")
+def models(tiny_dir, tmp_path_factory):
+    """A policy and a *different* reference (another seed), so rewards are far from zero."""
+    from weakalign.models import TINY, save_model
+
+    other = tmp_path_factory.mktemp("tiny_ref") / "model"
+    save_model(load_model(TINY, seed=1), load_tokenizer(TINY), other)
+    return load_tokenizer(tiny_dir), load_model(tiny_dir), load_model(other)
+
+
+def _dpo(**kw):
+    return DPO(beta=BETA, bf16=False, max_length=None, precompute_ref_log_probs=False, **kw)
+
+
+def _hand_logp(model, tok, prompt: str, response: str) -> float:
+    """log pi(response | prompt), written out: chat template, one forward, log-softmax, sum over response tokens."""
+    user = [{"role": "user", "content": prompt}]
+    prompt_ids = tok.apply_chat_template(user, add_generation_prompt=True, tokenize=True, return_dict=False)
+    full_ids = tok.apply_chat_template(user + [{"role": "assistant", "content": response}], tokenize=True,
+                                       return_dict=False)
+    assert full_ids[:len(prompt_ids)] == prompt_ids
+    ids = torch.tensor([full_ids])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(ids).logits[0, :-1].float(), dim=-1)
+    targets = ids[0, 1:]
+    token_logp = logp.gather(-1, targets[:, None])[:, 0]
+    return token_logp[len(prompt_ids) - 1:].sum().item()
+
+
+def test_rewards_equal_hand_computation(models):
+    tok, policy, ref = models
+    r1, r2 = implicit_rewards(policy, ref, tok, TRIPLES, _dpo(), batch_size=3)
+    for (prompt, y1, y2), a, b in zip(TRIPLES, r1, r2):
+        assert a == pytest.approx(BETA * (_hand_logp(policy, tok, prompt, y1) - _hand_logp(ref, tok, prompt, y1)),
+                                  abs=1e-4)
+        assert b == pytest.approx(BETA * (_hand_logp(policy, tok, prompt, y2) - _hand_logp(ref, tok, prompt, y2)),
+                                  abs=1e-4)
+    assert max(abs(x) for x in r1 + r2) > 0.01  # the test would be empty if the two models agreed
+
+
+def test_rewards_do_not_depend_on_batching_or_order(models):
+    tok, policy, ref = models
+    a = implicit_rewards(policy, ref, tok, TRIPLES, _dpo(), batch_size=1)
+    b = implicit_rewards(policy, ref, tok, TRIPLES, _dpo(), batch_size=3)
+    c = implicit_rewards(policy, ref, tok, TRIPLES[::-1], _dpo(), batch_size=2)
+    assert a[0] == pytest.approx(b[0], abs=1e-5) and a[1] == pytest.approx(b[1], abs=1e-5)
+    assert a[0] == pytest.approx(c[0][::-1], abs=1e-5)
+
+
+def test_rewards_equal_dpo_trainer_metrics(models, tmp_path):
+    """label_weak's rewards are the `rewards/chosen` / `rewards/rejected` TRL's DPOTrainer computes (y1 as chosen)."""
+    from trl import DPOTrainer
+
+    from weakalign.dpo import dpo_config, preference_dataset
+
+    tok, policy, ref = models
+    r1, r2 = implicit_rewards(policy, ref, tok, TRIPLES, _dpo(), batch_size=2)
+    for i, triple in enumerate(TRIPLES):
+        ds = preference_dataset([triple])
+        args = dpo_config(_dpo(), 0, str(tmp_path / f"run{i}"), per_device_eval_batch_size=1)
+        trainer = DPOTrainer(model=policy, ref_model=ref, args=args, train_dataset=ds, eval_dataset=ds,
+                             processing_class=tok)
+        m = trainer.evaluate()
+        assert m["eval_rewards/chosen"] == pytest.approx(r1[i], abs=1e-4)
+        assert m["eval_rewards/rejected"] == pytest.approx(r2[i], abs=1e-4)
+        assert m["eval_rewards/margins"] == pytest.approx(r1[i] - r2[i], abs=1e-4)
+
+
+def test_identical_models_give_zero_rewards(models):
+    import copy
+
+    tok, policy, _ = models
+    r1, r2 = implicit_rewards(policy, copy.deepcopy(policy), tok, TRIPLES, _dpo(), batch_size=3)
+    assert max(abs(x) for x in r1 + r2) < 1e-6
+
+
+def test_prompt_longer_than_max_length_is_an_error(models):
+    tok, policy, ref = models
+    with pytest.raises(ValueError, match="max_length"):
+        implicit_rewards(policy, ref, tok, [("word " * 200, "a", "b")], DPO(beta=BETA, bf16=False, max_length=32),
+                         batch_size=1)

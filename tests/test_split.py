@@ -1,0 +1,62 @@
+"""Held-out prompts, D_l / D_u splits, and the leakage guard."""
+
+import pytest
+
+from weakalign.schema import Pair, Prompt
+from weakalign.split import LeakageError, check_disjoint, holdout, split
+
+
+def _prompts(n):
+    return [Prompt(id=f"p{i}", prompt=f"Prompt number {i}") for i in range(n)]
+
+
+def _pairs(prompts):
+    return [Pair(id=p.id, prompt_id=p.id, prompt=p.prompt, response_1="a b c", response_2="d e f") for p in prompts]
+
+
+def test_holdout_is_disjoint_sized_and_seeded():
+    prompts = _prompts(50)
+    train, test = holdout(prompts, 10, seed=0, n_train=30)
+    assert len(test) == 10 and len(train) == 30
+    assert not {p.id for p in train} & {p.id for p in test}
+    assert holdout(prompts, 10, 0, 30) == (train, test)
+    assert holdout(prompts, 10, 1, 30) != (train, test)
+
+
+def test_holdout_rejects_impossible_sizes_and_duplicates():
+    with pytest.raises(ValueError, match="n_test"):
+        holdout(_prompts(5), 5, 0)
+    with pytest.raises(ValueError, match="n_train"):
+        holdout(_prompts(5), 2, 0, n_train=4)
+    with pytest.raises(ValueError, match="duplicate prompt id"):
+        holdout(_prompts(3) + _prompts(1), 1, 0)
+
+
+def test_split_is_disjoint_by_prompt_and_sized():
+    pairs = _pairs(_prompts(40))
+    labeled, unlabeled = split(pairs, 8, None, seed=0)
+    assert len(labeled) == 8 and len(unlabeled) == 32
+    assert not {p.prompt_id for p in labeled} & {p.prompt_id for p in unlabeled}
+    labeled2, unlabeled2 = split(pairs, 8, 10, seed=0)
+    assert len(unlabeled2) == 10 and labeled2 == labeled
+
+
+def test_split_that_does_not_fit_fails():
+    with pytest.raises(ValueError, match="split.n_labeled=30"):
+        split(_pairs(_prompts(40)), 30, 20, seed=0)
+
+
+def test_leakage_guard():
+    prompts = _prompts(30)
+    train, test = holdout(prompts, 10, 0)
+    labeled, unlabeled = split(_pairs(train), 5, None, 0)
+    check_disjoint(labeled, unlabeled, test)  # clean
+    leaked = unlabeled + _pairs(test[:1])
+    with pytest.raises(LeakageError, match="test prompt"):
+        check_disjoint(labeled, leaked, test)
+    # Same text under another id is caught too (normalised: case and spaces).
+    twin = Pair(id="zz", prompt_id="zz", prompt="  " + test[0].prompt.upper(), response_1="a", response_2="b")
+    with pytest.raises(LeakageError):
+        check_disjoint(labeled, unlabeled + [twin], test)
+    with pytest.raises(LeakageError, match="both D_l and D_u"):
+        check_disjoint(labeled, unlabeled + labeled[:1], test)
