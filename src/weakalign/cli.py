@@ -35,7 +35,9 @@ def run(main: Callable[[argparse.Namespace, Params], None], parser: argparse.Arg
         main(args, params)
         log.info("%s: done in %.1f s", stage, time.perf_counter() - t0)
     except (DataError, ParamsError, LeakageError, FileNotFoundError, ValueError) as e:
-        print(f"{stage}: error: {e}", file=sys.stderr)
+        if os.environ.get("WEAKALIGN_DEBUG"):
+            raise
+        print(f"{stage}: error: {e}\n(set WEAKALIGN_DEBUG=1 for the traceback)", file=sys.stderr)
         return 2
     return 0
 

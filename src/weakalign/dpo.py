@@ -38,7 +38,7 @@ def _score_completions_only() -> None:
 
 _score_completions_only()
 
-# A sigmoid-DPO loss within this of ln 2 with near-zero margins means the policy did not move.
+# Thresholds of the `learned` flag: the final loss must be this far below ln 2 and the reward margin above this.
 _STUCK_LOSS = 0.01
 _STUCK_MARGIN = 0.05
 
@@ -129,10 +129,12 @@ def summarize(history: list[dict], mean_loss: float, run_metrics: dict, counts: 
         return round(sum(vals) / len(vals), 6) if vals else None
 
     final_loss, final_margin = avg("loss"), avg("rewards/margins")
-    learned = not (final_loss is None or (abs(final_loss - math.log(2)) < _STUCK_LOSS
-                                          and abs(final_margin or 0.0) < _STUCK_MARGIN))
+    # Learned = the loss ended clearly below ln 2 with a positive reward margin. A loss stuck at ln 2 with zero
+    # margins (nothing moved) or above it with negative margins (worse than a coin) is flagged, not hidden.
+    learned = (final_loss is not None and final_loss < math.log(2) - _STUCK_LOSS
+               and (final_margin or 0.0) > _STUCK_MARGIN)
     if not learned:
-        log.warning("training did not learn: final loss %s (ln 2 = 0.693), margin %s", final_loss, final_margin)
+        log.warning("training did not learn: final loss %s (ln 2 = 0.693), reward margin %s", final_loss, final_margin)
     return {
         **counts,
         "steps": history[-1]["step"] if history else 0,
