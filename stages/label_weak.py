@@ -1,17 +1,19 @@
 """Stage label_weak: the weak teacher labels every D_u pair with its DPO implicit reward.
 
     python stages/label_weak.py --base models/base --weak models/weak --unlabeled data/split/unlabeled.jsonl \
-        --out data/labels/weak.jsonl
+        --out data/labels/weak.jsonl --metrics metrics/label_weak.json
 
 r(x, y) = beta * [log pi_weak(y|x) - log pi_ref(y|x)], pi_ref = the weak model's starting point, beta =
-`train_weak.dpo.beta`. The response with the higher reward is the weak label.
+`train_weak.dpo.beta`. The response with the higher reward is the weak label. The metrics file records the
+labeling cost (wall time per 1,000 pairs) and how many pairs `max_length` truncated.
 """
 
 import argparse
 import logging
+import time
 
 from weakalign.cli import run, seed_everything
-from weakalign.io import read_jsonl, write_jsonl
+from weakalign.io import read_jsonl, write_json, write_jsonl
 from weakalign.models import load_model, load_tokenizer
 from weakalign.rewards import implicit_rewards
 from weakalign.schema import Pair, WeakLabel
@@ -26,16 +28,23 @@ def main(args, params):
     tok = load_tokenizer(args.weak)
     policy = load_model(args.weak)
     ref = load_model(ref_path, trust_remote_code=params.base.trust_remote_code)
-    r1, r2 = implicit_rewards(policy, ref, tok, [(p.prompt, p.response_1, p.response_2) for p in unlabeled],
-                              params.train_weak.dpo, params.label_weak.batch_size, params.base.seed)
+    t0 = time.perf_counter()
+    triples = [(p.prompt, p.response_1, p.response_2) for p in unlabeled]
+    r1, r2, n_truncated = implicit_rewards(policy, ref, tok, triples, params.train_weak.dpo,
+                                           params.label_weak.batch_size, params.base.seed)
     labels = [WeakLabel(pair_id=p.id, reward_1=round(a, 6), reward_2=round(b, 6), margin=round(a - b, 6),
                         label=1 if a >= b else 2) for p, a, b in zip(unlabeled, r1, r2, strict=True)]
     log.info("labeled %d pairs; response_1 chosen on %d", len(labels), sum(x.label == 1 for x in labels))
+    seconds = time.perf_counter() - t0
     write_jsonl(args.out, labels)
+    write_json(args.metrics, {"n_pairs": len(labels), "n_pairs_truncated": n_truncated,
+                              "label_1_share": round(sum(x.label == 1 for x in labels) / len(labels), 4),
+                              "seconds": round(seconds, 1),
+                              "seconds_per_1000_pairs": round(1000 * seconds / len(labels), 1)})
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(prog="label_weak", description=__doc__)
-    for a in ("--base", "--weak", "--unlabeled", "--out"):
+    for a in ("--base", "--weak", "--unlabeled", "--out", "--metrics"):
         p.add_argument(a, required=True)
     raise SystemExit(run(main, p))

@@ -50,7 +50,8 @@ def _hand_logp(model, tok, prompt: str, response: str) -> float:
 
 def test_rewards_equal_hand_computation(models):
     tok, policy, ref = models
-    r1, r2 = implicit_rewards(policy, ref, tok, TRIPLES, _dpo(), batch_size=3)
+    r1, r2, n_trunc = implicit_rewards(policy, ref, tok, TRIPLES, _dpo(), batch_size=3)
+    assert n_trunc == 0
     for (prompt, y1, y2), a, b in zip(TRIPLES, r1, r2):
         assert a == pytest.approx(BETA * (_hand_logp(policy, tok, prompt, y1) - _hand_logp(ref, tok, prompt, y1)),
                                   abs=1e-4)
@@ -75,7 +76,7 @@ def test_rewards_equal_dpo_trainer_metrics(models, tmp_path):
     from weakalign.dpo import dpo_config, preference_dataset
 
     tok, policy, ref = models
-    r1, r2 = implicit_rewards(policy, ref, tok, TRIPLES, _dpo(), batch_size=2)
+    r1, r2, _ = implicit_rewards(policy, ref, tok, TRIPLES, _dpo(), batch_size=2)
     for i, triple in enumerate(TRIPLES):
         ds = preference_dataset([triple])
         args = dpo_config(_dpo(), 0, str(tmp_path / f"run{i}"), per_device_eval_batch_size=1)
@@ -91,7 +92,7 @@ def test_identical_models_give_zero_rewards(models):
     import copy
 
     tok, policy, _ = models
-    r1, r2 = implicit_rewards(policy, copy.deepcopy(policy), tok, TRIPLES, _dpo(), batch_size=3)
+    r1, r2, _ = implicit_rewards(policy, copy.deepcopy(policy), tok, TRIPLES, _dpo(), batch_size=3)
     assert max(abs(x) for x in r1 + r2) < 1e-6
 
 
@@ -100,3 +101,10 @@ def test_prompt_longer_than_max_length_is_an_error(models):
     with pytest.raises(ValueError, match="max_length"):
         implicit_rewards(policy, ref, tok, [("word " * 200, "a", "b")], DPO(beta=BETA, bf16=False, max_length=32),
                          batch_size=1)
+
+
+def test_truncated_pairs_are_counted(models):
+    tok, policy, ref = models
+    long = ("Hi", "word " * 80, "short")
+    res = implicit_rewards(policy, ref, tok, TRIPLES + [long], DPO(beta=BETA, bf16=False, max_length=64), 2)
+    assert res.n_truncated == 1 and len(res.reward_1) == 4

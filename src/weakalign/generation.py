@@ -29,9 +29,8 @@ def sample(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list[s
     model.eval()
     if gen.bf16:
         model = model.to(torch.bfloat16)
-    encoded = [tok.apply_chat_template(chat_prompt(p), add_generation_prompt=True, tokenize=True)
+    encoded = [tok.apply_chat_template(chat_prompt(p), add_generation_prompt=True, tokenize=True, return_dict=False)
                for p in prompts]
-    encoded = [e["input_ids"] if isinstance(e, dict) or hasattr(e, "keys") else e for e in encoded]
     order = sorted(range(len(prompts)), key=lambda i: (len(encoded[i]), i))
     out: list[list[str]] = [[] for _ in prompts]
     pad_side = tok.padding_side

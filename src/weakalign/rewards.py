@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from typing import NamedTuple
 
 import torch
 from torch.utils.data import DataLoader
@@ -24,10 +25,15 @@ from .params import DPO
 log = logging.getLogger(__name__)
 
 
+class Rewards(NamedTuple):
+    reward_1: list[float]
+    reward_2: list[float]
+    n_truncated: int  # pairs whose prompt + longer response exceeds max_length (TRL truncates them)
+
+
 @torch.no_grad()
 def implicit_rewards(policy: PreTrainedModel, ref: PreTrainedModel, tok: PreTrainedTokenizerBase,
-                     triples: list[tuple[str, str, str]], dpo: DPO, batch_size: int,
-                     seed: int = 0) -> tuple[list[float], list[float]]:
+                     triples: list[tuple[str, str, str]], dpo: DPO, batch_size: int, seed: int = 0) -> Rewards:
     """Rewards of the two responses of each (prompt, response_1, response_2), in input order."""
     with tempfile.TemporaryDirectory(prefix="weakalign-label-") as tmp:
         args = dpo_config(dpo, seed, tmp, precompute_ref_log_probs=False, per_device_eval_batch_size=batch_size)
@@ -40,6 +46,10 @@ def implicit_rewards(policy: PreTrainedModel, ref: PreTrainedModel, tok: PreTrai
         # Bucket by length so batches pad little; results are put back in input order.
         lengths = [len(p) + max(len(c), len(r)) for p, c, r in zip(ds["prompt_ids"], ds["chosen_ids"],
                                                                     ds["rejected_ids"], strict=True)]
+        n_truncated = sum(n > dpo.max_length for n in lengths) if dpo.max_length is not None else 0
+        if n_truncated:
+            log.warning("%d of %d pairs exceed max_length=%s and are scored on their first %s tokens",
+                        n_truncated, len(ds), dpo.max_length, dpo.max_length)
         order = sorted(range(len(ds)), key=lambda i: (lengths[i], i))
         loader = DataLoader(ds.select(order).select_columns(["prompt_ids", "chosen_ids", "rejected_ids"]),
                             batch_size=batch_size, shuffle=False, collate_fn=trainer.data_collator)
@@ -54,4 +64,4 @@ def implicit_rewards(policy: PreTrainedModel, ref: PreTrainedModel, tok: PreTrai
     out1, out2 = [0.0] * len(ds), [0.0] * len(ds)
     for pos, i in enumerate(order):
         out1[i], out2[i] = r1[pos], r2[pos]
-    return out1, out2
+    return Rewards(out1, out2, n_truncated)
