@@ -23,7 +23,7 @@ log = logging.getLogger("weakalign.label_weak")
 
 def main(args, params):
     seed_everything(params.base.seed)
-    ref_path = args.base if params.train_weak.model == "base" else params.train_weak.model
+    ref_path = params.train_weak.model_ref(args.base)
     unlabeled = read_jsonl(args.unlabeled, Pair)
     tok = load_tokenizer(args.weak)
     policy = load_model(args.weak)

@@ -20,7 +20,7 @@ log = logging.getLogger("weakalign.train_weak")
 
 def main(args, params):
     seed_everything(params.base.seed)
-    ref = args.base if params.train_weak.model == "base" else params.train_weak.model
+    ref = params.train_weak.model_ref(args.base)
     labeled = read_jsonl(args.labeled, Pair)
     tok = load_tokenizer(ref, params.base.trust_remote_code)
     model = load_model(ref, trust_remote_code=params.base.trust_remote_code)

@@ -132,3 +132,10 @@ def test_each_stage_script_has_a_main_and_a_command_line_in_its_docstring(root):
         code = script.read_text()
         assert "def main(" in code
         assert f"python stages/{name}.py" in code.split('"""')[1]
+
+
+def test_weak_model_reference():
+    from weakalign.params import TrainWeak
+
+    assert TrainWeak().model_ref("models/base") == "models/base"
+    assert TrainWeak(model="facebook/opt-125m").model_ref("models/base") == "facebook/opt-125m"

@@ -148,6 +148,10 @@ class TrainWeak(_Section):
                        "(see `base.model`). Its starting point is also the reference of its implicit reward.")
     dpo: DPO = DPO()
 
+    def model_ref(self, base_dir: str) -> str:
+        """The weak LLM's starting point (also its implicit reward's reference): `base` means `base_dir`."""
+        return base_dir if self.model == "base" else self.model
+
 
 class LabelWeak(_Section):
     batch_size: int = Field(32, ge=1, description="Pairs per forward pass.")

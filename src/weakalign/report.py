@@ -30,14 +30,14 @@ def gold_reward_rows(alignment: dict) -> list[dict]:
     return rows
 
 
-def training_curves(live_dir: Path, runs: dict[str, str]) -> list[dict]:
+def training_curves(runs: dict[str, Path]) -> list[dict]:
     """Loss, reward margin and accuracy per logged point of each run, read from its dvclive folder.
 
-    `runs` maps a run's display name to its dvclive sub-folder (e.g. {"target (weak)": "align/weak"}).
+    `runs` maps a run's display name to its dvclive folder (e.g. {"target (weak)": Path("dvclive/align/weak")}).
     """
     rows = []
-    for name, sub in runs.items():
-        base = live_dir / sub / "plots" / "metrics"
+    for name, live in runs.items():
+        base = live / "plots" / "metrics"
         cols: dict[str, dict[int, float]] = {}
         for key, rel in (("loss", "loss.tsv"), ("margins", "rewards/margins.tsv"),
                          ("accuracies", "rewards/accuracies.tsv")):
