@@ -43,13 +43,7 @@ def run(main: Callable[[argparse.Namespace, Params], None], parser: argparse.Arg
 
 
 def seed_everything(seed: int) -> None:
-    import random
-
-    import numpy as np
-    import torch
+    """Seed Python, NumPy and torch (transformers' `set_seed` does all three)."""
     from transformers import set_seed
 
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
     set_seed(seed)
