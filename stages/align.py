@@ -2,15 +2,16 @@
 
     python stages/align.py --source weak --base models/base --unlabeled data/split/unlabeled.jsonl \
         --feedback data/feedback/weak.jsonl --out models/targets/weak --metrics metrics/align/weak.json \
-        --live dvclive/align/weak
+        --live dvclive/align/weak --checkpoints checkpoints/align/weak
 
-Every source trains with the same `align.dpo` settings and seed; only the labels differ.
+Every source trains with the same `align.dpo` settings and seed; only the labels differ. Checkpoints go to
+--checkpoints every `dpo.save_steps` steps; a killed run resumes from the newest one.
 """
 
 import argparse
 import logging
 
-from weakalign import dpo
+from weakalign import dpo, resume
 from weakalign.cli import run, seed_everything
 from weakalign.io import atomic_dir, read_jsonl, write_json
 from weakalign.models import load_model, load_tokenizer, save_model
@@ -27,14 +28,16 @@ def main(args, params):
     tok = load_tokenizer(args.base)
     model = load_model(args.base)
     log.info("align on %s feedback: %d pairs", args.source, len(data))
-    model, summary = dpo.train(model, tok, data, params.align.dpo, params.base.seed, args.live)
+    model, summary = dpo.train(model, tok, data, params.align.dpo, params.base.seed, args.live, args.checkpoints,
+                               resume.files_digest(args.base))
     with atomic_dir(args.out) as tmp:
         save_model(model, tok, tmp)
     write_json(args.metrics, {"source": args.source, **summary})
+    resume.finish(args.checkpoints)
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(prog="align", description=__doc__)
-    for a in ("--source", "--base", "--unlabeled", "--feedback", "--out", "--metrics", "--live"):
+    for a in ("--source", "--base", "--unlabeled", "--feedback", "--out", "--metrics", "--live", "--checkpoints"):
         p.add_argument(a, required=True)
     raise SystemExit(run(main, p))

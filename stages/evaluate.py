@@ -1,15 +1,17 @@
 """Stage evaluate: responses of the base and of every aligned target to the test prompts, scored by the gold judge.
 
     python stages/evaluate.py --base models/base --targets models/targets --prompts data/prompts/test.jsonl \
-        --generations data/eval/generations.jsonl --metrics metrics/alignment.json
+        --generations data/eval/generations.jsonl --metrics metrics/alignment.json --checkpoints checkpoints/evaluate
 
 Every model samples with the same seed and settings (`evaluate`), so differences come from the weights alone.
+Finished batches are appended to --checkpoints; a killed run resumes after the last one with the same results.
 """
 
 import argparse
 import logging
 from pathlib import Path
 
+from weakalign import resume
 from weakalign.cli import run, seed_everything
 from weakalign.evaluation import alignment_metrics
 from weakalign.generation import sample
@@ -27,11 +29,16 @@ def main(args, params):
     texts = [p.prompt for p in prompts]
     judge = make_judge(params.judge)
     models = {"base": args.base} | {s: str(Path(args.targets) / s) for s in params.align.sources}
+    work = resume.prepare(args.checkpoints, resume.fingerprint(
+        "evaluate", params.evaluate.model_dump(), params.base.seed, texts,
+        {name: resume.files_digest(path) for name, path in models.items()}))
     scores, words, rows = {}, {}, []
     for name, path in models.items():
         tok, model = load_tokenizer(path), load_model(path)
+        partial = resume.BatchLog(work / f"{name}.jsonl")
         responses = [s[0] for s in sample(model, tok, texts, params.evaluate, seed=params.base.seed,
-                                          desc=f"evaluate {name}")]
+                                          desc=f"evaluate {name}", partial=partial)]
+        partial.close()
         scores[name] = judge.score(texts, responses)
         words[name] = [len(x.split()) for x in responses]
         rows += [{"model": name, "prompt_id": p.id, "prompt": p.prompt, "response": x, "gold": g}
@@ -40,10 +47,11 @@ def main(args, params):
     metrics = alignment_metrics(scores, words)
     write_jsonl(args.generations, rows)
     write_json(args.metrics, {"judge": judge.name, **metrics})
+    resume.finish(args.checkpoints)
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(prog="evaluate", description=__doc__)
-    for a in ("--base", "--targets", "--prompts", "--generations", "--metrics"):
+    for a in ("--base", "--targets", "--prompts", "--generations", "--metrics", "--checkpoints"):
         p.add_argument(a, required=True)
     raise SystemExit(run(main, p))

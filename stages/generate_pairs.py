@@ -1,15 +1,17 @@
 """Stage generate_pairs: the base policy samples two responses to every training prompt.
 
     python stages/generate_pairs.py --model models/base --prompts data/prompts/train.jsonl \
-        --out data/pairs.jsonl --metrics metrics/pairs.json
+        --out data/pairs.jsonl --metrics metrics/pairs.json --checkpoints checkpoints/generate_pairs
 
 Prompts whose two samples are empty or identical are sampled again (`generate_pairs.max_attempts` rounds); pairs
-still unusable are dropped and counted by reason in the metrics file.
+still unusable are dropped and counted by reason in the metrics file. Finished batches are appended to
+--checkpoints; a killed run resumes after the last one with the same results.
 """
 
 import argparse
 import logging
 
+from weakalign import resume
 from weakalign.cli import run, seed_everything
 from weakalign.generation import sample
 from weakalign.io import read_jsonl, write_json, write_jsonl
@@ -33,11 +35,16 @@ def main(args, params):
     prompts = read_jsonl(args.prompts, Prompt)
     tok = load_tokenizer(args.model)
     model = load_model(args.model)
+    work = resume.prepare(args.checkpoints, resume.fingerprint(
+        "generate_pairs", g.model_dump(), params.base.seed, [p.model_dump() for p in prompts],
+        resume.files_digest(args.model)))
     responses: dict[str, list[str]] = {}
     todo = prompts
     for attempt in range(g.max_attempts):
+        partial = resume.BatchLog(work / f"round{attempt + 1}.jsonl")
         samples = sample(model, tok, [p.prompt for p in todo], g, seed=params.base.seed + 7919 * attempt,
-                         n_samples=2, desc=f"pairs (round {attempt + 1})")
+                         n_samples=2, desc=f"pairs (round {attempt + 1})", partial=partial)
+        partial.close()
         for p, s in zip(todo, samples, strict=True):
             responses[p.id] = s
         todo = [p for p in todo if problem(*responses[p.id])]
@@ -58,6 +65,7 @@ def main(args, params):
         raise ValueError("no usable pairs were generated")
     write_jsonl(args.out, pairs)
     write_json(args.metrics, {"n_prompts": len(prompts), "n_pairs": len(pairs), "dropped": dropped})
+    resume.finish(args.checkpoints)
 
 
 if __name__ == "__main__":
@@ -66,4 +74,5 @@ if __name__ == "__main__":
     p.add_argument("--prompts", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--metrics", required=True)
+    p.add_argument("--checkpoints", required=True)
     raise SystemExit(run(main, p))

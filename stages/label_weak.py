@@ -1,17 +1,20 @@
 """Stage label_weak: the weak teacher labels every D_u pair with its DPO implicit reward.
 
     python stages/label_weak.py --base models/base --weak models/weak --unlabeled data/split/unlabeled.jsonl \
-        --out data/labels/weak.jsonl --metrics metrics/label_weak.json
+        --out data/labels/weak.jsonl --metrics metrics/label_weak.json --checkpoints checkpoints/label_weak
 
 r(x, y) = beta * [log pi_weak(y|x) - log pi_ref(y|x)], pi_ref = the weak model's starting point, beta =
 `train_weak.dpo.beta`. The response with the higher reward is the weak label. The metrics file records the
-labeling cost (wall time per 1,000 pairs) and how many pairs `max_length` truncated.
+labeling cost (wall time per 1,000 pairs) and how many pairs `max_length` truncated. Finished batches are
+appended to --checkpoints as they complete; a killed run resumes after the last one (its timing then covers only
+the resumed part).
 """
 
 import argparse
 import logging
 import time
 
+from weakalign import resume
 from weakalign.cli import run, seed_everything
 from weakalign.io import read_jsonl, write_json, write_jsonl
 from weakalign.models import load_model, load_tokenizer
@@ -30,8 +33,13 @@ def main(args, params):
     ref = load_model(ref_path, trust_remote_code=params.base.trust_remote_code)
     t0 = time.perf_counter()
     triples = [(p.prompt, p.response_1, p.response_2) for p in unlabeled]
+    work = resume.prepare(args.checkpoints, resume.fingerprint(
+        "label_weak", params.train_weak.dpo.model_dump(), params.label_weak.model_dump(), params.base.seed, triples,
+        resume.files_digest(args.weak), resume.files_digest(ref_path)))
+    partial = resume.BatchLog(work / "rewards.jsonl")
     r1, r2, n_truncated = implicit_rewards(policy, ref, tok, triples, params.train_weak.dpo,
-                                           params.label_weak.batch_size, params.base.seed)
+                                           params.label_weak.batch_size, params.base.seed, partial)
+    partial.close()
     labels = [WeakLabel(pair_id=p.id, reward_1=round(a, 6), reward_2=round(b, 6), margin=round(a - b, 6),
                         label=1 if a >= b else 2) for p, a, b in zip(unlabeled, r1, r2, strict=True)]
     log.info("labeled %d pairs; response_1 chosen on %d", len(labels), sum(x.label == 1 for x in labels))
@@ -41,10 +49,11 @@ def main(args, params):
                               "label_1_share": round(sum(x.label == 1 for x in labels) / len(labels), 4),
                               "seconds": round(seconds, 1),
                               "seconds_per_1000_pairs": round(1000 * seconds / len(labels), 1)})
+    resume.finish(args.checkpoints)
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(prog="label_weak", description=__doc__)
-    for a in ("--base", "--weak", "--unlabeled", "--out", "--metrics"):
+    for a in ("--base", "--weak", "--unlabeled", "--out", "--metrics", "--checkpoints"):
         p.add_argument(a, required=True)
     raise SystemExit(run(main, p))

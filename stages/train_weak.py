@@ -1,15 +1,16 @@
 """Stage train_weak: DPO-train the weak LLM on D_l with its human labels (TRL DPOTrainer).
 
     python stages/train_weak.py --base models/base --labeled data/split/labeled.jsonl --out models/weak \
-        --metrics metrics/train_weak.json --live dvclive/train_weak
+        --metrics metrics/train_weak.json --live dvclive/train_weak --checkpoints checkpoints/train_weak
 
 `train_weak.model` picks the weak LLM (`base` = the output of base_model); `train_weak.dpo` is TRL's DPOConfig.
+Checkpoints go to --checkpoints every `dpo.save_steps` steps; a killed run resumes from the newest one.
 """
 
 import argparse
 import logging
 
-from weakalign import dpo
+from weakalign import dpo, resume
 from weakalign.cli import run, seed_everything
 from weakalign.io import atomic_dir, read_jsonl, write_json
 from weakalign.models import load_model, load_tokenizer, save_model
@@ -26,14 +27,16 @@ def main(args, params):
     model = load_model(ref, trust_remote_code=params.base.trust_remote_code)
     log.info("DPO on %d human-labeled pairs from %s", len(labeled), ref)
     model, summary = dpo.train(model, tok, dpo.triples(labeled, {p.id: p.human for p in labeled}),
-                               params.train_weak.dpo, params.base.seed, args.live)
+                               params.train_weak.dpo, params.base.seed, args.live, args.checkpoints,
+                               resume.files_digest(ref))
     with atomic_dir(args.out) as tmp:
         save_model(model, tok, tmp)
     write_json(args.metrics, {"model": params.train_weak.model, **summary})
+    resume.finish(args.checkpoints)
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(prog="train_weak", description=__doc__)
-    for a in ("--base", "--labeled", "--out", "--metrics", "--live"):
+    for a in ("--base", "--labeled", "--out", "--metrics", "--live", "--checkpoints"):
         p.add_argument(a, required=True)
     raise SystemExit(run(main, p))

@@ -13,15 +13,21 @@ COUNTS = {"n_pairs_in": 4, "n_pairs_dropped_too_long": 0, "n_pairs_truncated": 0
 
 
 @pytest.mark.parametrize("history, learned", [
-    ([{"loss": 0.6931, "rewards/margins": 0.0, "step": i} for i in range(8)], False),   # stuck at ln 2
-    ([{"loss": 0.82, "rewards/margins": -0.1, "step": i} for i in range(8)], False),    # worse than a coin
-    ([{"loss": 0.69, "rewards/margins": 0.3, "step": i} for i in range(8)], False),     # barely below ln 2
-    ([{"loss": 0.4, "rewards/margins": 1.2, "step": i} for i in range(8)], True),
+    ([{"loss": 0.6931, "rewards/margins": 0.0, "step": i} for i in range(1, 9)], False),   # stuck at ln 2
+    ([{"loss": 0.82, "rewards/margins": -0.1, "step": i} for i in range(1, 9)], False),    # worse than a coin
+    ([{"loss": 0.69, "rewards/margins": 0.3, "step": i} for i in range(1, 9)], False),     # barely below ln 2
+    ([{"loss": 0.4, "rewards/margins": 1.2, "step": i} for i in range(1, 9)], True),
 ])
 def test_learned_flag(history, learned):
-    s = dpo.summarize(history, 0.5, {"train_runtime": 1.0}, COUNTS)
+    s = dpo.summarize(history, {"train_runtime": 1.0}, COUNTS)
     assert s["learned"] is learned
-    assert s["steps"] == 7
+    assert s["steps"] == 8
+
+
+def test_mean_loss_weights_each_logged_loss_by_the_steps_it_covers():
+    # logging_first_step, then every 3 steps: the entry at step 4 averages steps 2-4.
+    history = [{"loss": 1.0, "step": 1}, {"loss": 0.5, "step": 4}, {"loss": 0.2, "step": 7}]
+    assert dpo.summarize(history, {}, COUNTS)["train_loss_mean"] == pytest.approx((1.0 + 3 * 0.5 + 3 * 0.2) / 7)
 
 
 def test_triples_follow_the_choice():
@@ -39,8 +45,56 @@ def test_training_moves_the_tiny_model_and_logs_to_dvclive(tiny_dir, tmp_path):
                ("Rate the phone.", "Fast, light and a joy to use.", "Broke.")]
     cfg = DPO(learning_rate=5e-3, max_steps=10, per_device_train_batch_size=4, warmup_steps=0, logging_steps=1,
               bf16=False, max_length=64)
-    _, summary = dpo.train(model, tok, triples, cfg, seed=0, live_dir=tmp_path / "live")
+    _, summary = dpo.train(model, tok, triples, cfg, seed=0, live_dir=tmp_path / "live", work_dir=tmp_path / "work",
+                           model_id="tiny")
     assert summary["learned"] and summary["final_loss"] < 0.6
     assert summary["n_pairs_truncated"] == 1  # the long third pair exceeds max_length=64
     assert (tmp_path / "live" / "plots" / "metrics" / "loss.tsv").is_file()
     assert (tmp_path / "live" / "plots" / "metrics" / "rewards" / "margins.tsv").is_file()
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_with_the_same_result(tiny_dir, tmp_path, monkeypatch):
+    """Stop training right after the step-4 checkpoint is on disk, rerun: same weights, losses and curves.
+
+    (tests/test_pipeline.py does the same with a real SIGKILL inside `dvc repro`.)"""
+    import torch
+
+    from weakalign import resume
+
+    tok = load_tokenizer(tiny_dir)
+    triples = [(f"Rate item {i}.", f"Great item number {i}, I love it.", "Bad.") for i in range(8)]
+    cfg = DPO(learning_rate=5e-3, max_steps=8, per_device_train_batch_size=2, warmup_steps=0, logging_steps=1,
+              bf16=False, max_length=64, save_steps=2, save_total_limit=1)
+
+    def run(tag):
+        model, summary = dpo.train(load_model(tiny_dir), tok, triples, cfg, seed=0, live_dir=tmp_path / tag / "live",
+                                   work_dir=tmp_path / tag / "work", model_id="tiny")
+        return model, summary
+
+    whole, whole_summary = run("whole")
+    calls = {"n": 0}
+
+    def crash():
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second checkpoint: step 4 of 8
+            raise _Killed
+
+    monkeypatch.setattr(resume, "crash_point", crash)
+    with pytest.raises(_Killed):
+        run("cut")
+    assert resume.last_checkpoint(tmp_path / "cut" / "work").name == "checkpoint-4"
+    monkeypatch.setattr(resume, "crash_point", lambda: None)
+    resumed, resumed_summary = run("cut")
+
+    assert resumed_summary["resumed_from_step"] == 4 and whole_summary["resumed_from_step"] is None
+    for key in ("steps", "final_loss", "final_reward_margin", "train_loss_mean", "learned"):
+        assert resumed_summary[key] == pytest.approx(whole_summary[key], abs=1e-6), key
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
+    loss = "plots/metrics/loss.tsv"
+    assert (tmp_path / "cut/live" / loss).read_text() == (tmp_path / "whole/live" / loss).read_text()
+

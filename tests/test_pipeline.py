@@ -1,6 +1,7 @@
-"""The tiny preset through `dvc repro` in a temporary git repository: every stage, caching, determinism.
+"""The tiny preset through `dvc repro` in temporary git repositories: every stage, caching, determinism, resume.
 
-One module-scoped run (about two minutes on 2 cores) serves all the checks below.
+One module-scoped run (about two minutes on 2 cores) serves most checks; the determinism and kill/resume tests
+each build one more clean repository and compare it with that run.
 """
 
 from __future__ import annotations
@@ -21,10 +22,14 @@ pytestmark = pytest.mark.slow
 DVC = str(Path(sys.executable).with_name("dvc"))
 
 
-def _run(cmd, cwd, check=True):
-    env = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_DISABLE="1")
+def _env(base=None) -> dict:
+    env = dict(base or os.environ, PYTHONUNBUFFERED="1", TQDM_DISABLE="1")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
+    return env
+
+
+def _run(cmd, cwd, check=True):
+    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=_env())
     if check and res.returncode != 0:
         raise AssertionError(f"{cmd} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
     return res
@@ -49,15 +54,30 @@ DETERMINISTIC = ["data/pairs.jsonl", "data/annotated.jsonl", "data/split/labeled
                  "metrics/alignment.json", "data/eval/generations.jsonl"]
 
 
-@pytest.fixture(scope="module")
-def repo(root, tmp_path_factory):
-    repo = tmp_path_factory.mktemp("pipeline") / "repo"
-    repo.mkdir()
+def _fresh_repo(root: Path, repo: Path) -> Path:
+    """A new git repository holding this worktree with the tiny preset as params.yaml: a clean clone, in effect."""
+    repo.mkdir(parents=True)
     _copy_worktree(root, repo)
     shutil.copy(repo / "presets/tiny.yaml", repo / "params.yaml")
     _run(["git", "init", "-q"], repo)
     _run(["git", "add", "-A"], repo)
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"], repo)
+    return repo
+
+
+# Metrics that measure the machine, not the result: they differ between any two runs.
+TIMINGS = {"train_runtime_s", "seconds", "seconds_per_1000_pairs", "resumed_from_step"}
+METRICS = ["metrics/pairs.json", "metrics/annotate.json", "metrics/train_weak.json", "metrics/label_weak.json",
+           "metrics/feedback.json", "metrics/align/human.json", "metrics/align/weak.json", "metrics/alignment.json"]
+
+
+def _results(repo: Path) -> dict:
+    return {m: {k: v for k, v in json.loads((repo / m).read_text()).items() if k not in TIMINGS} for m in METRICS}
+
+
+@pytest.fixture(scope="module")
+def repo(root, tmp_path_factory):
+    repo = _fresh_repo(root, tmp_path_factory.mktemp("pipeline") / "repo")
     first = _run([DVC, "repro"], repo)
     return repo, first
 
@@ -113,11 +133,54 @@ def test_second_repro_runs_nothing(repo):
     assert "Running stage" not in out
 
 
-def test_rerun_from_scratch_is_byte_identical(repo):
+def test_two_runs_from_scratch_are_byte_identical(repo, root, tmp_path):
+    """Determinism: a second clean clone, run from scratch, gives the same bytes for every label and result file."""
     repo, _ = repo
-    before = _digest(repo, DETERMINISTIC)
-    _run([DVC, "repro", "--force"], repo)
-    assert _digest(repo, DETERMINISTIC) == before
+    again = _fresh_repo(root, tmp_path / "again")
+    _run([DVC, "repro"], again)
+    assert _digest(again, DETERMINISTIC) == _digest(repo, DETERMINISTIC)
+    assert _results(again) == _results(repo)
+
+
+def test_killed_stages_resume(repo, root, tmp_path):
+    """SIGKILL five long stages mid-run (one per `dvc repro`), then repro to the end: same results as one clean run.
+
+    Each kill lands right after a checkpoint or batch is on disk (WEAKALIGN_CRASH_AFTER, see resume.py); the next
+    `dvc repro` reruns the killed stage, which resumes from its work folder instead of starting over.
+    """
+    repo, _ = repo
+    crashed = _fresh_repo(root, tmp_path / "crashed")
+    kills = [("generate_pairs:1", "checkpoints/generate_pairs/round1.jsonl", "data/pairs.jsonl"),
+             ("train_weak:2", "checkpoints/train_weak/checkpoint-2/trainer_state.json", "models/weak"),
+             ("label_weak:1", "checkpoints/label_weak/rewards.jsonl", "data/labels/weak.jsonl"),
+             ("align@weak:1", "checkpoints/align/weak/checkpoint-1/trainer_state.json", "models/targets/weak"),
+             ("evaluate:2", "checkpoints/evaluate/base.jsonl", "data/eval/generations.jsonl")]
+    logs = []
+    for spec, left, absent in kills:
+        env = dict(os.environ, WEAKALIGN_CRASH_AFTER=spec)
+        res = subprocess.run([DVC, "repro"], cwd=crashed, capture_output=True, text=True, env=_env(env))
+        logs.append(res.stdout + res.stderr)
+        assert res.returncode != 0, f"{spec}: the kill did not happen\n{logs[-1][-2000:]}"
+        assert f"killing {spec.rpartition(':')[0]} now" in logs[-1]
+        assert (crashed / left).is_file(), f"{spec}: no partial work left in {left}"
+        assert not (crashed / absent).exists(), f"{spec}: a killed stage left its output {absent}"
+    final = _run([DVC, "repro"], crashed)
+    logs.append(final.stdout + final.stderr)
+    text = "\n".join(logs)
+    assert "resuming from checkpoints/train_weak/checkpoint-2" in text
+    assert "resuming from checkpoints/align/weak/checkpoint-1" in text
+    assert text.count("finished batches read back") >= 3  # generate_pairs, label_weak, evaluate
+    assert not any((crashed / "checkpoints").rglob("*.*")), "work folders are removed once a stage is done"
+    assert _digest(crashed, DETERMINISTIC) == _digest(repo, DETERMINISTIC)
+    whole, resumed = _results(repo), _results(crashed)
+    for m in METRICS:  # identical in practice; the tolerance is for float noise in the restored optimizer state
+        for key, value in whole[m].items():
+            if isinstance(value, float):
+                assert resumed[m][key] == pytest.approx(value, abs=1e-6), (m, key)
+            else:
+                assert resumed[m][key] == value, (m, key)
+    for m in ("metrics/train_weak.json", "metrics/align/weak.json"):
+        assert json.loads((crashed / m).read_text())["resumed_from_step"] in (1, 2)
 
 
 def test_changing_an_align_param_leaves_the_weak_teacher_alone(repo):

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from . import resume
 from .io import DataError
 from .params import Params, ParamsError, load_params
 from .split import LeakageError
@@ -27,7 +28,8 @@ def run(main: Callable[[argparse.Namespace, Params], None], parser: argparse.Arg
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("WEAKALIGN_LOG", "INFO"),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    stage = parser.prog
+    stage = parser.prog + (f"@{args.source}" if getattr(args, "source", None) else "")
+    resume.STAGE = stage
     try:
         params = load_params(args.params)
         t0 = time.perf_counter()

@@ -6,16 +6,17 @@ sampling all go through the same chat template.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
-import tempfile
 from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 from trl import DPOConfig, DPOTrainer
 
+from . import resume
 from .generation import chat_prompt
 from .params import DPO
 from .schema import Pair
@@ -66,7 +67,7 @@ def dpo_config(dpo: DPO, seed: int, output_dir: str, **overrides) -> DPOConfig:
     """Our validated params, verbatim, plus what the pipeline fixes: seeds, no hub, no TRL-side reporting."""
     kwargs = dict(
         dpo.model_dump(),
-        output_dir=output_dir, seed=seed, data_seed=seed, report_to=[], save_strategy="no",
+        output_dir=output_dir, seed=seed, data_seed=seed, report_to=[],
         use_cpu=not torch.cuda.is_available(), bf16=dpo.bf16 and _bf16_ok(), dataloader_num_workers=0,
         disable_tqdm=False, logging_first_step=True,
     )
@@ -90,38 +91,68 @@ def truncation_counts(trainer: DPOTrainer, n_in: int, max_length: int | None) ->
     return {"n_pairs_in": n_in, "n_pairs_dropped_too_long": n_in - len(ds), "n_pairs_truncated": int(truncated)}
 
 
+class _CrashPoint(TrainerCallback):
+    def on_save(self, args, state, control, **kwargs):
+        resume.crash_point()  # the checkpoint is complete on disk here
+
+
 def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, triples: list[tuple[str, str, str]], dpo: DPO,
-          seed: int, live_dir: str | Path) -> tuple[PreTrainedModel, dict]:
+          seed: int, live_dir: str | Path, work_dir: str | Path, model_id: str) -> tuple[PreTrainedModel, dict]:
     """DPO-train `model` (in place) on the triples; return it and a summary for the metrics.
 
     The reference is the model as it is before training: with `precompute_ref_log_probs` TRL scores every pair
-    with it once up front; otherwise it gets an untouched copy.
+    with it once up front; otherwise it gets an untouched copy. Checkpoints go to `work_dir`; if it holds one
+    from a killed run of the same inputs (`model_id` identifies the starting weights), training resumes from
+    it and the dvclive curves are replayed from its log history. The caller deletes `work_dir` when done.
     """
     from dvclive import Live
     from transformers.integrations import DVCLiveCallback
 
     torch.manual_seed(seed)
-    with tempfile.TemporaryDirectory(prefix="weakalign-dpo-") as tmp:
-        args = dpo_config(dpo, seed, tmp)
-        ref = None
-        if not dpo.precompute_ref_log_probs:
-            import copy
+    work = resume.prepare(work_dir, resume.fingerprint("dpo", dpo.model_dump(), seed, triples, model_id))
+    ckpt = resume.last_checkpoint(work)
+    args = dpo_config(dpo, seed, str(work))
+    ref = None
+    if not dpo.precompute_ref_log_probs:
+        import copy
 
-            ref = copy.deepcopy(model).eval()
-        live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
-        trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=preference_dataset(triples),
-                             processing_class=tok, callbacks=[DVCLiveCallback(live=live)])
-        counts = truncation_counts(trainer, len(triples), dpo.max_length)
-        if counts["n_pairs_dropped_too_long"] or counts["n_pairs_truncated"]:
-            log.warning("max_length %s: %d pairs dropped, %d truncated", dpo.max_length,
-                        counts["n_pairs_dropped_too_long"], counts["n_pairs_truncated"])
-        result = trainer.train()
-        history = [h for h in trainer.state.log_history if "loss" in h]
-    return trainer.model, summarize(history, result.training_loss, result.metrics, counts)
+        ref = copy.deepcopy(model).eval()
+    live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
+    curves = DVCLiveCallback(live=live)
+    trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=preference_dataset(triples),
+                         processing_class=tok, callbacks=[curves, _CrashPoint()])
+    counts = truncation_counts(trainer, len(triples), dpo.max_length)
+    if counts["n_pairs_dropped_too_long"] or counts["n_pairs_truncated"]:
+        log.warning("max_length %s: %d pairs dropped, %d truncated", dpo.max_length,
+                    counts["n_pairs_dropped_too_long"], counts["n_pairs_truncated"])
+    if ckpt is not None:
+        log.info("resuming from %s", ckpt)
+        # The curves up to the checkpoint, as the uninterrupted run logged them (the trainer restores the same
+        # history into its state and logs only what comes after).
+        for entry in json.loads((ckpt / "trainer_state.json").read_text())["log_history"]:
+            curves.on_log(trainer.args, trainer.state, trainer.control,
+                          logs={k: v for k, v in entry.items() if k != "step"})
+    result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    summary = summarize(history, result.metrics, counts)
+    return trainer.model, {**summary, "resumed_from_step": int(ckpt.name.rpartition("-")[2]) if ckpt else None}
 
 
-def summarize(history: list[dict], mean_loss: float, run_metrics: dict, counts: dict) -> dict:
-    """What the metrics file records of a run, including whether it learned anything."""
+def _step_weighted_mean_loss(history: list[dict]) -> float | None:
+    """Mean loss per optimizer step over the logged steps: each logged loss averages the steps since the last log."""
+    total, prev = 0.0, 0
+    for h in history:
+        total += h["loss"] * (h["step"] - prev)
+        prev = h["step"]
+    return round(total / prev, 6) if prev else None
+
+
+def summarize(history: list[dict], run_metrics: dict, counts: dict) -> dict:
+    """What the metrics file records of a run, including whether it learned anything.
+
+    `history` is the trainer's log history (restored from the checkpoint on resume, so it covers the whole run);
+    the trainer's own mean loss would only cover the steps since the resume.
+    """
     last = history[-max(1, len(history) // 4):]  # the last quarter of the logged points
 
     def avg(key: str) -> float | None:
@@ -138,7 +169,7 @@ def summarize(history: list[dict], mean_loss: float, run_metrics: dict, counts: 
     return {
         **counts,
         "steps": history[-1]["step"] if history else 0,
-        "train_loss_mean": round(mean_loss, 6),
+        "train_loss_mean": _step_weighted_mean_loss(history),
         "final_loss": final_loss,
         "final_reward_margin": final_margin,
         "final_reward_accuracy": avg("rewards/accuracies"),

@@ -9,6 +9,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .params import Generation
+from .resume import BatchLog
 
 log = logging.getLogger(__name__)
 
@@ -20,11 +21,12 @@ def chat_prompt(prompt: str) -> list[dict]:
 
 @torch.no_grad()
 def sample(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list[str], gen: Generation, seed: int,
-           n_samples: int = 1, desc: str = "generate") -> list[list[str]]:
+           n_samples: int = 1, desc: str = "generate", partial: BatchLog | None = None) -> list[list[str]]:
     """`n_samples` sampled responses for each prompt, in the prompts' order.
 
     Prompts are sorted by length so that each batch pads little; each batch is seeded from (seed, batch index),
-    so results do not depend on anything but the inputs and the params.
+    so results do not depend on anything but the inputs and the params. With `partial`, finished batches are
+    appended to it and batches it already holds are skipped: a killed run resumes with the same results.
     """
     model.eval()
     if gen.bf16:
@@ -38,6 +40,10 @@ def sample(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list[s
     try:
         for b, start in enumerate(tqdm(range(0, len(order), gen.batch_size), desc=desc, unit="batch")):
             idx = order[start:start + gen.batch_size]
+            if partial is not None and b in partial.done:
+                for j, i in enumerate(idx):
+                    out[i] = partial.done[b][j]
+                continue
             batch = tok.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt").to(model.device)
             torch.manual_seed(seed * 100_003 + b)
             ids = model.generate(
@@ -47,6 +53,8 @@ def sample(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list[s
             texts = tok.batch_decode(ids[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
             for j, i in enumerate(idx):
                 out[i] = [t.strip() for t in texts[j * n_samples:(j + 1) * n_samples]]
+            if partial is not None:
+                partial.add(b, [out[i] for i in idx])
     finally:
         tok.padding_side = pad_side
     return out

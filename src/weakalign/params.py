@@ -55,6 +55,7 @@ class Paths(_Section):
     metrics: str = "metrics"
     plots: str = "plots"
     dvclive: str = "dvclive"
+    checkpoints: str = "checkpoints"  # work folders that let a killed stage resume; not DVC outputs, git-ignored
 
 
 class Holdout(_Section):
@@ -132,6 +133,14 @@ class DPO(_Section):
     precompute_ref_log_probs: bool = Field(True, description="Compute the reference log-probs once before "
                                            "training instead of a reference forward every step.")
     logging_steps: float = Field(2, gt=0, description="Log (and write dvclive points) every this many steps.")
+    save_strategy: Literal["no", "steps", "epoch"] = Field(
+        "steps", description="When to write a resumable checkpoint (weights, optimizer, scheduler, RNG states) to "
+        "`${paths.checkpoints}/<stage>`; a killed stage resumes from the newest one when rerun. `no` disables it.")
+    save_steps: float = Field(10, gt=0, description="Checkpoint every this many optimizer steps (a fraction of all "
+                              "steps if < 1) with `save_strategy: steps`.")
+    save_total_limit: int | None = Field(1, ge=1, description="Checkpoints kept on disk; older ones are deleted. "
+                                         "One is enough to resume; each holds weights and optimizer state "
+                                         "(about 1.6 GB for a 135M model).")
 
     @model_validator(mode="after")
     def _loss(self) -> DPO:

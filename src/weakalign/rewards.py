@@ -21,6 +21,7 @@ from trl import DPOTrainer
 
 from .dpo import dpo_config, preference_dataset
 from .params import DPO
+from .resume import BatchLog
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,16 @@ class Rewards(NamedTuple):
 
 @torch.no_grad()
 def implicit_rewards(policy: PreTrainedModel, ref: PreTrainedModel, tok: PreTrainedTokenizerBase,
-                     triples: list[tuple[str, str, str]], dpo: DPO, batch_size: int, seed: int = 0) -> Rewards:
-    """Rewards of the two responses of each (prompt, response_1, response_2), in input order."""
+                     triples: list[tuple[str, str, str]], dpo: DPO, batch_size: int, seed: int = 0,
+                     partial: BatchLog | None = None) -> Rewards:
+    """Rewards of the two responses of each (prompt, response_1, response_2), in input order.
+
+    With `partial`, every finished batch is appended to it and batches it already holds are not recomputed (a
+    killed run resumes); batches are fixed by the inputs alone, so the results are the same either way.
+    """
     with tempfile.TemporaryDirectory(prefix="weakalign-label-") as tmp:
-        args = dpo_config(dpo, seed, tmp, precompute_ref_log_probs=False, per_device_eval_batch_size=batch_size)
+        args = dpo_config(dpo, seed, tmp, precompute_ref_log_probs=False, per_device_eval_batch_size=batch_size,
+                          save_strategy="no")
         trainer = DPOTrainer(model=policy, ref_model=ref, args=args, train_dataset=preference_dataset(triples),
                              processing_class=tok)
         ds = trainer.train_dataset
@@ -55,12 +62,20 @@ def implicit_rewards(policy: PreTrainedModel, ref: PreTrainedModel, tok: PreTrai
                             batch_size=batch_size, shuffle=False, collate_fn=trainer.data_collator)
         policy.eval(), ref.eval()
         r1, r2 = [], []
-        for batch in tqdm(loader, desc="implicit rewards", unit="batch"):
-            batch = {k: v.to(policy.device) for k, v in batch.items()}
-            pol_1, pol_2 = trainer.compute_ref_log_probs(policy, batch)  # TRL's log-prob sum, with any model
-            ref_1, ref_2 = trainer.compute_ref_log_probs(ref, batch)
-            r1 += (dpo.beta * (pol_1.float() - ref_1.float())).tolist()
-            r2 += (dpo.beta * (pol_2.float() - ref_2.float())).tolist()
+        done = partial.done if partial is not None else {}
+        for b, batch in enumerate(tqdm(loader, desc="implicit rewards", unit="batch")):
+            if b not in done:
+                batch = {k: v.to(policy.device) for k, v in batch.items()}
+                pol_1, pol_2 = trainer.compute_ref_log_probs(policy, batch)  # TRL's log-prob sum, any model
+                ref_1, ref_2 = trainer.compute_ref_log_probs(ref, batch)
+                result = [(dpo.beta * (pol_1.float() - ref_1.float())).tolist(),
+                          (dpo.beta * (pol_2.float() - ref_2.float())).tolist()]
+                if partial is not None:
+                    partial.add(b, result)
+            else:
+                result = done[b]
+            r1 += result[0]
+            r2 += result[1]
     out1, out2 = [0.0] * len(ds), [0.0] * len(ds)
     for pos, i in enumerate(order):
         out1[i], out2[i] = r1[pos], r2[pos]
