@@ -9,7 +9,7 @@ import argparse
 import logging
 
 from weakalign.cli import run
-from weakalign.compare import feedback_labels, feedback_metrics
+from weakalign.compare import check_covers, feedback_labels, feedback_metrics
 from weakalign.io import atomic_dir, iter_jsonl, read_jsonl, write_json, write_jsonl
 from weakalign.schema import Pair, WeakLabel
 
@@ -20,6 +20,7 @@ def main(args, params):
     n_labeled = sum(1 for _ in iter_jsonl(args.labeled))
     unlabeled = read_jsonl(args.unlabeled, Pair)
     weak = {w.pair_id: w for w in read_jsonl(args.weak, WeakLabel)}
+    check_covers(unlabeled, weak, args.weak)
     metrics, rows = feedback_metrics(n_labeled, unlabeled, weak, params.compare.margin_bins)
     log.info("weak-human agreement %.3f; vs gold: human %s, weak %s", metrics["agreement_weak_human"],
              metrics["accuracy_human_vs_gold"], metrics["accuracy_weak_vs_gold"])

@@ -8,15 +8,17 @@ import argparse
 import logging
 
 from weakalign.cli import run
-from weakalign.io import read_jsonl, write_jsonl
+from weakalign.io import read_numbered, write_jsonl
 from weakalign.schema import Prompt
-from weakalign.split import holdout
+from weakalign.split import check_unique, holdout
 
 log = logging.getLogger("weakalign.holdout")
 
 
 def main(args, params):
-    prompts = read_jsonl(args.prompts, Prompt)
+    numbered = read_numbered(args.prompts, Prompt)
+    check_unique(numbered, args.prompts)
+    prompts = [p for _, p in numbered]
     train, test = holdout(prompts, params.holdout.n_test, params.base.seed, params.holdout.n_train)
     log.info("%d prompts: %d for training, %d held out for evaluation", len(prompts), len(train), len(test))
     write_jsonl(args.train, train)

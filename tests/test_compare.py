@@ -40,9 +40,14 @@ def test_no_gold_gives_null_gold_metrics():
     assert m["accuracy_human_vs_gold"] is None and m["gold_backs_weak_when_disagree"] is None
 
 
-def test_missing_weak_label_is_an_error():
-    with pytest.raises(ValueError, match="no weak label"):
-        feedback_metrics(1, [_pair(0, 1, 1)], {}, 2)
+def test_weak_labels_must_cover_d_u_exactly():
+    from weakalign.compare import check_covers
+    from weakalign.io import DataError
+
+    with pytest.raises(DataError, match=r"weak\.jsonl: no weak label for 1 of 1 D_u pairs"):
+        check_covers([_pair(0, 1, 1)], {}, "weak.jsonl")
+    with pytest.raises(DataError, match=r"weak\.jsonl: 1 weak labels for pairs not in D_u, e.g. \['x1'\]"):
+        check_covers([_pair(0, 1, 1)], {"x0": _weak(0, 1, 0.3), "x1": _weak(1, 1, 0.3)}, "weak.jsonl")
 
 
 def test_feedback_labels_per_source():

@@ -60,7 +60,7 @@ def test_broken_prompts_line_3(tmp_path):
 def test_invalid_utf8(tmp_path):
     p = tmp_path / "f.jsonl"
     p.write_bytes(b'{"id": "a", "prompt": "ok"}\n{"id": "b", "prompt": "\xff\xfe"}\n')
-    with pytest.raises(DataError, match="invalid UTF-8"):
+    with pytest.raises(DataError, match=r"f\.jsonl:2: invalid UTF-8"):
         read_jsonl(p, Prompt)
 
 

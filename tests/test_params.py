@@ -50,6 +50,9 @@ def test_presets_have_the_same_keys_as_params(root):
     (("annotate", "tau"), -1, "annotate.tau"),
     (("align", "dpo", "loss_type"), ["sigmod"], "loss_type"),
     (("generate_pairs", "top_p"), 1.5, "generate_pairs.top_p"),
+    (("split", "labeled_fraction"), 0.25, "split: Value error, set exactly one of n_labeled and labeled_fraction"),
+    (("split", "labeled_fraction"), 0.0, "split.labeled_fraction: Input should be greater than 0"),
+    (("align", "dpo", "save_strategy"), "sometimes", "align.dpo.save_strategy"),
 ])
 def test_bad_params_name_the_key(root, path, value, expect):
     raw = _raw(root)
@@ -139,3 +142,28 @@ def test_weak_model_reference():
 
     assert TrainWeak().model_ref("models/base") == "models/base"
     assert TrainWeak(model="facebook/opt-125m").model_ref("models/base") == "facebook/opt-125m"
+
+
+def test_no_params_key_can_hold_a_credential():
+    """Tokens come from the environment (HF_TOKEN, cloud credentials), never from params.yaml, which is in git."""
+    from pydantic import BaseModel
+
+    def names(model: type[BaseModel], prefix: str = ""):
+        for name, field in model.model_fields.items():
+            yield prefix + name
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                yield from names(field.annotation, prefix + name + ".")
+
+    keys = list(names(Params))
+    assert len(keys) > 50
+    suspicious = [k for k in keys if re.search(r"token|secret|password|credential|api_key", k) and
+                  not k.endswith("max_new_tokens")]
+    assert not suspicious
+
+
+def test_labeled_fraction_sizes_d_l():
+    from weakalign.params import Split
+
+    assert Split(n_labeled=None, labeled_fraction=0.125).labeled_size(240) == 30
+    assert Split(n_labeled=None, labeled_fraction=0.001).labeled_size(240) == 1  # never an empty D_l
+    assert Split(n_labeled=64).labeled_size(240) == 64

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+from .io import DataError
 from .schema import Pair, Preference, WeakLabel
 from .stats import quantile_bins, r
 
@@ -34,11 +35,19 @@ def _share(hits: list[bool]) -> float | None:
     return r(sum(hits) / len(hits)) if hits else None
 
 
-def feedback_metrics(n_labeled: int, unlabeled: list[Pair], weak: dict[str, WeakLabel], n_bins: int) -> tuple[dict, list[dict]]:
-    """metrics/feedback.json and the agreement-by-margin plot rows."""
+def check_covers(unlabeled: list[Pair], weak: dict[str, WeakLabel], path: str) -> None:
+    """Weak labels must cover D_u exactly: a gap or a stray label means the files come from different runs."""
+    ids = {p.id for p in unlabeled}
     missing = [p.id for p in unlabeled if p.id not in weak]
     if missing:
-        raise ValueError(f"{len(missing)} D_u pairs have no weak label, e.g. {missing[:3]}")
+        raise DataError(f"{path}: no weak label for {len(missing)} of {len(ids)} D_u pairs, e.g. {missing[:3]}")
+    stray = sorted(set(weak) - ids)
+    if stray:
+        raise DataError(f"{path}: {len(stray)} weak labels for pairs not in D_u, e.g. {stray[:3]}")
+
+
+def feedback_metrics(n_labeled: int, unlabeled: list[Pair], weak: dict[str, WeakLabel], n_bins: int) -> tuple[dict, list[dict]]:
+    """metrics/feedback.json and the agreement-by-margin plot rows (weak labels must cover D_u: check_covers)."""
     human = [p.human for p in unlabeled]
     wk = [weak[p.id].label for p in unlabeled]
     gold = [p.gold for p in unlabeled]

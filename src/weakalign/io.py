@@ -25,32 +25,34 @@ class DataError(ValueError):
     """Bad input data: the message names the file and, where there is one, the line."""
 
 
-def _open_text(path: Path):
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8", errors="strict")
-    return path.open("r", encoding="utf-8", errors="strict")
+def _open_bytes(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, object) for each non-blank line; raise DataError naming file and line otherwise."""
+    """Yield (line number, object) for each non-blank line; raise DataError naming file and line otherwise.
+
+    Lines are read as bytes and decoded one by one, so invalid UTF-8 is reported on its own line (a text-mode
+    reader decodes ahead in chunks and would blame an earlier one).
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    lineno = 0
-    try:
-        with _open_text(path) as f:
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
-                if not isinstance(obj, dict):
-                    raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-                yield lineno, obj
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}:{lineno + 1}: invalid UTF-8 ({e.reason})") from None
+    with _open_bytes(path) as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}:{lineno}: invalid UTF-8 ({e.reason} at byte {e.start + 1})") from None
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            yield lineno, obj
 
 
 def _describe(e: ValidationError) -> str:
@@ -61,17 +63,22 @@ def _describe(e: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def read_jsonl(path: str | Path, schema: type[M]) -> list[M]:
-    """Read a JSONL file into validated rows; the first bad row raises DataError with file and line."""
+def read_numbered(path: str | Path, schema: type[M]) -> list[tuple[int, M]]:
+    """(line number, validated row) for each row; the first bad row raises DataError with file and line."""
     rows = []
     for lineno, obj in iter_jsonl(path):
         try:
-            rows.append(schema.model_validate(obj))
+            rows.append((lineno, schema.model_validate(obj)))
         except ValidationError as e:
             raise DataError(f"{path}:{lineno}: {_describe(e)}") from None
     if not rows:
         raise DataError(f"{path}: no rows")
     return rows
+
+
+def read_jsonl(path: str | Path, schema: type[M]) -> list[M]:
+    """Read a JSONL file into validated rows; the first bad row raises DataError with file and line."""
+    return [row for _, row in read_numbered(path, schema)]
 
 
 @contextlib.contextmanager

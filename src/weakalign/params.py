@@ -103,10 +103,27 @@ class Annotate(_Section):
 
 
 class Split(_Section):
-    n_labeled: int = Field(64, ge=1, description="Pairs in D_l, which keeps its human labels and trains the weak teacher.")
+    n_labeled: int | None = Field(64, ge=1, description="Pairs in D_l, which keeps its human labels and trains the "
+                                  "weak teacher. Set it or `labeled_fraction`, not both.")
+    labeled_fraction: float | None = Field(
+        None, gt=0, lt=1, description="D_l as a share of all pairs, in (0, 1) (the paper's labeled fraction, e.g. "
+        "0.125); rounded to whole pairs. Set it or `n_labeled`, not both.",
+    )
     n_unlabeled: int | None = Field(
         None, ge=1, description="Pairs in D_u, labeled by the weak teacher; null takes every remaining pair."
     )
+
+    @model_validator(mode="after")
+    def _one_size(self) -> Split:
+        if (self.n_labeled is None) == (self.labeled_fraction is None):
+            raise ValueError("set exactly one of n_labeled and labeled_fraction (the other null)")
+        return self
+
+    def labeled_size(self, n_pairs: int) -> int:
+        """Pairs in D_l out of `n_pairs`."""
+        if self.n_labeled is not None:
+            return self.n_labeled
+        return max(1, round(self.labeled_fraction * n_pairs))
 
 
 class DPO(_Section):
@@ -136,7 +153,7 @@ class DPO(_Section):
     save_strategy: Literal["no", "steps", "epoch"] = Field(
         "steps", description="When to write a resumable checkpoint (weights, optimizer, scheduler, RNG states) to "
         "`${paths.checkpoints}/<stage>`; a killed stage resumes from the newest one when rerun. `no` disables it.")
-    save_steps: float = Field(10, gt=0, description="Checkpoint every this many optimizer steps (a fraction of all "
+    save_steps: float = Field(16, gt=0, description="Checkpoint every this many optimizer steps (a fraction of all "
                               "steps if < 1) with `save_strategy: steps`.")
     save_total_limit: int | None = Field(1, ge=1, description="Checkpoints kept on disk; older ones are deleted. "
                                          "One is enough to resume; each holds weights and optimizer state "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import re
 
+from .io import DataError
 from .schema import Pair, Prompt
 
 
@@ -18,6 +19,23 @@ class LeakageError(ValueError):
 
 def normalise(text: str) -> str:
     return re.sub(r"\s+", " ", text.strip().lower())
+
+
+def check_unique(numbered: list[tuple[int, Prompt]], path: str) -> None:
+    """No two prompts may share an id, or a text up to case and spacing: a duplicate could land on both sides of
+    the holdout and leak test prompts into training."""
+    ids: dict[str, int] = {}
+    texts: dict[str, tuple[str, int]] = {}
+    for lineno, p in numbered:
+        if p.id in ids:
+            raise DataError(f"{path}:{lineno}: duplicate prompt id {p.id!r} (first on line {ids[p.id]})")
+        ids[p.id] = lineno
+        key = normalise(p.prompt)
+        if key in texts:
+            other, line = texts[key]
+            raise DataError(f"{path}:{lineno}: prompt {p.id!r} has the same text as {other!r} (line {line}), "
+                            "up to case and spacing")
+        texts[key] = (p.id, lineno)
 
 
 def holdout(prompts: list[Prompt], n_test: int, seed: int,

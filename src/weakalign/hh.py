@@ -1,0 +1,83 @@
+"""Anthropic HH-RLHF's dialogue form, read into the pipeline's pair schema with every unusable row counted.
+
+Each row is ``{"chosen": DIALOGUE, "rejected": DIALOGUE}``; a dialogue is ``"\\n\\nHuman: ...\\n\\nAssistant: ..."``
+turns, and the two share every turn but the last Assistant turn. The prompt is that shared part; the responses
+are the two last Assistant turns; the human label is the dataset's own (`chosen`).
+
+A row that is not a JSON object with two strings is a data error (file and line). A row that is well-formed but
+cannot be used becomes a counted drop, by reason (:data:`DROP_REASONS`); a file with no usable row is an error.
+This is the parsing layer of the HH data source; `read_hh` reads the local file form (``.jsonl`` or ``.jsonl.gz``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+
+from .io import DataError, iter_jsonl
+from .schema import MAX_CHARS, Pair
+from .split import normalise
+
+ASSISTANT = "\n\nAssistant:"
+DROP_REASONS = ("no_assistant_turn", "prompt_mismatch", "empty_prompt", "empty_response", "identical_responses",
+                "too_long")
+
+
+class Unusable(ValueError):
+    """A well-formed row the pipeline cannot use; `reason` is one of DROP_REASONS."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def split_dialogue(chosen: str, rejected: str) -> tuple[str, str, str]:
+    """(shared prompt, chosen response, rejected response) of one HH row, or raise Unusable."""
+    i, j = chosen.rfind(ASSISTANT), rejected.rfind(ASSISTANT)
+    if i < 0 or j < 0:
+        raise Unusable("no_assistant_turn")
+    if chosen[:i] != rejected[:j]:
+        raise Unusable("prompt_mismatch")  # the two dialogues must differ only in the last Assistant turn
+    prompt, a, b = chosen[:i].strip(), chosen[i + len(ASSISTANT):].strip(), rejected[j + len(ASSISTANT):].strip()
+    if not prompt:
+        raise Unusable("empty_prompt")
+    if not a or not b:
+        raise Unusable("empty_response")
+    if a == b:
+        raise Unusable("identical_responses")
+    if max(len(prompt), len(a), len(b)) > MAX_CHARS:
+        raise Unusable("too_long")
+    return prompt, a, b
+
+
+def read_hh(path: str | Path, seed: int = 0) -> tuple[list[Pair], dict[str, int]]:
+    """Pairs of an HH file and the count of dropped rows per reason (every reason present, zeros included).
+
+    The chosen response is put first or second by a coin seeded with (seed, line), so a position never
+    predicts the label; `human` records where it went.
+    """
+    pairs, dropped = [], dict.fromkeys(DROP_REASONS, 0)
+    n = 0
+    for lineno, row in iter_jsonl(path):
+        n += 1
+        for key in ("chosen", "rejected"):
+            if not isinstance(row.get(key), str):
+                raise DataError(f"{path}:{lineno}: field {key!r} must be a string (HH rows are "
+                                f'{{"chosen": dialogue, "rejected": dialogue}})')
+        try:
+            prompt, chosen, rejected = split_dialogue(row["chosen"], row["rejected"])
+        except Unusable as e:
+            dropped[e.reason] += 1
+            continue
+        first = random.Random(f"hh:{seed}:{lineno}").random() < 0.5
+        pairs.append(Pair(
+            id=f"hh-{lineno}",
+            prompt_id="hh-" + hashlib.sha256(normalise(prompt).encode()).hexdigest()[:12],
+            prompt=prompt, response_1=chosen if first else rejected, response_2=rejected if first else chosen,
+            human=1 if first else 2,
+        ))
+    if not pairs:
+        why = ", ".join(f"{k} {v}" for k, v in dropped.items() if v)
+        raise DataError(f"{path}: no usable pairs in {n} rows (dropped: {why or 'none'})")
+    return pairs, dropped

@@ -1,0 +1,109 @@
+"""The bad-input corpus (tests/bad_inputs/cases.yaml): each case runs the real stage command from dvc.yaml.
+
+Every case must end in one of two ways: exit code 2 with a message naming the file and line (or the params key)
+and none of the stage's outputs left behind, or a drop counted by reason. docs/RELIABILITY.md lists them all.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from weakalign.io import DataError
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "tests" / "bad_inputs"
+CASES = yaml.safe_load((CORPUS / "cases.yaml").read_text(encoding="utf-8"))
+
+# Good inputs every stage run starts from; a case replaces the ones it breaks.
+GOOD = {"data/raw/prompts.jsonl": "prompts_good.jsonl", "data/prompts/test.jsonl": "test_prompts_good.jsonl",
+        "data/annotated.jsonl": "pairs_good.jsonl", "data/split/labeled.jsonl": "labeled_good.jsonl",
+        "data/split/unlabeled.jsonl": "unlabeled_good.jsonl"}
+
+
+def _set(tree: dict, dotted: str, value) -> None:
+    *parents, last = dotted.split(".")
+    for key in parents:
+        tree = tree.setdefault(key, {})
+    tree[last] = value
+
+
+def _stage_command(stage: str, params: dict) -> tuple[list[str], list[str]]:
+    """The stage's `cmd` and its outputs (outs and metrics) from dvc.yaml, with ${paths.x} resolved."""
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]
+
+    def resolve(text: str) -> str:
+        return re.sub(r"\$\{paths\.(\w+)\}", lambda m: params["paths"][m.group(1)], text)
+
+    outs = [resolve(next(iter(o)) if isinstance(o, dict) else o) for o in spec.get("outs", []) + spec.get("metrics", [])]
+    cmd = shlex.split(resolve(spec["cmd"]))
+    assert cmd[0] == "python"
+    return [sys.executable, *cmd[1:]], outs
+
+
+def test_the_corpus_has_every_case_the_issue_lists():
+    ids = [c["id"] for c in CASES]
+    assert len(ids) == len(set(ids)) and len(ids) >= 15
+    for c in CASES:
+        assert c["outcome"] in ("error", "drop") and c["what"] and c["expect"], c["id"]
+        for src in c.get("files", {}).values():
+            assert (CORPUS / src).is_file(), src
+
+
+def test_reliability_doc_lists_every_case():
+    doc = (ROOT / "docs" / "RELIABILITY.md").read_text(encoding="utf-8")
+    for c in CASES:
+        assert f"`{c['id']}`" in doc, f"docs/RELIABILITY.md does not list case {c['id']}"
+        if isinstance(c["expect"], str):
+            assert c["expect"] in doc, f"docs/RELIABILITY.md does not show the message of {c['id']}"
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c["stage"] != "hh"], ids=lambda c: c["id"])
+def test_bad_input_fails_cleanly(case, tmp_path):
+    params = yaml.safe_load((ROOT / "presets" / "tiny.yaml").read_text())
+    for key, value in case.get("params", {}).items():
+        _set(params, key, value)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for dest, src in (GOOD | case.get("files", {})).items():
+        (tmp_path / dest).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(CORPUS / src, tmp_path / dest)
+    shutil.copytree(ROOT / "stages", tmp_path / "stages")
+    cmd, outs = _stage_command(case["stage"], params)
+    for out in outs:  # as `dvc repro` does: the stage's outputs are gone before it runs
+        p = tmp_path / out
+        shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    env = dict(os.environ, WEAKALIGN_DEBUG="")
+    res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 2, f"exit {res.returncode}\n{res.stderr[-3000:]}"
+    assert case["expect"] in res.stderr, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr
+    left = [o for o in outs if (tmp_path / o).exists()]
+    assert not left, f"outputs left behind: {left}"
+    leftovers = [p for p in tmp_path.rglob("*.tmp")]
+    assert not leftovers, f"temporary files left behind: {leftovers}"
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c["stage"] == "hh"], ids=lambda c: c["id"])
+def test_bad_hh_rows(case, tmp_path, monkeypatch):
+    from weakalign.hh import read_hh
+
+    monkeypatch.chdir(tmp_path)
+    (dest, src), = case["files"].items()
+    Path(dest).parent.mkdir(parents=True)
+    shutil.copy(CORPUS / src, dest)
+    if case["outcome"] == "drop":
+        pairs, dropped = read_hh(dest)
+        assert {k: v for k, v in dropped.items() if v} == case["expect"]
+        assert len(pairs) + sum(dropped.values()) == sum(1 for line in open(dest) if line.strip())
+    else:
+        with pytest.raises(DataError) as e:
+            read_hh(dest)
+        assert case["expect"] in str(e.value)
