@@ -37,7 +37,9 @@ def test_triples_follow_the_choice():
     assert dpo.triples(pairs, {"b": 2}) == [("q", "four", "three")]
 
 
-def test_training_moves_the_tiny_model_and_logs_to_dvclive(tiny_dir, tmp_path):
+def test_training_moves_the_tiny_model_and_logs_to_dvclive(tiny_dir, tmp_path, monkeypatch, caplog):
+    secret = "hf_weakalignTestSecret0123456789"
+    monkeypatch.setenv("HF_TOKEN", secret)  # credentials come from the environment and must not leak into files
     tok, model = load_tokenizer(tiny_dir), load_model(tiny_dir)
     triples = [("Rate the film.", "A wonderful, warm and funny film.", "Dull."),
                ("Rate the soup.", "Delicious and hot, the best in town.", "Cold."),
@@ -51,6 +53,13 @@ def test_training_moves_the_tiny_model_and_logs_to_dvclive(tiny_dir, tmp_path):
     assert summary["n_pairs_truncated"] == 1  # the long third pair exceeds max_length=64
     assert (tmp_path / "live" / "plots" / "metrics" / "loss.tsv").is_file()
     assert (tmp_path / "live" / "plots" / "metrics" / "rewards" / "margins.tsv").is_file()
+    from weakalign import resume
+
+    # 10 steps, save_steps 16: no regular checkpoint, and the trainer's extra save after the last step is skipped.
+    assert resume.last_checkpoint(tmp_path / "work") is None
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert written and not [p for p in written if secret.encode() in p.read_bytes()]
+    assert secret not in caplog.text
 
 
 class _Killed(Exception):

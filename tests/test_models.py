@@ -72,3 +72,18 @@ def test_embedded_smollm2_loads_offline_and_answers_sensibly():
     assert "Paris" in tok.decode(out[0, ids["input_ids"].shape[1]:])
     # The dequantised model saves like any other (a GGUF-loaded model refuses to).
     assert getattr(model.config, "quantization_config", None) is None
+
+
+def test_pickled_weights_are_refused(tiny_dir, tmp_path):
+    """A model folder with only pickle weights (which can run code when loaded) is refused with a clear reason."""
+    import shutil
+
+    import torch
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_dir, folder)
+    torch.save(load_model(tiny_dir).state_dict(), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match=r"no \.safetensors weights \(only \['pytorch_model\.bin'\]\); "
+                       "weakalign does not load pickled weights"):
+        load_model(folder)

@@ -91,7 +91,14 @@ def truncation_counts(trainer: DPOTrainer, n_in: int, max_length: int | None) ->
     return {"n_pairs_in": n_in, "n_pairs_dropped_too_long": n_in - len(ds), "n_pairs_truncated": int(truncated)}
 
 
-class _CrashPoint(TrainerCallback):
+class _Checkpoints(TrainerCallback):
+    """Skip the trainer's extra save after the last step (the weights are written as the stage's output a moment
+    later; about 3 s and 1.6 GB for a 135M model), and give the fault injection its hook once a save is whole."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps:
+            control.should_save = False
+
     def on_save(self, args, state, control, **kwargs):
         resume.crash_point()  # the checkpoint is complete on disk here
 
@@ -120,7 +127,7 @@ def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, triples: list[tu
     live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
     curves = DVCLiveCallback(live=live)
     trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=preference_dataset(triples),
-                         processing_class=tok, callbacks=[curves, _CrashPoint()])
+                         processing_class=tok, callbacks=[curves, _Checkpoints()])
     counts = truncation_counts(trainer, len(triples), dpo.max_length)
     if counts["n_pairs_dropped_too_long"] or counts["n_pairs_truncated"]:
         log.warning("max_length %s: %d pairs dropped, %d truncated", dpo.max_length,

@@ -105,7 +105,14 @@ def load_model(ref: str | Path, dtype: torch.dtype = torch.float32, seed: int = 
         model.generation_config = gguf_model.generation_config
         return model
     _check_local(ref)
-    # use_safetensors: weights written by strangers load without pickle.
+    folder = Path(ref)
+    if folder.is_dir() and not any(folder.glob("*.safetensors")):
+        pickled = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+        raise FileNotFoundError(
+            f"model path {ref!r} has no .safetensors weights{f' (only {pickled})' if pickled else ''}; weakalign "
+            "does not load pickled weights, which can run code: convert them with `save_pretrained(..., "
+            "safe_serialization=True)` where you trust them")
+    # use_safetensors: weights written by strangers load without pickle (Hub ids too).
     return AutoModelForCausalLM.from_pretrained(ref, dtype=dtype, use_safetensors=True,
                                                 trust_remote_code=trust_remote_code)
 

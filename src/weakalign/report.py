@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 from .schema import Pair, WeakLabel
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]()#+!|~])")
+
+
 def md(text: str, limit: int = 300) -> str:
-    """Text from data, safe inside a Markdown table cell: HTML-escaped, pipes escaped, one line, shortened."""
+    """Text from data, inert inside a Markdown table cell: one line, shortened, HTML-escaped (no tags, no
+    entities), and Markdown punctuation backslash-escaped (no links, images, code or emphasis; no cell breaks)."""
     text = " ".join(text.split())
     if len(text) > limit:
         text = text[:limit - 1] + "…"
-    return html.escape(text).replace("|", "\\|")
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))  # quotes are inert outside tags
 
 
 def _f(x, nd: int = 3) -> str:

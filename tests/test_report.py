@@ -1,0 +1,45 @@
+"""The report renders data written by strangers (prompts, responses) as inert text."""
+
+from __future__ import annotations
+
+import html
+import re
+
+from markdown_it import MarkdownIt
+
+from weakalign.report import md, summary_markdown
+from weakalign.schema import Pair, WeakLabel
+
+HOSTILE = [
+    "<script>alert('x')</script> and <img src=x onerror=alert(1)>",
+    "![pixel](https://tracker.example/p.png) [click me](javascript:alert(1)) <https://evil.example>",
+    "a | b | c -- breaks the table?",
+    "`code` **bold** _em_ ~~gone~~ # heading\n\n- list\n| x |",
+    "&lt;already escaped&gt; &amp; back\\slash \\| pipe",
+]
+
+
+def _render(text: str) -> str:
+    return MarkdownIt("commonmark", {"html": True}).enable("table").render(text)
+
+
+def test_md_text_renders_back_to_itself_and_nothing_else():
+    for text in HOSTILE:
+        out = _render(md(text, limit=10_000))
+        assert not re.search(r"<(script|img|a|code|strong|em|h1|ul|li|table|s|del)\b", out), out
+        shown = html.unescape(re.sub(r"</?p>", "", out)).strip()
+        assert shown == " ".join(text.split())  # what a reader sees is the original text, on one line
+
+
+def test_summary_table_survives_hostile_pairs():
+    pairs = [Pair(id=f"x{i}", prompt_id=f"x{i}", prompt=t, response_1=t + " one", response_2=t + " two",
+                  gold_1=0.1, gold_2=0.2, human=2) for i, t in enumerate(HOSTILE)]
+    weak = [WeakLabel(pair_id=p.id, reward_1=1.0, reward_2=0.0, margin=1.0, label=1) for p in pairs]
+    feedback = {"n_labeled": 3, "n_unlabeled": 5, "agreement_weak_human": 0.0, "accuracy_human_vs_gold": 1.0,
+                "accuracy_weak_vs_gold": 0.0, "gold_backs_weak_when_disagree": 0.0, "n_disagree": 5}
+    out = _render(summary_markdown(feedback, {"judge": "vader"}, {}, list(zip(pairs, weak, strict=True))))
+    assert "<script" not in out and "<img" not in out and "<a " not in out
+    tables = out.split("<table>")[1:]
+    rows = tables[-1].split("<tr>")[1:]
+    assert len(rows) == 1 + len(HOSTILE)  # header + one row per pair: no row was split or swallowed
+    assert all(r.count("<td>") == 5 for r in rows[1:])
