@@ -13,7 +13,8 @@ import logging
 
 from weakalign import dpo, resume
 from weakalign.cli import run, seed_everything
-from weakalign.io import atomic_dir, read_jsonl, write_json
+from weakalign.compare import feedback_choice
+from weakalign.io import atomic_dir, read_jsonl, read_numbered, write_json
 from weakalign.models import load_model, load_tokenizer, save_model
 from weakalign.schema import Pair, Preference
 
@@ -23,7 +24,7 @@ log = logging.getLogger("weakalign.align")
 def main(args, params):
     seed_everything(params.base.seed)
     unlabeled = read_jsonl(args.unlabeled, Pair)
-    choice = {f.pair_id: f.chosen for f in read_jsonl(args.feedback, Preference)}
+    choice = feedback_choice(read_numbered(args.feedback, Preference), {p.id for p in unlabeled}, args.feedback)
     data = dpo.triples(unlabeled, choice)
     tok = load_tokenizer(args.base)
     model = load_model(args.base)

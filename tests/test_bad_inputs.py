@@ -37,10 +37,13 @@ def _set(tree: dict, dotted: str, value) -> None:
 
 
 def _stage_command(stage: str, params: dict) -> tuple[list[str], list[str]]:
-    """The stage's `cmd` and its outputs (outs and metrics) from dvc.yaml, with ${paths.x} resolved."""
-    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]
+    """The stage's `cmd` and its outputs (outs and metrics) from dvc.yaml, with ${paths.x} (and ${item}) resolved."""
+    name, _, item = stage.partition("@")  # `align@weak`: the foreach stage's `do` with ${item} = weak
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][name]
+    spec = spec["do"] if item else spec
 
     def resolve(text: str) -> str:
+        text = text.replace("${item}", item)
         return re.sub(r"\$\{paths\.(\w+)\}", lambda m: params["paths"][m.group(1)], text)
 
     outs = [resolve(next(iter(o)) if isinstance(o, dict) else o) for o in spec.get("outs", []) + spec.get("metrics", [])]

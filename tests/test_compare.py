@@ -61,3 +61,16 @@ def test_feedback_labels_per_source():
     assert rnd == [x.chosen for x in feedback_labels(pairs * 20, weak, "random", 0)]
     tie = Pair(id="t", prompt_id="t", prompt="p", response_1="a", response_2="b", gold_1=0.5, gold_2=0.5, human=1)
     assert feedback_labels([tie], weak, "gold", 0) == []  # a gold tie teaches nothing
+
+
+def test_feedback_must_label_d_u_pairs_once():
+    from weakalign.compare import feedback_choice
+    from weakalign.io import DataError
+    from weakalign.schema import Preference
+
+    rows = [(1, Preference(pair_id="x0", chosen=2)), (2, Preference(pair_id="x1", chosen=1))]
+    assert feedback_choice(rows, {"x0", "x1", "x2"}, "f.jsonl") == {"x0": 2, "x1": 1}  # leaving pairs out is fine
+    with pytest.raises(DataError, match=r"f\.jsonl:2: label for pair 'x1', which is not in D_u"):
+        feedback_choice(rows, {"x0"}, "f.jsonl")
+    with pytest.raises(DataError, match=r"f\.jsonl:2: a second label for pair 'x0'"):
+        feedback_choice([rows[0], (2, Preference(pair_id="x0", chosen=1))], {"x0"}, "f.jsonl")

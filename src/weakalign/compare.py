@@ -31,6 +31,21 @@ def feedback_labels(unlabeled: list[Pair], weak: dict[str, WeakLabel], source: s
     return out
 
 
+def feedback_choice(numbered: list[tuple[int, Preference]], d_u: set[str], path: str) -> dict[str, int]:
+    """pair id -> chosen response, from a feedback file; every label must be for a D_u pair, and only one.
+
+    A source may leave pairs out (the gold source skips exact ties), never add or repeat them: either means the
+    feedback file and D_u come from different runs."""
+    choice: dict[str, int] = {}
+    for lineno, f in numbered:
+        if f.pair_id not in d_u:
+            raise DataError(f"{path}:{lineno}: label for pair {f.pair_id!r}, which is not in D_u")
+        if f.pair_id in choice:
+            raise DataError(f"{path}:{lineno}: a second label for pair {f.pair_id!r}")
+        choice[f.pair_id] = f.chosen
+    return choice
+
+
 def _share(hits: list[bool]) -> float | None:
     return r(sum(hits) / len(hits)) if hits else None
 
