@@ -104,6 +104,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_with_the_same_result(tiny_dir,
         assert resumed_summary[key] == pytest.approx(whole_summary[key], abs=1e-6), key
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
-    loss = "plots/metrics/loss.tsv"
-    assert (tmp_path / "cut/live" / loss).read_text() == (tmp_path / "whole/live" / loss).read_text()
+    for curve in ("loss", "rewards/margins", "num_tokens", "learning_rate"):
+        tsv = f"plots/metrics/{curve}.tsv"
+        assert (tmp_path / "cut/live" / tsv).read_text() == (tmp_path / "whole/live" / tsv).read_text(), curve
 
