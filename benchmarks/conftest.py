@@ -35,20 +35,21 @@ def params():
     return _params()
 
 
+def _needed(path: Path) -> Path:
+    """A pipeline output the benchmarks run on; skip with the reason where it has not been made yet."""
+    if not path.exists():
+        pytest.skip(f"{path} is missing: benchmarks use the pipeline's own model and data; run `make repro` first")
+    return path
+
+
 @pytest.fixture(scope="session")
 def base_dir(params) -> Path:
-    path = ROOT / params.paths.base_model
-    if not (path / "config.json").is_file():
-        pytest.skip(f"{path} is missing: benchmarks use the pipeline's own model and pairs; run `make repro` first")
-    return path
+    return _needed(ROOT / params.paths.base_model / "config.json").parent
 
 
 @pytest.fixture(scope="session")
 def weak_dir(params) -> Path:
-    path = ROOT / params.paths.weak_model
-    if not (path / "config.json").is_file():
-        pytest.skip(f"{path} is missing: run `make repro` first")
-    return path
+    return _needed(ROOT / params.paths.weak_model / "config.json").parent
 
 
 @pytest.fixture(scope="session")
@@ -56,10 +57,7 @@ def pairs(params):
     from weakalign.io import read_jsonl
     from weakalign.schema import Pair
 
-    path = ROOT / params.paths.unlabeled
-    if not path.is_file():
-        pytest.skip(f"{path} is missing: run `make repro` first")
-    return read_jsonl(path, Pair)
+    return read_jsonl(_needed(ROOT / params.paths.unlabeled), Pair)
 
 
 @pytest.fixture(scope="session")
@@ -67,10 +65,7 @@ def test_prompts(params):
     from weakalign.io import read_jsonl
     from weakalign.schema import Prompt
 
-    path = ROOT / params.paths.prompts_test
-    if not path.is_file():
-        pytest.skip(f"{path} is missing: run `make repro` first")
-    return [p.prompt for p in read_jsonl(path, Prompt)]
+    return [p.prompt for p in read_jsonl(_needed(ROOT / params.paths.prompts_test), Prompt)]
 
 
 @pytest.fixture
