@@ -30,7 +30,7 @@ def models(tiny_dir, tmp_path_factory):
 
 
 def _dpo(**kw):
-    return DPO(beta=BETA, bf16=False, max_length=None, precompute_ref_log_probs=False, **kw)
+    return DPO(**{"beta": BETA, "bf16": False, "max_length": None, "precompute_ref_log_probs": False, **kw})
 
 
 def _hand_logp(model, tok, prompt: str, response: str) -> float:
@@ -69,17 +69,20 @@ def test_rewards_do_not_depend_on_batching_or_order(models):
     assert a[0] == pytest.approx(c[0][::-1], abs=1e-5)
 
 
-def test_rewards_equal_dpo_trainer_metrics(models, tmp_path):
-    """label_weak's rewards are the `rewards/chosen` / `rewards/rejected` TRL's DPOTrainer computes (y1 as chosen)."""
+@pytest.mark.parametrize("max_length", [None, 48], ids=["whole", "truncated"])
+def test_rewards_equal_dpo_trainer_metrics(models, tmp_path, max_length):
+    """label_weak's rewards are the `rewards/chosen` / `rewards/rejected` TRL's DPOTrainer computes (y1 as chosen),
+    also where TRL truncates prompt + response to max_length (48 cuts the two long responses here)."""
     from trl import DPOTrainer
 
     from weakalign.dpo import dpo_config, preference_dataset
 
     tok, policy, ref = models
-    r1, r2, _ = implicit_rewards(policy, ref, tok, TRIPLES, _dpo(), batch_size=2)
+    r1, r2, n_trunc = implicit_rewards(policy, ref, tok, TRIPLES, _dpo(max_length=max_length), batch_size=2)
+    assert n_trunc == (0 if max_length is None else 2)
     for i, triple in enumerate(TRIPLES):
         ds = preference_dataset([triple])
-        args = dpo_config(_dpo(), 0, str(tmp_path / f"run{i}"), per_device_eval_batch_size=1)
+        args = dpo_config(_dpo(max_length=max_length), 0, str(tmp_path / f"run{i}"), per_device_eval_batch_size=1)
         trainer = DPOTrainer(model=policy, ref_model=ref, args=args, train_dataset=ds, eval_dataset=ds,
                              processing_class=tok)
         m = trainer.evaluate()
@@ -137,3 +140,32 @@ def test_the_pipelines_bf16_path_stays_close_to_the_fp32_hand_computation(models
             assert abs(got - want) <= 0.005 + 0.02 * abs(want), (got, want)
         if abs(exact[0] - exact[1]) > 0.01 + 0.02 * (abs(exact[0]) + abs(exact[1])):
             assert (a >= b) == (exact[0] >= exact[1])
+
+
+def test_prefix_reuse_equals_scoring_each_full_row(models):
+    """The fast path (the prompt once, its KV cache reused for both responses) against the straightforward one
+    (prompt + response as one row, one model call per row), on the same token ids, in one batch that mixes a
+    1-token prompt head, a 1-token response, very different prompt lengths (left padding in the cached pass) and
+    very different response lengths (right padding in the continuation). fp32: equal within 1e-4 nats."""
+    import copy
+
+    from trl.trainer.utils import add_fused_lm_head
+
+    from weakalign.rewards import response_logps
+
+    tok, policy, _ = models
+    policy = copy.deepcopy(policy)  # the fused head is patched onto this copy only
+    add_fused_lm_head(policy, outputs=())
+    batch = [([5, 9], [17], list(range(20, 60))),
+             (list(range(100, 160)), [7, 8, 9], [11]),
+             (list(range(200, 230)), list(range(300, 335)), [40, 41])]
+    got = response_logps(policy, batch, tok.pad_token_id, policy.device)
+
+    def full_row(prompt, response):
+        ids = torch.tensor([prompt + response])
+        with torch.no_grad():
+            logp = torch.log_softmax(policy(ids).logits[0, :-1].float(), dim=-1)
+        return logp.gather(-1, ids[0, 1:, None])[len(prompt) - 1:, 0].sum().item()
+
+    want = [[full_row(p, a), full_row(p, b)] for p, a, b in batch]
+    assert sum(got.tolist(), []) == pytest.approx(sum(want, []), abs=1e-4)

@@ -1,10 +1,15 @@
 """The weak teacher's implicit reward r(x, y) = beta * [log pi_weak(y|x) - log pi_ref(y|x)].
 
-The labeler's math is the trainer's math: tokenization (chat template, prompt/completion boundary), collation and
-the sum of log-probs over the response tokens are TRL's own `DPOTrainer` code (`_prepare_dataset`,
-`data_collator`, `compute_ref_log_probs`), called once with the weak model and once with its reference. So
-`reward_1`/`reward_2` here are exactly the `rewards/chosen`/`rewards/rejected` the trainer would log for the pair
-(response_1 as "chosen"), which tests/test_rewards.py checks.
+The labeler's math is the trainer's math: the tokenization (chat template, prompt/completion boundary,
+`max_length` truncation) is TRL's own `DPOTrainer._prepare_dataset`, and the per-token log-probs come from the
+fused LM head TRL puts on both models (the one `compute_ref_log_probs` uses). So `reward_1`/`reward_2` here are
+the `rewards/chosen`/`rewards/rejected` the trainer would log for the pair (response_1 as "chosen"), which
+tests/test_rewards.py checks against `DPOTrainer.evaluate` and a hand computation.
+
+What differs from TRL is only the order of work (docs/PERFORMANCE.md): TRL scores prompt + chosen and
+prompt + rejected as two full rows; here each batch runs the shared prompt once, keeps its KV cache, and scores
+both responses as continuations of it (prefix reuse). With prompts of ~51 tokens and responses of ~37 that is
+125 instead of 176 tokens per pair and model. Pairs are bucketed by length so batches pad little.
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ import tempfile
 from typing import NamedTuple
 
 import torch
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import DPOTrainer
@@ -32,6 +36,43 @@ class Rewards(NamedTuple):
     n_truncated: int  # pairs whose prompt + longer response exceeds max_length (TRL truncates them)
 
 
+def _pad(rows: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        sl = slice(width - len(r), width) if left else slice(0, len(r))
+        ids[i, sl], mask[i, sl] = torch.tensor(r, dtype=torch.long), 1
+    return ids, mask
+
+
+def response_logps(model: PreTrainedModel, batch: list[tuple[list[int], list[int], list[int]]], pad_id: int,
+                   device: torch.device) -> torch.Tensor:
+    """log pi(y | x) summed over the response tokens, for both responses of each (prompt_ids, ids_1, ids_2): [B, 2].
+
+    The prompt minus its last token runs once (left-padded, so every row's cache ends at the same slot); its KV
+    cache is repeated for the two responses, which run as right-padded continuations starting with the prompt's
+    last token, whose output predicts the first response token. `model` must carry TRL's fused LM head.
+    """
+    head, ys = [p[:-1] for p, _, _ in batch], [[p[-1], *y] for p, a, b in batch for y in (a, b)]
+    head_ids, head_mask = _pad(head, pad_id, left=True)
+    head_ids, head_mask = head_ids.to(device), head_mask.to(device)
+    # Explicit positions: left padding must not shift the real tokens' positions (they start at 0, as in TRL).
+    head_pos = (head_mask.cumsum(-1) - 1).clamp(min=0)
+    cache = model.base_model(input_ids=head_ids, attention_mask=head_mask, position_ids=head_pos,
+                             use_cache=True).past_key_values
+    cache.batch_repeat_interleave(2)  # row 2i and 2i+1: pair i's two responses
+    y_ids, y_mask = _pad(ys, pad_id, left=False)
+    y_ids, y_mask = y_ids.to(device), y_mask.to(device)
+    start = torch.tensor([len(p) - 1 for p, _, _ in batch], device=device).repeat_interleave(2)
+    y_pos = start[:, None] + torch.arange(y_ids.shape[1], device=device)
+    labels = y_ids.masked_fill(y_mask == 0, -100)
+    labels[:, 0] = -100  # the prompt's last token is input, not scored
+    out = model(input_ids=y_ids, attention_mask=torch.cat([head_mask.repeat_interleave(2, 0), y_mask], dim=1),
+                position_ids=y_pos, past_key_values=cache, labels=labels, fused_lm_head=True)
+    return out.log_probs.float().sum(-1).view(-1, 2)
+
+
 @torch.no_grad()
 def implicit_rewards(policy: PreTrainedModel, ref: PreTrainedModel, tok: PreTrainedTokenizerBase,
                      triples: list[tuple[str, str, str]], dpo: DPO, batch_size: int, seed: int = 0,
@@ -42,41 +83,45 @@ def implicit_rewards(policy: PreTrainedModel, ref: PreTrainedModel, tok: PreTrai
     killed run resumes); batches are fixed by the inputs alone, so the results are the same either way.
     """
     with tempfile.TemporaryDirectory(prefix="weakalign-label-") as tmp:
-        args = dpo_config(dpo, seed, tmp, precompute_ref_log_probs=False, per_device_eval_batch_size=batch_size,
-                          save_strategy="no")
+        # The trainer tokenizes exactly as training does and puts TRL's fused LM head on both models.
+        args = dpo_config(dpo, seed, tmp, precompute_ref_log_probs=False, save_strategy="no")
         trainer = DPOTrainer(model=policy, ref_model=ref, args=args, train_dataset=preference_dataset(triples),
                              processing_class=tok)
         ds = trainer.train_dataset
         if len(ds) != len(triples):
             raise ValueError(f"{len(triples) - len(ds)} pairs have a prompt longer than max_length="
                              f"{dpo.max_length}; raise max_length or shorten the prompts")
-        # Bucket by length so batches pad little; results are put back in input order.
-        lengths = [len(p) + max(len(c), len(r)) for p, c, r in zip(ds["prompt_ids"], ds["chosen_ids"],
-                                                                    ds["rejected_ids"], strict=True)]
-        n_truncated = sum(n > dpo.max_length for n in lengths) if dpo.max_length is not None else 0
+        rows = []
+        n_truncated = 0
+        for p, a, b in zip(ds["prompt_ids"], ds["chosen_ids"], ds["rejected_ids"], strict=True):
+            if dpo.max_length is not None and len(p) + max(len(a), len(b)) > dpo.max_length:
+                n_truncated += 1  # TRL's collator keeps the first max_length tokens (truncation_mode keep_start)
+                a, b = a[:dpo.max_length - len(p)], b[:dpo.max_length - len(p)]
+            rows.append((p, a, b))
         if n_truncated:
             log.warning("%d of %d pairs exceed max_length=%s and are scored on their first %s tokens",
-                        n_truncated, len(ds), dpo.max_length, dpo.max_length)
-        order = sorted(range(len(ds)), key=lambda i: (lengths[i], i))
-        loader = DataLoader(ds.select(order).select_columns(["prompt_ids", "chosen_ids", "rejected_ids"]),
-                            batch_size=batch_size, shuffle=False, collate_fn=trainer.data_collator)
+                        n_truncated, len(rows), dpo.max_length, dpo.max_length)
+        # Bucket by prompt, then response length, so both passes of a batch pad little; input order is restored.
+        order = sorted(range(len(rows)), key=lambda i: (len(rows[i][0]), max(map(len, rows[i][1:])), i))
+        pad_id = trainer.data_collator.pad_token_id  # the token TRL pads with (never scored: masked)
         policy.eval(), ref.eval()
-        r1, r2 = [], []
         done = partial.done if partial is not None else {}
-        for b, batch in enumerate(tqdm(loader, desc="implicit rewards", unit="batch")):
+        r1, r2 = [], []
+        starts = range(0, len(order), batch_size)
+        for b, s in enumerate(tqdm(starts, desc="implicit rewards", unit="batch")):
             if b not in done:
-                batch = {k: v.to(policy.device) for k, v in batch.items()}
-                pol_1, pol_2 = trainer.compute_ref_log_probs(policy, batch)  # TRL's log-prob sum, any model
-                ref_1, ref_2 = trainer.compute_ref_log_probs(ref, batch)
-                result = [(dpo.beta * (pol_1.float() - ref_1.float())).tolist(),
-                          (dpo.beta * (pol_2.float() - ref_2.float())).tolist()]
+                batch = [rows[i] for i in order[s:s + batch_size]]
+                with trainer.accelerator.autocast():  # bf16 autocast when dpo.bf16, as in training
+                    diff = (response_logps(policy, batch, pad_id, policy.device)
+                            - response_logps(ref, batch, pad_id, ref.device))
+                result = [(dpo.beta * diff[:, 0]).tolist(), (dpo.beta * diff[:, 1]).tolist()]
                 if partial is not None:
                     partial.add(b, result)
             else:
                 result = done[b]
             r1 += result[0]
             r2 += result[1]
-    out1, out2 = [0.0] * len(ds), [0.0] * len(ds)
+    out1, out2 = [0.0] * len(rows), [0.0] * len(rows)
     for pos, i in enumerate(order):
         out1[i], out2[i] = r1[pos], r2[pos]
     return Rewards(out1, out2, n_truncated)
