@@ -39,14 +39,15 @@ def main(args, params):
         responses = [s[0] for s in sample(model, tok, texts, params.evaluate, seed=params.base.seed,
                                           desc=f"evaluate {name}", partial=partial)]
         partial.close()
-        scores[name] = judge.score(texts, responses)
+        scores[name] = judge.score(texts, responses) if judge else None  # no gold judge: gold stays null
         words[name] = [len(x.split()) for x in responses]
         rows += [{"model": name, "prompt_id": p.id, "prompt": p.prompt, "response": x, "gold": g}
-                 for p, x, g in zip(prompts, responses, scores[name], strict=True)]
-        log.info("%s: mean gold reward %.3f", name, sum(scores[name]) / len(scores[name]))
+                 for p, x, g in zip(prompts, responses, scores[name] or [None] * len(texts), strict=True)]
+        if judge:
+            log.info("%s: mean gold reward %.3f", name, sum(scores[name]) / len(scores[name]))
     metrics = alignment_metrics(scores, words)
     write_jsonl(args.generations, rows)
-    write_json(args.metrics, {"judge": judge.name, **metrics})
+    write_json(args.metrics, {"judge": judge.name if judge else "none", **metrics})
     resume.finish(args.checkpoints)
 
 

@@ -1,7 +1,9 @@
-"""Stage generate_pairs: the base policy samples two responses to every training prompt.
+"""Stage generate_pairs: the base policy samples two responses to every training prompt (sandbox), or the data
+source's own pairs of the training prompts are taken (jsonl / hf: --source-pairs, written by ingest).
 
     python stages/generate_pairs.py --model models/base --prompts data/prompts/train.jsonl \
-        --out data/pairs.jsonl --metrics metrics/pairs.json --checkpoints checkpoints/generate_pairs
+        --source-pairs data/source/pairs.jsonl --out data/pairs.jsonl --metrics metrics/pairs.json \
+        --checkpoints checkpoints/generate_pairs
 
 Prompts whose two samples are empty or identical are sampled again (`generate_pairs.max_attempts` rounds); pairs
 still unusable are dropped and counted by reason in the metrics file. Finished batches are appended to
@@ -13,7 +15,7 @@ import logging
 
 from weakalign import resume
 from weakalign.cli import run, seed_everything
-from weakalign.generation import sample
+from weakalign.generation import chat_prompt, sample
 from weakalign.io import read_jsonl, write_json, write_jsonl
 from weakalign.models import load_model, load_tokenizer
 from weakalign.schema import Pair, Prompt
@@ -29,10 +31,36 @@ def problem(a: str, b: str) -> str | None:
     return None
 
 
+def from_source(args, params, prompts: list[Prompt]) -> None:
+    """Real data: every source pair whose prompt is a training prompt, in the source's order, labels kept.
+
+    A pair whose prompt alone (through the chat template) fills the trainers' `max_length` could be neither
+    trained on nor labeled (TRL drops it), so it is dropped here and counted as `prompt_too_long`."""
+    train = {p.id for p in prompts}
+    pairs = [p for p in read_jsonl(args.source_pairs, Pair) if p.prompt_id in train]
+    limits = [d.max_length for d in (params.train_weak.dpo, params.align.dpo) if d.max_length is not None]
+    kept, too_long = pairs, 0
+    if limits:
+        tok = load_tokenizer(args.model)
+        n_tokens = {p.prompt_id: len(tok.apply_chat_template(chat_prompt(p.prompt), add_generation_prompt=True,
+                                                             tokenize=True, return_dict=False)) for p in pairs}
+        kept = [p for p in pairs if n_tokens[p.prompt_id] < min(limits)]
+        too_long = len(pairs) - len(kept)
+    log.info("%s data: %d pairs for %d training prompts; %d dropped, prompt of %d+ tokens", params.data.source,
+             len(kept), len(prompts), too_long, min(limits, default=0))
+    if not kept:
+        raise ValueError(f"no usable pairs: all {len(pairs)} prompts fill max_length={min(limits)} tokens")
+    write_jsonl(args.out, kept)
+    write_json(args.metrics, {"n_prompts": len(prompts), "n_pairs": len(kept), "dropped": {
+        "empty_response": 0, "identical_responses": 0, "prompt_too_long": too_long}})
+
+
 def main(args, params):
     g = params.generate_pairs
     seed_everything(params.base.seed)
     prompts = read_jsonl(args.prompts, Prompt)
+    if params.data.source != "sandbox":
+        return from_source(args, params, prompts)
     tok = load_tokenizer(args.model)
     model = load_model(args.model)
     work = resume.prepare(args.checkpoints, resume.fingerprint(
@@ -51,7 +79,7 @@ def main(args, params):
         if not todo:
             break
         log.info("round %d: %d prompts gave unusable pairs, sampling them again", attempt + 1, len(todo))
-    dropped: dict[str, int] = {"empty_response": 0, "identical_responses": 0}
+    dropped: dict[str, int] = {"empty_response": 0, "identical_responses": 0, "prompt_too_long": 0}
     pairs = []
     for p in prompts:
         a, b = responses[p.id]
@@ -72,6 +100,7 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(prog="generate_pairs", description=__doc__)
     p.add_argument("--model", required=True)
     p.add_argument("--prompts", required=True)
+    p.add_argument("--source-pairs", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--metrics", required=True)
     p.add_argument("--checkpoints", required=True)

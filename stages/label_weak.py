@@ -4,7 +4,8 @@
         --out data/labels/weak.jsonl --metrics metrics/label_weak.json --checkpoints checkpoints/label_weak
 
 r(x, y) = beta * [log pi_weak(y|x) - log pi_ref(y|x)], pi_ref = the weak model's starting point, beta =
-`train_weak.dpo.beta`. The response with the higher reward is the weak label. The metrics file records the
+`train_weak.dpo.beta`, tokenized with `train_weak.dpo.max_length`; `label_weak.bf16` picks bf16 autocast (fast) or
+exact fp32. The response with the higher reward is the weak label. The metrics file records the
 labeling cost (wall time per 1,000 pairs) and how many pairs `max_length` truncated. Finished batches are
 appended to --checkpoints as they complete; a killed run resumes after the last one (its timing then covers only
 the resumed part).
@@ -33,12 +34,13 @@ def main(args, params):
     ref = load_model(ref_path, trust_remote_code=params.base.trust_remote_code)
     t0 = time.perf_counter()
     triples = [(p.prompt, p.response_1, p.response_2) for p in unlabeled]
+    dpo = params.train_weak.dpo.model_copy(update={"bf16": params.label_weak.bf16})
     work = resume.prepare(args.checkpoints, resume.fingerprint(
-        "label_weak", params.train_weak.dpo.model_dump(), params.label_weak.model_dump(), params.base.seed, triples,
+        "label_weak", dpo.model_dump(), params.label_weak.model_dump(), params.base.seed, triples,
         resume.files_digest(args.weak), resume.files_digest(ref_path)))
     partial = resume.BatchLog(work / "rewards.jsonl")
-    r1, r2, n_truncated = implicit_rewards(policy, ref, tok, triples, params.train_weak.dpo,
-                                           params.label_weak.batch_size, params.base.seed, partial)
+    r1, r2, n_truncated = implicit_rewards(policy, ref, tok, triples, dpo, params.label_weak.batch_size,
+                                           params.base.seed, partial)
     partial.close()
     labels = [WeakLabel(pair_id=p.id, reward_1=round(a, 6), reward_2=round(b, 6), margin=round(a - b, 6),
                         label=1 if a >= b else 2) for p, a, b in zip(unlabeled, r1, r2, strict=True)]

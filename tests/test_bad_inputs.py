@@ -24,7 +24,8 @@ CORPUS = ROOT / "tests" / "bad_inputs"
 CASES = yaml.safe_load((CORPUS / "cases.yaml").read_text(encoding="utf-8"))
 
 # Good inputs every stage run starts from; a case replaces the ones it breaks.
-GOOD = {"data/raw/prompts.jsonl": "prompts_good.jsonl", "data/prompts/test.jsonl": "test_prompts_good.jsonl",
+GOOD = {"data/raw/prompts.jsonl": "prompts_good.jsonl", "data/prompts/all.jsonl": "prompts_good.jsonl",
+        "data/prompts/test.jsonl": "test_prompts_good.jsonl",
         "data/annotated.jsonl": "pairs_good.jsonl", "data/split/labeled.jsonl": "labeled_good.jsonl",
         "data/split/unlabeled.jsonl": "unlabeled_good.jsonl"}
 
@@ -37,14 +38,15 @@ def _set(tree: dict, dotted: str, value) -> None:
 
 
 def _stage_command(stage: str, params: dict) -> tuple[list[str], list[str]]:
-    """The stage's `cmd` and its outputs (outs and metrics) from dvc.yaml, with ${paths.x} (and ${item}) resolved."""
+    """The stage's `cmd` and its outputs (outs and metrics) from dvc.yaml, with ${section.key} (and ${item})
+    resolved from `params`."""
     name, _, item = stage.partition("@")  # `align@weak`: the foreach stage's `do` with ${item} = weak
     spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][name]
     spec = spec["do"] if item else spec
 
     def resolve(text: str) -> str:
         text = text.replace("${item}", item)
-        return re.sub(r"\$\{paths\.(\w+)\}", lambda m: params["paths"][m.group(1)], text)
+        return re.sub(r"\$\{(\w+)\.(\w+)\}", lambda m: str(params[m.group(1)][m.group(2)]), text)
 
     outs = [resolve(next(iter(o)) if isinstance(o, dict) else o) for o in spec.get("outs", []) + spec.get("metrics", [])]
     cmd = shlex.split(resolve(spec["cmd"]))

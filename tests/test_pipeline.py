@@ -54,11 +54,17 @@ DETERMINISTIC = ["data/pairs.jsonl", "data/annotated.jsonl", "data/split/labeled
                  "metrics/alignment.json", "data/eval/generations.jsonl"]
 
 
-def _fresh_repo(root: Path, repo: Path) -> Path:
-    """A new git repository holding this worktree with the tiny preset as params.yaml: a clean clone, in effect."""
+def _fresh_repo(root: Path, repo: Path, change=None) -> Path:
+    """A new git repository holding this worktree with the tiny preset as params.yaml: a clean clone, in effect.
+
+    `change(params)` edits the preset's params (a dict) before the commit."""
     repo.mkdir(parents=True)
     _copy_worktree(root, repo)
     shutil.copy(repo / "presets/tiny.yaml", repo / "params.yaml")
+    if change is not None:
+        params = yaml.safe_load((repo / "params.yaml").read_text())
+        change(params)
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(["git", "init", "-q"], repo)
     _run(["git", "add", "-A"], repo)
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"], repo)
@@ -202,17 +208,55 @@ def test_changing_an_align_param_leaves_the_weak_teacher_alone(repo):
 
 
 def test_a_failing_stage_leaves_no_output(repo, tmp_path):
-    """A broken line in the raw prompts: a clear error naming file and line, and no holdout output written."""
+    """A broken line in the raw prompts: a clear error naming file and line, and no ingest output written."""
     repo, _ = repo
     bad = tmp_path / "bad"
     shutil.copytree(repo, bad, ignore=shutil.ignore_patterns("models", ".dvc"))
     prompts = (bad / "data/raw/prompts.jsonl").read_text().splitlines()
     prompts[2] = prompts[2][:-5]
     (bad / "data/raw/prompts.jsonl").write_text("\n".join(prompts) + "\n")
-    for out in ("data/prompts/train.jsonl", "data/prompts/test.jsonl"):
+    outs = ("data/prompts/all.jsonl", "data/source/pairs.jsonl", "metrics/ingest.json")
+    for out in outs:
         (bad / out).unlink()
-    res = _run([sys.executable, "stages/holdout.py", "--prompts", "data/raw/prompts.jsonl",
-                "--train", "data/prompts/train.jsonl", "--test", "data/prompts/test.jsonl"], bad, check=False)
+    res = _run([sys.executable, "stages/ingest.py", "--input", "data/raw/prompts.jsonl", "--prompts", outs[0],
+                "--pairs", outs[1], "--metrics", outs[2]], bad, check=False)
     assert res.returncode == 2
     assert "data/raw/prompts.jsonl:3: malformed JSON" in res.stderr
-    assert not (bad / "data/prompts/train.jsonl").exists() and not (bad / "data/prompts/test.jsonl").exists()
+    assert not any((bad / out).exists() for out in outs)
+
+
+SHARED_HH = Path(__file__).resolve().parents[2] / "shared/data/hh-rlhf/harmless-base-test-part1.jsonl.gz"
+
+
+@pytest.mark.skipif(not SHARED_HH.is_file(), reason=f"the real HH-RLHF sample is not at {SHARED_HH} (../shared/data)")
+def test_real_hh_data_runs_end_to_end_with_its_own_labels_and_no_gold(root, tmp_path):
+    """data.source jsonl on the first 120 rows of the shared HH-RLHF file, judge none: every stage runs; every row
+    is kept or dropped with a reason; the human labels are the dataset's; every gold figure is null and the report
+    says why."""
+    def hh(params):
+        params["data"].update(source="jsonl", path=os.path.relpath(SHARED_HH, tmp_path / "hh"), max_rows=120)
+        params["judge"]["name"] = "none"
+        params["align"]["sources"] = ["human", "weak"]
+        for section in ("train_weak", "align"):
+            params[section]["dpo"]["max_length"] = 192
+
+    repo = _fresh_repo(root, tmp_path / "hh", hh)
+    _run([DVC, "repro"], repo)
+    m = {name: json.loads((repo / "metrics" / f"{name}.json").read_text())
+         for name in ("ingest", "pairs", "annotate", "feedback", "alignment")}
+    assert m["ingest"]["n_rows"] == 120 and m["ingest"]["n_pairs"] + sum(m["ingest"]["dropped"].values()) == 120
+    train = (repo / "data/prompts/train.jsonl").read_text().splitlines()
+    assert m["pairs"]["n_pairs"] + m["pairs"]["dropped"]["prompt_too_long"] == len(train) == 30
+    assert m["pairs"]["dropped"]["prompt_too_long"] > 0  # HH prompts are long: counted, not silently lost
+    source = {r["id"]: r["human"] for r in map(json.loads, (repo / "data/source/pairs.jsonl").read_text().splitlines())}
+    for part in ("labeled", "unlabeled"):
+        rows = [json.loads(x) for x in (repo / f"data/split/{part}.jsonl").read_text().splitlines()]
+        assert rows and all(r["id"].startswith("hh-") and r["human"] == source[r["id"]] for r in rows)
+        assert all(r["gold_1"] is None and r["gold_2"] is None for r in rows)
+    assert m["annotate"]["judge"] == "none" and m["annotate"]["accuracy_human_vs_gold"] is None
+    assert m["feedback"]["agreement_weak_human"] is not None
+    assert m["feedback"]["accuracy_weak_vs_gold"] is None and m["feedback"]["gold_backs_weak_when_disagree"] is None
+    assert m["alignment"]["judge"] == "none" and m["alignment"]["weak_vs_human_win_rate"] is None
+    for name in ("base", "human", "weak"):
+        assert m["alignment"][name]["gold_reward_mean"] is None and m["alignment"][name]["n_prompts"] == 10
+    assert "No gold judge" in (repo / "reports/summary.md").read_text()

@@ -39,7 +39,12 @@ def split_dialogue(chosen: str, rejected: str) -> tuple[str, str, str]:
         raise Unusable("no_assistant_turn")
     if chosen[:i] != rejected[:j]:
         raise Unusable("prompt_mismatch")  # the two dialogues must differ only in the last Assistant turn
-    prompt, a, b = chosen[:i].strip(), chosen[i + len(ASSISTANT):].strip(), rejected[j + len(ASSISTANT):].strip()
+    return usable(chosen[:i], chosen[i + len(ASSISTANT):], rejected[j + len(ASSISTANT):])
+
+
+def usable(prompt: str, a: str, b: str) -> tuple[str, str, str]:
+    """The (prompt, chosen, rejected) texts stripped, or Unusable with the reason: the checks every source shares."""
+    prompt, a, b = prompt.strip(), a.strip(), b.strip()
     if not prompt:
         raise Unusable("empty_prompt")
     if not a or not b:

@@ -62,7 +62,10 @@ class VaderJudge:
         return [self.score_one(p, r) for p, r in zip(prompts, responses, strict=True)]
 
 
-def make_judge(params: JudgeParams) -> Judge:
+def make_judge(params: JudgeParams) -> Judge | None:
+    """The configured gold judge; None for `none` (real data without one: gold metrics are null)."""
+    if params.name == "none":
+        return None
     if params.name == "vader":
         return VaderJudge(params)
     raise ValueError(f"judge.name: unknown judge {params.name!r}")

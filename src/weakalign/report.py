@@ -28,7 +28,7 @@ def _f(x, nd: int = 3) -> str:
 def gold_reward_rows(alignment: dict) -> list[dict]:
     rows = []
     for name, e in alignment.items():
-        if isinstance(e, dict) and "gold_reward_mean" in e:
+        if isinstance(e, dict) and e.get("gold_reward_mean") is not None:
             m, se = e["gold_reward_mean"], e["gold_reward_sem"]
             rows.append({"model": name, "gold_reward_mean": m, "lo": round(m - 1.96 * se, 4),
                          "hi": round(m + 1.96 * se, 4), "n_prompts": e["n_prompts"]})
@@ -66,7 +66,9 @@ def disagreements(unlabeled: list[Pair], weak: dict[str, WeakLabel], n: int) -> 
 def summary_markdown(feedback: dict, alignment: dict, training: dict[str, dict],
                      examples: list[tuple[Pair, WeakLabel]]) -> str:
     lines = ["# weakalign summary", "",
-             f"Gold judge: `{alignment.get('judge', 'n/a')}`. D_l = {feedback['n_labeled']} human-labeled pairs "
+             (f"Gold judge: `{alignment.get('judge', 'n/a')}`. " if alignment.get("judge", "none") != "none" else
+              "No gold judge (`judge.name: none`): every gold figure below is n/a; the comparison rests on the "
+              "human labels alone. ") + f"D_l = {feedback['n_labeled']} human-labeled pairs "
              f"(train the weak teacher); D_u = {feedback['n_unlabeled']} pairs (labeled by the weak teacher).", "",
              "## Feedback on D_u", "",
              "| metric | value | pairs |", "|---|---|---|",
@@ -82,8 +84,9 @@ def summary_markdown(feedback: dict, alignment: dict, training: dict[str, dict],
         if not isinstance(e, dict):
             continue
         gain = (f"{e['gain_vs_base']:+.3f} ± {e['gain_vs_base_sem']:.3f} (z = {e['gain_z']})"
-                if "gain_vs_base" in e else "")
-        lines.append(f"| {name} | {e['gold_reward_mean']:.3f} ± {e['gold_reward_sem']:.3f} | {gain} | "
+                if e.get("gain_vs_base") is not None else "")
+        gold = "n/a" if e["gold_reward_mean"] is None else f"{e['gold_reward_mean']:.3f} ± {e['gold_reward_sem']:.3f}"
+        lines.append(f"| {name} | {gold} | {gain} | "
                      f"{_f(e.get('win_rate_vs_base'))} | {e['mean_words']} | {e['n_prompts']} |")
     if alignment.get("weak_vs_human_win_rate") is not None:
         lines += ["", f"Weak-aligned vs human-aligned target, same prompts: win rate "

@@ -1,0 +1,50 @@
+"""Stage ingest: read the data source (`data:` in params.yaml) into the pipeline's prompts and pairs.
+
+    python stages/ingest.py --input data/raw/prompts.jsonl --prompts data/prompts/all.jsonl \
+        --pairs data/source/pairs.jsonl --metrics metrics/ingest.json
+
+`sandbox`: --input is the prompt file; every prompt is checked (schema, unique ids and texts) and the pairs file
+is empty (generate_pairs samples them). `jsonl` / `hf`: the preference data, with its own human labels, through
+weakalign.sources; --prompts gets each distinct prompt once (id = its prompt_id), so the holdout splits prompts,
+never a prompt's pairs. Every row read is kept or counted as dropped, by reason, in the metrics file.
+"""
+
+import argparse
+import logging
+
+from weakalign.cli import run
+from weakalign.hh import DROP_REASONS
+from weakalign.io import read_numbered, write_json, write_jsonl
+from weakalign.schema import Prompt
+from weakalign.sources import load_pairs
+from weakalign.split import check_unique
+
+log = logging.getLogger("weakalign.ingest")
+
+
+def main(args, params):
+    data = params.data
+    if data.source == "sandbox":
+        numbered = read_numbered(args.input, Prompt)
+        check_unique(numbered, args.input)
+        prompts, pairs, dropped, n_rows = [p for _, p in numbered], [], dict.fromkeys(DROP_REASONS, 0), len(numbered)
+    else:
+        loaded = load_pairs(data.model_copy(update={"path": args.input}), params.base.seed)
+        pairs, dropped, n_rows = loaded.pairs, loaded.dropped, loaded.n_rows
+        first: dict[str, Prompt] = {}
+        for p in pairs:
+            first.setdefault(p.prompt_id, Prompt(id=p.prompt_id, prompt=p.prompt))
+        prompts = list(first.values())
+    log.info("%s: %d rows, %d prompts, %d pairs; dropped %s", data.source, n_rows, len(prompts), len(pairs),
+             {k: v for k, v in dropped.items() if v} or "none")
+    write_jsonl(args.prompts, prompts)
+    write_jsonl(args.pairs, pairs)
+    write_json(args.metrics, {"source": data.source, "n_rows": n_rows, "n_prompts": len(prompts),
+                              "n_pairs": len(pairs), "dropped": dropped})
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(prog="ingest", description=__doc__)
+    for a in ("--input", "--prompts", "--pairs", "--metrics"):
+        p.add_argument(a, required=True)
+    raise SystemExit(run(main, p))
