@@ -190,6 +190,29 @@ def test_killed_stages_resume(repo, root, tmp_path):
         assert json.loads((crashed / m).read_text())["resumed_from_step"] in (1, 2)
 
 
+def test_push_to_a_remote_and_pull_into_a_clean_checkout(repo, tmp_path):
+    """Team workflow: `dvc push` every stage output to a remote (a local directory here; S3/GCS/Azure are the same
+    commands with another URL), then `dvc pull` into a checkout that has only the git-tracked files: every output
+    comes back byte-identical and the pipeline is up to date, with nothing to rerun."""
+    repo, _ = repo
+    remote = tmp_path / "remote"
+    _run([DVC, "remote", "add", "--local", "-d", "team", str(remote)], repo)  # .dvc/config.local: untracked
+    _run([DVC, "push"], repo)
+    assert any(p.is_file() for p in remote.rglob("*"))
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    _copy_worktree(repo, clone)  # what `git clone` gives: no models, no data outputs, no cache
+    shutil.copytree(repo / ".git", clone / ".git")
+    for rel in (".dvc/config", ".dvc/.gitignore", "dvc.lock"):
+        shutil.copy2(repo / rel, clone / rel)
+    files = DETERMINISTIC + ["models/weak/model.safetensors", "models/targets/human/model.safetensors"]
+    assert not any((clone / f).exists() for f in files if f.startswith(("data/", "models/")))
+    _run([DVC, "remote", "add", "--local", "-d", "team", str(remote)], clone)
+    _run([DVC, "pull"], clone)
+    assert _digest(clone, files) == _digest(repo, files)
+    assert "up to date" in _run([DVC, "status"], clone).stdout
+
+
 def test_changing_an_align_param_leaves_the_weak_teacher_alone(repo):
     repo, _ = repo
     labels = _digest(repo, ["data/labels/weak.jsonl"])
