@@ -36,3 +36,69 @@ def test_batch_interface_matches_single():
     j = make_judge(Judge())
     responses = ["Lovely.", "It is a charming, clever film with a big heart.", "Dull and far too long, sadly."]
     assert j.score([PROMPT] * 3, responses) == [j.score_one(PROMPT, r) for r in responses]
+
+
+# --- reward-model gold judge --------------------------------------------------------------------------------------
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from weakalign.judge import RewardModelJudge  # noqa: E402
+
+PAIRS = [("Hi", "Hello! How can I help you today?"),
+         ("Tell me a long story about a cat who learns to sail across the sea.", "No."),
+         ("What is the capital of France?", "Paris is the capital of France, and its largest city."),
+         ("Say bye", "Bye.<|im_end|>")]  # ends in the EOS token: a pad=EOS scorer would score the token before it
+
+
+@pytest.fixture(scope="module")
+def rm_dir(tmp_path_factory):
+    """A tiny random Llama reward model (one output) with the SmolLM2 tokenizer, whose pad token is its EOS."""
+    from transformers import LlamaForSequenceClassification
+
+    from weakalign.models import TINY, _tiny_config, load_tokenizer
+
+    tok = load_tokenizer(TINY)
+    assert tok.pad_token_id == tok.eos_token_id  # the case the loader must fix
+    torch.manual_seed(0)
+    config = _tiny_config(len(tok), tok.eos_token_id, tok.bos_token_id)
+    config.num_labels = 1
+    out = tmp_path_factory.mktemp("rm") / "model"
+    LlamaForSequenceClassification(config).save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    return str(out)
+
+
+def _unpadded(judge: RewardModelJudge, prompt: str, response: str) -> float:
+    """The score head applied to the text's very last token, alone in its batch (no pooling rule involved)."""
+    ids = torch.tensor([judge._encode(prompt, response)])
+    with torch.no_grad():
+        last = judge.model.model(input_ids=ids).last_hidden_state[:, -1]
+        return judge.model.score(last)[0, 0].item()
+
+
+@pytest.mark.parametrize("chat", [True, False], ids=["chat-template", "text-pair"])
+def test_reward_model_scores_the_last_real_token_whatever_the_batch(rm_dir, chat):
+    """Right padding with a dedicated pad token: each score is the score head on the text's last token, as when it
+    is scored alone and unpadded, also for a text that ends in the EOS token, and does not change with the batch
+    size (texts of different lengths padded together)."""
+    judge = RewardModelJudge(Judge(name="reward_model", model=rm_dir, batch_size=1))
+    if not chat:
+        judge.tok.chat_template = None  # the text-pair form of reward models without a chat template
+    assert judge.tok.pad_token_id != judge.tok.eos_token_id and judge.tok.padding_side == "right"
+    prompts, responses = zip(*PAIRS)
+    one = judge.score(list(prompts), list(responses))
+    judge.p = Judge(name="reward_model", model=rm_dir, batch_size=3)
+    three = judge.score(list(prompts), list(responses))
+    assert one == pytest.approx(three, abs=1e-5)
+    assert one == pytest.approx([_unpadded(judge, p, r) for p, r in PAIRS], abs=1e-5)
+    assert len(set(one)) == len(PAIRS)  # a test of nothing if the random model gave one score for everything
+
+
+def test_reward_model_judge_through_make_judge_and_its_params(rm_dir):
+    judge = make_judge(Judge(name="reward_model", model=rm_dir))
+    assert judge.name == f"reward_model:{rm_dir}"
+    with pytest.raises(ValueError, match="needs the reward model"):
+        Judge(name="reward_model")
+    with pytest.raises(ValueError, match="only judge.name 'reward_model' takes a model"):
+        Judge(name="vader", model=rm_dir)

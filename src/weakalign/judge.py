@@ -1,16 +1,19 @@
 """Gold judges: the reference that every feedback source (human, weak, random) is measured against.
 
-One small interface, :class:`Judge`; the sandbox's judge is :class:`VaderJudge`. A reward model can replace it by
-implementing `score`. Scores are floats where higher is better; only their order and differences are used.
+One small interface, :class:`Judge`: the sandbox's :class:`VaderJudge`, and :class:`RewardModelJudge` for any
+Hugging Face sequence-classification reward model (`judge.name` in params; `none` means no gold judge). Scores are
+floats where higher is better; only their order and differences are used.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Protocol
 
 from .params import Judge as JudgeParams
 
+log = logging.getLogger(__name__)
 _WORD = re.compile(r"[a-z0-9']+")
 
 
@@ -62,10 +65,64 @@ class VaderJudge:
         return [self.score_one(p, r) for p, r in zip(prompts, responses, strict=True)]
 
 
+class RewardModelJudge:
+    """A Hugging Face sequence-classification reward model: the score of (prompt, response), batched.
+
+    The pair is formatted as a chat (user turn, assistant turn) with the reward model's own chat template where it
+    has one, else as a text pair `tokenizer(prompt, response)` (the form of e.g. OpenAssistant's DeBERTa reward
+    models). Texts are sorted by length and right-padded with a dedicated pad token (models.load_reward_model),
+    so a score does not depend on its batch.
+    """
+
+    def __init__(self, params: JudgeParams):
+        import torch
+
+        from .models import load_reward_model
+
+        self.p = params
+        self.name = f"reward_model:{params.model}"
+        dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+        self.model, self.tok = load_reward_model(params.model, dtype=dtype)
+        if torch.cuda.is_available():
+            self.model = self.model.to("cuda")
+
+    def _encode(self, prompt: str, response: str) -> list[int]:
+        if self.tok.chat_template:
+            chat = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+            ids = self.tok.apply_chat_template(chat, tokenize=True, return_dict=False)
+        else:
+            ids = self.tok(prompt, response)["input_ids"]
+        return ids[:self.p.max_length]
+
+    def score(self, prompts: list[str], responses: list[str]) -> list[float]:
+        import torch
+        from tqdm.auto import tqdm
+
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        encoded = [self._encode(p, r) for p, r in zip(prompts, responses, strict=True)]
+        cut = sum(len(e) == self.p.max_length for e in encoded)
+        if cut:
+            log.warning("%d of %d texts reach judge.max_length=%d and are scored on their first tokens", cut,
+                        len(encoded), self.p.max_length)
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        out = [0.0] * len(encoded)
+        with torch.no_grad():
+            for start in tqdm(range(0, len(order), self.p.batch_size), desc="reward model", unit="batch"):
+                idx = order[start:start + self.p.batch_size]
+                batch = self.tok.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt")
+                logits = self.model(**batch.to(self.model.device)).logits[:, 0].float()
+                for i, v in zip(idx, logits.tolist(), strict=True):
+                    out[i] = round(v, 6)
+        return out
+
+
 def make_judge(params: JudgeParams) -> Judge | None:
     """The configured gold judge; None for `none` (real data without one: gold metrics are null)."""
     if params.name == "none":
         return None
     if params.name == "vader":
         return VaderJudge(params)
+    if params.name == "reward_model":
+        return RewardModelJudge(params)
     raise ValueError(f"judge.name: unknown judge {params.name!r}")

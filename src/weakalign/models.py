@@ -117,6 +117,33 @@ def load_model(ref: str | Path, dtype: torch.dtype = torch.float32, seed: int = 
                                                 trust_remote_code=trust_remote_code)
 
 
+def load_reward_model(ref: str, dtype: torch.dtype = torch.float32) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A sequence-classification reward model (one output) and its tokenizer, set up to score the right token.
+
+    Such a model pools its score at the last token that is not the pad token. So padding goes on the right, and
+    the pad token must be a real, dedicated one: where the tokenizer has none, or pads with EOS (a text that ends
+    in EOS would then be scored one token early), a `<|pad|>` token is added and the embeddings grow by one row,
+    which only padded positions ever read.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    _check_local(ref)
+    folder = Path(ref)
+    if folder.is_dir() and not any(folder.glob("*.safetensors")):
+        raise FileNotFoundError(f"reward model path {ref!r} has no .safetensors weights; weakalign does not load "
+                                "pickled weights")
+    tok = AutoTokenizer.from_pretrained(ref)
+    model = AutoModelForSequenceClassification.from_pretrained(ref, dtype=dtype, use_safetensors=True)
+    if model.config.num_labels != 1:
+        raise ValueError(f"reward model {ref!r} has {model.config.num_labels} outputs; a reward model has one")
+    if tok.pad_token_id is None or tok.pad_token_id == tok.eos_token_id:
+        tok.add_special_tokens({"pad_token": "<|pad|>"})
+        model.resize_token_embeddings(len(tok))
+    tok.padding_side = "right"
+    model.config.pad_token_id = tok.pad_token_id
+    return model.eval(), tok
+
+
 def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out: str | Path) -> None:
     out = Path(out)
     model.save_pretrained(out, safe_serialization=True)

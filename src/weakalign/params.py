@@ -159,16 +159,36 @@ class GeneratePairs(Generation):
 
 
 class Judge(_Section):
-    """The gold judge: `vader`, the sandbox's (VADER sentiment of the response, minus penalties that make it hard
-    to game), or `none` for data without one (real preference data): gold metrics are then null."""
+    """The gold judge every feedback source and every target is measured against.
 
-    name: Literal["vader", "none"] = Field("vader", description="Which gold judge scores responses: `vader` (the "
-                                           "sandbox's review continuations) or `none`.")
+    `vader`: the sandbox's (VADER sentiment of the response, minus penalties that make it hard to game; the
+    `repeat_*`, `copy_penalty`, `min_words`, `short_score` keys). `reward_model`: a Hugging Face
+    sequence-classification reward model (`model`, `batch_size`, `max_length`), e.g. on real preference data.
+    `none`: no gold judge (real data without one); gold metrics are then null.
+    """
+
+    name: Literal["vader", "reward_model", "none"] = Field(
+        "vader", description="Which gold judge scores responses: `vader` (the sandbox's review continuations), "
+        "`reward_model` (`model`) or `none`.")
+    model: str | None = Field(None, description="`reward_model`: a Hub id (e.g. `OpenAssistant/reward-model-"
+                              "deberta-v3-large-v2`) or a local directory of a sequence-classification model with "
+                              "one output, safetensors weights only.")
+    batch_size: int = Field(16, ge=1, description="`reward_model`: (prompt, response) pairs scored per forward pass.")
+    max_length: int = Field(1024, ge=8, description="`reward_model`: tokens kept per scored text (longer ones are "
+                            "truncated from the end, and counted in the log).")
     repeat_ngram: int = Field(3, ge=2, description="n of the n-grams whose repeats are penalised.")
     repeat_penalty: float = Field(1.0, ge=0, description="Penalty per unit of repeated-n-gram fraction.")
     copy_penalty: float = Field(1.0, ge=0, description="Penalty per unit of the response's n-grams copied from the prompt.")
     min_words: int = Field(4, ge=0, description="Responses with fewer words get `short_score`.")
     short_score: float = Field(-1.0, description="Score of an empty or too-short response.")
+
+    @model_validator(mode="after")
+    def _model_iff_reward_model(self) -> Judge:
+        if self.name == "reward_model" and not self.model:
+            raise ValueError("model: judge.name 'reward_model' needs the reward model's Hub id or local directory")
+        if self.name != "reward_model" and self.model is not None:
+            raise ValueError(f"model: only judge.name 'reward_model' takes a model (name is {self.name!r})")
+        return self
 
 
 class Annotate(_Section):
