@@ -2,7 +2,8 @@
 
 Run with `make bench` (not part of `make test`). Every case times our code path and the plain-library baseline on
 the same inputs in the same run; `pytest_sessionfinish` prints the ratios and writes every figure to
-benchmarks/results.json, which docs/PERFORMANCE.md quotes.
+benchmarks/results.json, which docs/PERFORMANCE.md quotes. Each case records the commit it was measured at; a
+partial run (`pytest benchmarks -k labeling`) replaces only its own cases when the machine is the same.
 """
 
 from __future__ import annotations
@@ -100,7 +101,16 @@ def pytest_sessionfinish(session, exitstatus):
         if ours and base and ours.get("rate") and base.get("rate"):
             variants["speedup"] = round(ours["rate"] / base["rate"], 2)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    doc = {"machine": _machine(), "commit": commit.stdout.strip(), "cases": RESULTS}
+    commit = commit.stdout.strip()
+    for variants in RESULTS.values():
+        variants["commit"] = commit  # each case says where it was measured: a `-k` rerun replaces only its cases
+    machine = _machine()
+    cases = dict(RESULTS)
+    if OUT.is_file():
+        old = json.loads(OUT.read_text())
+        if old.get("machine") == machine:  # keep the other cases of an earlier run on the same machine
+            cases = {k: {"commit": old.get("commit"), **v} for k, v in old["cases"].items()} | cases
+    doc = {"machine": machine, "commit": commit, "cases": cases}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(doc, indent=2) + "\n")
     lines = ["", f"benchmark results -> {OUT}",
