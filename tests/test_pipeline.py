@@ -120,8 +120,16 @@ def test_metric_keys(repo):
     summary = (repo / "reports/summary.md").read_text()
     assert "weak-human agreement" in summary and "disagreements" in summary
     curves = json.loads((repo / "plots/training_curves.json").read_text())
-    assert {c["run"] for c in curves} == {"weak teacher", "target (human)", "target (weak)", "target (gold)",
-                                         "target (random)"}
+    sources = yaml.safe_load((repo / "params.yaml").read_text())["align"]["sources"]
+    assert {c["run"] for c in curves} == {"weak teacher"} | {f"target ({x})" for x in sources}
+    # The analysis of issue 3: intervals, the counts they rest on, every feedback source's size, head to head.
+    for key in ("agreement_weak_human", "accuracy_weak_vs_gold", "gold_backs_weak_when_disagree"):
+        assert fb[key] is None or fb[f"{key}_lo"] <= fb[key] <= fb[f"{key}_hi"], key
+    assert fb["n_feedback_weak_disagree"] == fb["n_disagree"]
+    assert 0 < fb["n_feedback_weak_confident"] <= fb["n_unlabeled"]
+    assert len(al["head_to_head"]) == len(sources) * (len(sources) - 1) // 2
+    assert all(v["lo"] <= v["win_rate"] <= v["hi"] for v in al["head_to_head"].values())
+    assert "Head to head" in summary and "length-matched" in summary
 
 
 def test_dvc_metrics_and_plots_render(repo):
@@ -211,6 +219,25 @@ def test_push_to_a_remote_and_pull_into_a_clean_checkout(repo, tmp_path):
     _run([DVC, "pull"], clone)
     assert _digest(clone, files) == _digest(repo, files)
     assert "up to date" in _run([DVC, "status"], clone).stdout
+
+
+def test_a_queued_seed_sweep_runs_from_git_and_aggregates(repo, tmp_path):
+    """`dvc exp run --queue` over two seeds (each queued run gets a temporary copy of the git-tracked files only, so
+    this checks that a clean checkout suffices), `--run-all`, then `python -m weakalign.aggregate` on the real
+    `dvc exp show --json`: one configuration, two runs per metric, an interval around each mean."""
+    repo, _ = repo
+    _run([DVC, "exp", "run", "--queue", "-S", "base.seed=1,2"], repo)
+    _run([DVC, "exp", "run", "--run-all"], repo)
+    md, rows = tmp_path / "sweep.md", tmp_path / "sweep.json"
+    metrics = ["metrics/feedback.json:agreement_weak_human", "metrics/alignment.json:weak.gold_reward_mean",
+               "metrics/feedback.json:n_feedback_weak_disagree"]
+    _run([sys.executable, "-m", "weakalign.aggregate", "--out-md", str(md), "--out-json", str(rows),
+          "--metrics", *metrics], repo)
+    got = {r["metric"]: r for r in json.loads(rows.read_text())}
+    assert set(got) == set(metrics)
+    for r in got.values():
+        assert r["n"] == 2 and r["ci_low"] <= r["mean"] <= r["ci_high"]
+    assert "2 runs" in md.read_text() or "(2)" in md.read_text()
 
 
 def test_changing_an_align_param_leaves_the_weak_teacher_alone(repo):

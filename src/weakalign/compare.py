@@ -6,16 +6,29 @@ import random
 
 from .io import DataError
 from .schema import Pair, Preference, WeakLabel
-from .stats import quantile_bins, r
+from .stats import quantile_bins, r, wilson
 
 
-def feedback_labels(unlabeled: list[Pair], weak: dict[str, WeakLabel], source: str, seed: int) -> list[Preference]:
-    """The preferred response of every D_u pair according to one source (see params.Align.sources)."""
+def feedback_labels(unlabeled: list[Pair], weak: dict[str, WeakLabel], source: str, seed: int,
+                    confident_margin: float = 0.0) -> list[Preference]:
+    """The preferred response of every D_u pair according to one source (see params.Align.sources).
+
+    `weak_disagree` keeps only the pairs where the weak and human labels differ, with the weak label (the paper's
+    purification check: does the target learn from the weak teacher's disagreements?); `weak_confident` keeps
+    the weak labels with |margin| >= `confident_margin`."""
     out = []
     for p in unlabeled:
         if source == "human":
             chosen = p.human
         elif source == "weak":
+            chosen = weak[p.id].label
+        elif source == "weak_disagree":
+            if weak[p.id].label == p.human:
+                continue
+            chosen = weak[p.id].label
+        elif source == "weak_confident":
+            if abs(weak[p.id].margin) < confident_margin:
+                continue
             chosen = weak[p.id].label
         elif source == "gold":
             chosen = p.gold
@@ -50,6 +63,21 @@ def _share(hits: list[bool]) -> float | None:
     return r(sum(hits) / len(hits)) if hits else None
 
 
+def _with_ci(name: str, hits: list[bool] | None) -> dict:
+    """{name, name_lo, name_hi}: a share and its 95% Wilson interval (all None without data)."""
+    if not hits:
+        return {name: None, f"{name}_lo": None, f"{name}_hi": None}
+    lo, hi = wilson(sum(hits), len(hits))
+    return {name: _share(hits), f"{name}_lo": r(lo), f"{name}_hi": r(hi)}
+
+
+def _median(xs: list[float]) -> float | None:
+    if not xs:
+        return None
+    s = sorted(xs)
+    return (s[(len(s) - 1) // 2] + s[len(s) // 2]) / 2
+
+
 def check_covers(unlabeled: list[Pair], weak: dict[str, WeakLabel], path: str) -> None:
     """Weak labels must cover D_u exactly: a gap or a stray label means the files come from different runs."""
     ids = {p.id for p in unlabeled}
@@ -70,15 +98,25 @@ def feedback_metrics(n_labeled: int, unlabeled: list[Pair], weak: dict[str, Weak
     agree = [h == w for h, w in zip(human, wk, strict=True)]
     gi = [i for i, g in enumerate(gold) if g is not None]  # pairs the gold judge decides
     disagree_gold = [i for i in gi if not agree[i]]
+    # Gold-reward gap |g1 - g2| on pairs where weak and human agree vs disagree: are disagreements the close calls?
+    gap = {i: abs(unlabeled[i].gold_1 - unlabeled[i].gold_2) for i in gi}
+    gap_agree, gap_disagree = [gap[i] for i in gi if agree[i]], [gap[i] for i in gi if not agree[i]]
     metrics = {
         "n_labeled": n_labeled,
         "n_unlabeled": len(unlabeled),
-        "agreement_weak_human": _share(agree),
-        "accuracy_human_vs_gold": _share([human[i] == gold[i] for i in gi]) if has_gold else None,
-        "accuracy_weak_vs_gold": _share([wk[i] == gold[i] for i in gi]) if has_gold else None,
+        **_with_ci("agreement_weak_human", agree),
+        **_with_ci("accuracy_human_vs_gold", [human[i] == gold[i] for i in gi] if has_gold else None),
+        **_with_ci("accuracy_weak_vs_gold", [wk[i] == gold[i] for i in gi] if has_gold else None),
+        "n_gold_decided": len(gi) if has_gold else None,
         "n_disagree": agree.count(False),
-        "gold_backs_weak_when_disagree": _share([wk[i] == gold[i] for i in disagree_gold]) if has_gold else None,
+        **_with_ci("gold_backs_weak_when_disagree", [wk[i] == gold[i] for i in disagree_gold] if has_gold else None),
+        "n_disagree_gold_decided": len(disagree_gold) if has_gold else None,
+        "gold_gap_mean_agree": r(sum(gap_agree) / len(gap_agree)) if gap_agree else None,
+        "gold_gap_mean_disagree": r(sum(gap_disagree) / len(gap_disagree)) if gap_disagree else None,
+        "gold_gap_median_agree": r(_median(gap_agree)),
+        "gold_gap_median_disagree": r(_median(gap_disagree)),
         "weak_label_1_share": _share([w == 1 for w in wk]),
+        "human_label_1_share": _share([h == 1 for h in human]),
     }
     margins = [abs(weak[p.id].margin) for p in unlabeled]
     rows = []

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from .stats import mean_sem, r, win_rate
+from .stats import mean_sem, r, win_rate, win_rate_ci
+
+# Two responses are "length-matched" when their word counts differ by at most this share of the longer one.
+LENGTH_MATCH = 0.2
 
 
 def alignment_metrics(scores: dict[str, list[float] | None], words: dict[str, list[int]]) -> dict:
@@ -14,11 +17,15 @@ def alignment_metrics(scores: dict[str, list[float] | None], words: dict[str, li
     """
     if any(s is None for s in scores.values()):
         gold_keys = ("gold_reward_mean", "gold_reward_sem")
-        vs_base = ("win_rate_vs_base", "gain_vs_base", "gain_vs_base_sem", "gain_z")
+        vs_base = ("win_rate_vs_base", "win_rate_vs_base_lo", "win_rate_vs_base_hi", "gain_vs_base",
+                   "gain_vs_base_sem", "gain_z", "win_rate_vs_base_length_matched", "n_length_matched")
         out = {name: dict.fromkeys(gold_keys) | {"n_prompts": len(words[name]),
                                                   "mean_words": r(sum(words[name]) / len(words[name]), 2)}
                | (dict.fromkeys(vs_base) if name != "base" else {}) for name in scores}
-        return out | {"weak_vs_human_win_rate": None}
+        pairs = [n for n in scores if n != "base"]
+        h2h = {f"{a}_vs_{b}": {"win_rate": None, "lo": None, "hi": None, "n_prompts": len(words[a])}
+               for i, a in enumerate(pairs) for b in pairs[i + 1:]}
+        return out | {"weak_vs_human_win_rate": None, "head_to_head": h2h}
     base = scores["base"]
     out: dict = {}
     for name, s in scores.items():
@@ -27,9 +34,35 @@ def alignment_metrics(scores: dict[str, list[float] | None], words: dict[str, li
                  "mean_words": r(sum(words[name]) / len(words[name]), 2)}
         if name != "base":
             gain, gain_se = mean_sem([a - b for a, b in zip(s, base, strict=True)])
-            entry |= {"win_rate_vs_base": r(win_rate(s, base)), "gain_vs_base": r(gain),
-                      "gain_vs_base_sem": r(gain_se), "gain_z": r(gain / gain_se if gain_se else None, 2)}
+            _, lo, hi = win_rate_ci(s, base)
+            entry |= {"win_rate_vs_base": r(win_rate(s, base)), "win_rate_vs_base_lo": r(lo),
+                      "win_rate_vs_base_hi": r(hi), "gain_vs_base": r(gain),
+                      "gain_vs_base_sem": r(gain_se), "gain_z": r(gain / gain_se if gain_se else None, 2),
+                      **length_matched(s, base, words[name], words["base"])}
         out[name] = entry
     out["weak_vs_human_win_rate"] = (r(win_rate(scores["weak"], scores["human"]))
                                      if "weak" in scores and "human" in scores else None)
+    out["head_to_head"] = head_to_head(scores)
+    return out
+
+
+def length_matched(a: list[float], b: list[float], words_a: list[int], words_b: list[int]) -> dict:
+    """Win rate of a over b on the prompts where the two responses have about the same length (LENGTH_MATCH):
+    longer answers win most judges, so this separates "better" from "longer"."""
+    idx = [i for i, (x, y) in enumerate(zip(words_a, words_b, strict=True))
+           if abs(x - y) <= LENGTH_MATCH * max(x, y, 1)]
+    if not idx:
+        return {"win_rate_vs_base_length_matched": None, "n_length_matched": 0}
+    return {"win_rate_vs_base_length_matched": r(win_rate([a[i] for i in idx], [b[i] for i in idx])),
+            "n_length_matched": len(idx)}
+
+
+def head_to_head(scores: dict[str, list[float]]) -> dict:
+    """Win rate of every aligned target against every other on the same prompts, with a 95% interval."""
+    names = [n for n in scores if n != "base"]
+    out = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            m, lo, hi = win_rate_ci(scores[a], scores[b])
+            out[f"{a}_vs_{b}"] = {"win_rate": r(m), "lo": r(lo), "hi": r(hi), "n_prompts": len(scores[a])}
     return out

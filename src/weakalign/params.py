@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-SOURCES = ("human", "weak", "gold", "random")
+SOURCES = ("human", "weak", "gold", "random", "weak_disagree", "weak_confident")
 
 
 class _Section(BaseModel):
@@ -286,10 +286,12 @@ class LabelWeak(_Section):
 
 
 class Align(_Section):
-    sources: list[Literal["human", "weak", "gold", "random"]] = Field(
+    sources: list[Literal["human", "weak", "gold", "random", "weak_disagree", "weak_confident"]] = Field(
         ["human", "weak"], min_length=1,
-        description="Feedback sources to align a target on: `human`, `weak`, and the bounds `gold` (the gold "
-        "judge's own labels, an upper bound) and `random` (coin flips, a lower bound).",
+        description="Feedback sources to align a target on: `human`, `weak`, the bounds `gold` (the gold judge's "
+        "own labels, an upper bound) and `random` (coin flips, a lower bound), and two weak-label subsets: "
+        "`weak_disagree` (only the D_u pairs where weak and human disagree, with the weak label: the paper's "
+        "purification check) and `weak_confident` (weak labels with |margin| >= `compare.confident_margin`).",
     )
     dpo: DPO = DPO()
 
@@ -302,6 +304,8 @@ class Align(_Section):
 
 class Compare(_Section):
     margin_bins: int = Field(5, ge=1, le=50, description="Quantile bins of |weak margin| for agreement-by-margin.")
+    confident_margin: float = Field(0.1, ge=0, description="Feedback source `weak_confident` keeps the weak labels "
+                                    "whose |reward margin| is at least this.")
 
 
 class Evaluate(Generation):

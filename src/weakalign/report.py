@@ -25,6 +25,12 @@ def _f(x, nd: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{nd}f}"
 
 
+def _share_row(label: str, m: dict, key: str, n: int | None) -> str:
+    lo, hi = m.get(f"{key}_lo"), m.get(f"{key}_hi")
+    interval = f"{_f(lo)}–{_f(hi)}" if lo is not None else "n/a"
+    return f"| {label} | {_f(m.get(key))} | {interval} | {n if n is not None else 'n/a'} |"
+
+
 def gold_reward_rows(alignment: dict) -> list[dict]:
     rows = []
     for name, e in alignment.items():
@@ -71,26 +77,39 @@ def summary_markdown(feedback: dict, alignment: dict, training: dict[str, dict],
               "human labels alone. ") + f"D_l = {feedback['n_labeled']} human-labeled pairs "
              f"(train the weak teacher); D_u = {feedback['n_unlabeled']} pairs (labeled by the weak teacher).", "",
              "## Feedback on D_u", "",
-             "| metric | value | pairs |", "|---|---|---|",
-             f"| weak-human agreement | {_f(feedback['agreement_weak_human'])} | {feedback['n_unlabeled']} |",
-             f"| human accuracy vs gold | {_f(feedback['accuracy_human_vs_gold'])} | {feedback['n_unlabeled']} |",
-             f"| weak accuracy vs gold | {_f(feedback['accuracy_weak_vs_gold'])} | {feedback['n_unlabeled']} |",
-             f"| gold backs weak where they disagree | {_f(feedback['gold_backs_weak_when_disagree'])} "
-             f"| {feedback['n_disagree']} |", "",
+             "Shares with their 95% Wilson interval, and the number of pairs each rests on.", "",
+             "| metric | value | 95% interval | pairs |", "|---|---|---|---|",
+             _share_row("weak-human agreement", feedback, "agreement_weak_human", feedback["n_unlabeled"]),
+             _share_row("human accuracy vs gold", feedback, "accuracy_human_vs_gold", feedback.get("n_gold_decided")),
+             _share_row("weak accuracy vs gold", feedback, "accuracy_weak_vs_gold", feedback.get("n_gold_decided")),
+             _share_row("gold backs weak where they disagree", feedback, "gold_backs_weak_when_disagree",
+                        feedback.get("n_disagree_gold_decided", feedback["n_disagree"])), "",
+             f"Gold-reward gap |g1 − g2| where weak and human agree: mean {_f(feedback.get('gold_gap_mean_agree'))}, "
+             f"median {_f(feedback.get('gold_gap_median_agree'))}; where they disagree: mean "
+             f"{_f(feedback.get('gold_gap_mean_disagree'))}, median {_f(feedback.get('gold_gap_median_disagree'))} "
+             "(a smaller gap: the disagreements are closer calls).", "",
              "## Aligned targets on the test prompts", "",
-             "| model | gold reward (mean ± s.e.) | gain vs base (paired, ± s.e.) | win rate vs base | words | prompts |",
-             "|---|---|---|---|---|---|"]
-    for name, e in alignment.items():
-        if not isinstance(e, dict):
-            continue
+             "| model | gold reward (mean ± s.e.) | gain vs base (paired, ± s.e.) | win rate vs base (95% interval) "
+             "| win rate, length-matched (prompts) | words | prompts |",
+             "|---|---|---|---|---|---|---|"]
+    models = {name: e for name, e in alignment.items() if isinstance(e, dict) and "n_prompts" in e}
+    for name, e in models.items():
         gain = (f"{e['gain_vs_base']:+.3f} ± {e['gain_vs_base_sem']:.3f} (z = {e['gain_z']})"
                 if e.get("gain_vs_base") is not None else "")
         gold = "n/a" if e["gold_reward_mean"] is None else f"{e['gold_reward_mean']:.3f} ± {e['gold_reward_sem']:.3f}"
-        lines.append(f"| {name} | {gold} | {gain} | "
-                     f"{_f(e.get('win_rate_vs_base'))} | {e['mean_words']} | {e['n_prompts']} |")
-    if alignment.get("weak_vs_human_win_rate") is not None:
-        lines += ["", f"Weak-aligned vs human-aligned target, same prompts: win rate "
-                      f"{alignment['weak_vs_human_win_rate']:.3f}."]
+        win = (f"{_f(e.get('win_rate_vs_base'))} ({_f(e.get('win_rate_vs_base_lo'))}–{_f(e.get('win_rate_vs_base_hi'))})"
+               if e.get("win_rate_vs_base") is not None else "n/a")
+        matched = (f"{_f(e.get('win_rate_vs_base_length_matched'))} ({e['n_length_matched']})"
+                   if "n_length_matched" in e else "")
+        lines.append(f"| {name} | {gold} | {gain} | {win} | {matched} | {e['mean_words']} | {e['n_prompts']} |")
+    h2h = alignment.get("head_to_head") or {}
+    if h2h:
+        lines += ["", "Head to head, same test prompts (ties count one half; 95% interval over prompts):", "",
+                  "| pair | win rate of the first | 95% interval | prompts |", "|---|---|---|---|"]
+        for key, v in h2h.items():
+            a, _, b = key.partition("_vs_")
+            interval = f"{_f(v['lo'])}–{_f(v['hi'])}" if v["lo"] is not None else "n/a"
+            lines.append(f"| {md(a)} vs {md(b)} | {_f(v['win_rate'])} | {interval} | {v['n_prompts']} |")
     lines += ["", "## Training", "", "| run | pairs | steps | final loss | final margin | final accuracy | learned |"
               " truncated | dropped |", "|---|---|---|---|---|---|---|---|---|"]
     for name, t in training.items():

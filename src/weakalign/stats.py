@@ -23,6 +23,24 @@ def win_rate(a: list[float], b: list[float]) -> float:
     return sum(1.0 if x > y else 0.5 if x == y else 0.0 for x, y in zip(a, b, strict=True)) / len(a)
 
 
+def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
+    """95% Wilson score interval of a share hits / n (sound for small n and shares near 0 or 1); None for n = 0."""
+    if n == 0:
+        return None
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def win_rate_ci(a: list[float], b: list[float], z: float = 1.96) -> tuple[float, float, float]:
+    """Win rate of a over b on the same prompts (ties one half) with a 95% normal interval over the prompts'
+    outcomes (1, 0.5, 0), clipped to [0, 1]."""
+    outcomes = [1.0 if x > y else 0.5 if x == y else 0.0 for x, y in zip(a, b, strict=True)]
+    m, se = mean_sem(outcomes)
+    return m, max(0.0, m - z * se), min(1.0, m + z * se)
+
+
 def quantile_bins(values: list[float], n_bins: int) -> list[list[int]]:
     """Indices of `values` grouped into up to `n_bins` bins of (nearly) equal count, by ascending value."""
     order = sorted(range(len(values)), key=lambda i: (values[i], i))
