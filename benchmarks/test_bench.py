@@ -49,19 +49,6 @@ def _pair_tokens(tok, triples) -> int:
     return n
 
 
-def _prefix_reuse_tokens(tok, triples) -> int:
-    """Non-padding tokens our labeler actually runs per model: the prompt once, then each response after the
-    prompt's last token (rewards.response_logps)."""
-    n = 0
-    for prompt, a, b in triples:
-        p = len(tok.apply_chat_template(chat_prompt(prompt), add_generation_prompt=True, tokenize=True,
-                                        return_dict=False))
-        full = [len(tok.apply_chat_template(chat_prompt(prompt) + [{"role": "assistant", "content": r}],
-                                            tokenize=True, return_dict=False)) for r in (a, b)]
-        n += (p - 1) + sum(f - p + 1 for f in full)
-    return n
-
-
 def test_matmul_peak(benchmark, record):
     """The machine's bf16 (and fp32) matmul peak, 2048 x 2048, all threads: the MFU denominator."""
     n, reps = 2048, 10
@@ -104,7 +91,7 @@ def test_labeling_ours(benchmark, record, params, labeler):
     med = benchmark.stats.stats.median
     record("labeling", "ours", rate=round(len(triples) / med, 3), unit="pairs/s", median_s=round(med, 2),
            n_pairs=len(triples), flops=2 * 2 * _n_params(policy) * _pair_tokens(tok, triples),
-           executed_flops=2 * 2 * _n_params(policy) * _prefix_reuse_tokens(tok, triples))
+           executed_flops=2 * 2 * _n_params(policy) * out.n_tokens)  # tokens our labeler ran, per model
 
 
 def test_labeling_trl_precompute(benchmark, record, params, labeler):

@@ -6,7 +6,7 @@
 r(x, y) = beta * [log pi_weak(y|x) - log pi_ref(y|x)], pi_ref = the weak model's starting point, beta =
 `train_weak.dpo.beta`, tokenized with `train_weak.dpo.max_length`; `label_weak.bf16` picks bf16 autocast (fast) or
 exact fp32. The response with the higher reward is the weak label. The metrics file records the
-labeling cost (wall time per 1,000 pairs) and how many pairs `max_length` truncated. Finished batches are
+labeling cost (wall time and estimated forward FLOPs per 1,000 pairs) and how many pairs `max_length` truncated. Finished batches are
 appended to --checkpoints as they complete; a killed run resumes after the last one (its timing then covers only
 the resumed part).
 """
@@ -25,6 +25,10 @@ from weakalign.schema import Pair, WeakLabel
 log = logging.getLogger("weakalign.label_weak")
 
 
+def _n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
 def main(args, params):
     seed_everything(params.base.seed)
     ref_path = params.train_weak.model_ref(args.base)
@@ -39,8 +43,8 @@ def main(args, params):
         "label_weak", dpo.model_dump(), params.label_weak.model_dump(), params.base.seed, triples,
         resume.files_digest(args.weak), resume.files_digest(ref_path)))
     partial = resume.BatchLog(work / "rewards.jsonl")
-    r1, r2, n_truncated = implicit_rewards(policy, ref, tok, triples, dpo, params.label_weak.batch_size,
-                                           params.base.seed, partial)
+    r1, r2, n_truncated, n_tokens = implicit_rewards(policy, ref, tok, triples, dpo, params.label_weak.batch_size,
+                                                     params.base.seed, partial)
     partial.close()
     labels = [WeakLabel(pair_id=p.id, reward_1=round(a, 6), reward_2=round(b, 6), margin=round(a - b, 6),
                         label=1 if a >= b else 2) for p, a, b in zip(unlabeled, r1, r2, strict=True)]
@@ -50,7 +54,10 @@ def main(args, params):
     write_json(args.metrics, {"n_pairs": len(labels), "n_pairs_truncated": n_truncated,
                               "label_1_share": round(sum(x.label == 1 for x in labels) / len(labels), 4),
                               "seconds": round(seconds, 1),
-                              "seconds_per_1000_pairs": round(1000 * seconds / len(labels), 1)})
+                              "seconds_per_1000_pairs": round(1000 * seconds / len(labels), 1),
+                              # Forward passes only: 2 N FLOPs per token run, for the weak model and its reference.
+                              "tflops_per_1000_pairs": round(1000 * 2 * n_tokens * (_n_params(policy) + _n_params(ref))
+                                                             / len(labels) / 1e12, 2)})
     resume.finish(args.checkpoints)
 
 

@@ -50,7 +50,7 @@ def _hand_logp(model, tok, prompt: str, response: str) -> float:
 
 def test_rewards_equal_hand_computation(models):
     tok, policy, ref = models
-    r1, r2, n_trunc = implicit_rewards(policy, ref, tok, TRIPLES, _dpo(), batch_size=3)
+    r1, r2, n_trunc, _ = implicit_rewards(policy, ref, tok, TRIPLES, _dpo(), batch_size=3)
     assert n_trunc == 0
     for (prompt, y1, y2), a, b in zip(TRIPLES, r1, r2):
         assert a == pytest.approx(BETA * (_hand_logp(policy, tok, prompt, y1) - _hand_logp(ref, tok, prompt, y1)),
@@ -78,7 +78,7 @@ def test_rewards_equal_dpo_trainer_metrics(models, tmp_path, max_length):
     from weakalign.dpo import dpo_config, preference_dataset
 
     tok, policy, ref = models
-    r1, r2, n_trunc = implicit_rewards(policy, ref, tok, TRIPLES, _dpo(max_length=max_length), batch_size=2)
+    r1, r2, n_trunc, _ = implicit_rewards(policy, ref, tok, TRIPLES, _dpo(max_length=max_length), batch_size=2)
     assert n_trunc == (0 if max_length is None else 2)
     for i, triple in enumerate(TRIPLES):
         ds = preference_dataset([triple])
@@ -95,7 +95,7 @@ def test_identical_models_give_zero_rewards(models):
     import copy
 
     tok, policy, _ = models
-    r1, r2, _ = implicit_rewards(policy, copy.deepcopy(policy), tok, TRIPLES, _dpo(), batch_size=3)
+    r1, r2, *_ = implicit_rewards(policy, copy.deepcopy(policy), tok, TRIPLES, _dpo(), batch_size=3)
     assert max(abs(x) for x in r1 + r2) < 1e-6
 
 
@@ -111,6 +111,19 @@ def test_truncated_pairs_are_counted(models):
     long = ("Hi", "word " * 80, "short")
     res = implicit_rewards(policy, ref, tok, TRIPLES + [long], DPO(beta=BETA, bf16=False, max_length=64), 2)
     assert res.n_truncated == 1 and len(res.reward_1) == 4
+
+
+def test_tokens_run_are_counted_for_the_labeling_cost(models):
+    """n_tokens: per pair, the prompt once plus each response after the prompt's last token (chat template)."""
+    tok, policy, ref = models
+    want = 0
+    for prompt, a, b in TRIPLES:
+        user = [{"role": "user", "content": prompt}]
+        p = len(tok.apply_chat_template(user, add_generation_prompt=True, tokenize=True, return_dict=False))
+        full = [len(tok.apply_chat_template(user + [{"role": "assistant", "content": y}], tokenize=True,
+                                            return_dict=False)) for y in (a, b)]
+        want += (p - 1) + sum(f - p + 1 for f in full)
+    assert implicit_rewards(policy, ref, tok, TRIPLES, _dpo(), batch_size=2).n_tokens == want
 
 
 def test_rewards_do_not_depend_on_the_tokenizers_padding_side(models):
@@ -132,7 +145,7 @@ def test_the_pipelines_bf16_path_stays_close_to_the_fp32_hand_computation(models
     """label_weak runs with bf16 autocast: its rewards stay within 0.005 + 2% of the exact fp32 per-pair value
     (measured here: at most 0.0006 on rewards of 0.02-0.27), and no label flips outside that band."""
     tok, policy, ref = models
-    r1, r2, _ = implicit_rewards(policy, ref, tok, TRIPLES, DPO(beta=BETA, bf16=True, max_length=None,
+    r1, r2, *_ = implicit_rewards(policy, ref, tok, TRIPLES, DPO(beta=BETA, bf16=True, max_length=None,
                                                                precompute_ref_log_probs=False), batch_size=2)
     for (prompt, y1, y2), a, b in zip(TRIPLES, r1, r2, strict=True):
         exact = [BETA * (_hand_logp(policy, tok, prompt, y) - _hand_logp(ref, tok, prompt, y)) for y in (y1, y2)]

@@ -34,6 +34,7 @@ class Rewards(NamedTuple):
     reward_1: list[float]
     reward_2: list[float]
     n_truncated: int  # pairs whose prompt + longer response exceeds max_length (TRL truncates them)
+    n_tokens: int = 0  # non-padding tokens run per model (the labeling cost: 2 N FLOPs each, for each model)
 
 
 def _pad(rows: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,4 +125,6 @@ def implicit_rewards(policy: PreTrainedModel, ref: PreTrainedModel, tok: PreTrai
     out1, out2 = [0.0] * len(rows), [0.0] * len(rows)
     for pos, i in enumerate(order):
         out1[i], out2[i] = r1[pos], r2[pos]
-    return Rewards(out1, out2, n_truncated)
+    # Per pair: the prompt head once, then each response after the prompt's last token (response_logps).
+    n_tokens = sum(len(p) - 1 + len(a) + 1 + len(b) + 1 for p, a, b in rows)
+    return Rewards(out1, out2, n_truncated, n_tokens)
