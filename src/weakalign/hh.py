@@ -6,18 +6,14 @@ are the two last Assistant turns; the human label is the dataset's own (`chosen`
 
 A row that is not a JSON object with two strings is a data error (file and line). A row that is well-formed but
 cannot be used becomes a counted drop, by reason (:data:`DROP_REASONS`); a file with no usable row is an error.
-This is the parsing layer of the HH data source; `read_hh` reads the local file form (``.jsonl`` or ``.jsonl.gz``).
+This is the parsing layer of the HH data source (weakalign.sources); `read_hh` reads the local file form (``.jsonl`` or ``.jsonl.gz``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import random
 from pathlib import Path
 
-from .io import DataError, iter_jsonl
 from .schema import MAX_CHARS, Pair
-from .split import normalise
 
 ASSISTANT = "\n\nAssistant:"
 DROP_REASONS = ("no_assistant_turn", "prompt_mismatch", "empty_prompt", "empty_response", "identical_responses",
@@ -59,30 +55,10 @@ def usable(prompt: str, a: str, b: str) -> tuple[str, str, str]:
 def read_hh(path: str | Path, seed: int = 0) -> tuple[list[Pair], dict[str, int]]:
     """Pairs of an HH file and the count of dropped rows per reason (every reason present, zeros included).
 
-    The chosen response is put first or second by a coin seeded with (seed, line), so a position never
-    predicts the label; `human` records where it went.
+    The `jsonl` data source in HH format (weakalign.sources, which holds the reading, the seeded coin that puts
+    the chosen response first or second, and the ids), kept as the short name for this one format.
     """
-    pairs, dropped = [], dict.fromkeys(DROP_REASONS, 0)
-    n = 0
-    for lineno, row in iter_jsonl(path):
-        n += 1
-        for key in ("chosen", "rejected"):
-            if not isinstance(row.get(key), str):
-                raise DataError(f"{path}:{lineno}: field {key!r} must be a string (HH rows are "
-                                f'{{"chosen": dialogue, "rejected": dialogue}})')
-        try:
-            prompt, chosen, rejected = split_dialogue(row["chosen"], row["rejected"])
-        except Unusable as e:
-            dropped[e.reason] += 1
-            continue
-        first = random.Random(f"hh:{seed}:{lineno}").random() < 0.5
-        pairs.append(Pair(
-            id=f"hh-{lineno}",
-            prompt_id="hh-" + hashlib.sha256(normalise(prompt).encode()).hexdigest()[:12],
-            prompt=prompt, response_1=chosen if first else rejected, response_2=rejected if first else chosen,
-            human=1 if first else 2,
-        ))
-    if not pairs:
-        why = ", ".join(f"{k} {v}" for k, v in dropped.items() if v)
-        raise DataError(f"{path}: no usable pairs in {n} rows (dropped: {why or 'none'})")
-    return pairs, dropped
+    from .params import Data
+    from .sources import load_pairs  # sources builds on this module's dialogue parsing
+
+    return load_pairs(Data(source="jsonl", path=str(path), format="hh"), seed)

@@ -54,6 +54,17 @@ def _check_local(ref: str) -> None:
         raise FileNotFoundError(f"model path {ref!r} is not a model directory (no config.json there)")
 
 
+def _require_safetensors(ref: str) -> None:
+    """A local model folder must hold safetensors weights: pickled ones can run code when loaded."""
+    folder = Path(ref)
+    if folder.is_dir() and not any(folder.glob("*.safetensors")):
+        pickled = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+        raise FileNotFoundError(
+            f"model path {ref!r} has no .safetensors weights{f' (only {pickled})' if pickled else ''}; weakalign "
+            "does not load pickled weights, which can run code: convert them with `save_pretrained(..., "
+            "safe_serialization=True)` where you trust them")
+
+
 def load_tokenizer(ref: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     ref = str(ref)
     if ref in (EMBEDDED, TINY):
@@ -105,13 +116,7 @@ def load_model(ref: str | Path, dtype: torch.dtype = torch.float32, seed: int = 
         model.generation_config = gguf_model.generation_config
         return model
     _check_local(ref)
-    folder = Path(ref)
-    if folder.is_dir() and not any(folder.glob("*.safetensors")):
-        pickled = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
-        raise FileNotFoundError(
-            f"model path {ref!r} has no .safetensors weights{f' (only {pickled})' if pickled else ''}; weakalign "
-            "does not load pickled weights, which can run code: convert them with `save_pretrained(..., "
-            "safe_serialization=True)` where you trust them")
+    _require_safetensors(ref)
     # use_safetensors: weights written by strangers load without pickle (Hub ids too).
     return AutoModelForCausalLM.from_pretrained(ref, dtype=dtype, use_safetensors=True,
                                                 trust_remote_code=trust_remote_code)
@@ -128,10 +133,7 @@ def load_reward_model(ref: str, dtype: torch.dtype = torch.float32) -> tuple[Pre
     from transformers import AutoModelForSequenceClassification
 
     _check_local(ref)
-    folder = Path(ref)
-    if folder.is_dir() and not any(folder.glob("*.safetensors")):
-        raise FileNotFoundError(f"reward model path {ref!r} has no .safetensors weights; weakalign does not load "
-                                "pickled weights")
+    _require_safetensors(ref)
     tok = AutoTokenizer.from_pretrained(ref)
     model = AutoModelForSequenceClassification.from_pretrained(ref, dtype=dtype, use_safetensors=True)
     if model.config.num_labels != 1:

@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 Format = Literal["standard", "hh", "summarize_from_feedback", "carper_comparisons"]
 ROLES = ("prompt", "chosen", "rejected")
 TLDR = "TL;DR:"
-# Id prefix per format; the hh one matches hh.read_hh, so a jsonl HH file gives the same ids, prompt ids and coins.
+# Id prefix per format (hh.read_hh is this module's jsonl source in HH format).
 PREFIX = {"standard": "pair", "hh": "hh", "summarize_from_feedback": "sff", "carper_comparisons": "tldr"}
 # Hub ids (lower case) whose format is known. Exact ids only: mirrors (e.g. TRL's hh-rlhf in prompt/chosen/rejected
 # form) and local copies are told by their columns instead.
@@ -182,7 +182,7 @@ def _rename(row: dict, columns: dict[str, str] | None, where: str) -> dict:
 
 
 def _pair(prefix: str, index: int, seed: int, prompt: str, chosen: str, rejected: str) -> Pair:
-    # The coin is seeded per row, exactly as hh.read_hh does, so a position never predicts the label.
+    # The coin is seeded per row, so a position never predicts the label.
     first = random.Random(f"{prefix}:{seed}:{index}").random() < 0.5
     return Pair(
         id=f"{prefix}-{index}",
