@@ -4,7 +4,8 @@
         --feedback data/feedback/weak.jsonl --out models/targets/weak --metrics metrics/align/weak.json \
         --live dvclive/align/weak --checkpoints checkpoints/align/weak
 
-Every source trains with the same `align.dpo` settings and seed; only the labels differ. Checkpoints go to
+Every source trains with the same `align.dpo` settings and seed; only the labels differ. Feedback rows with
+weights (`weak_confident` with `compare.confident_weighting: margin`) are drawn in proportion to them. Checkpoints go to
 --checkpoints every `dpo.save_steps` steps; a killed run resumes from the newest one.
 """
 
@@ -13,7 +14,7 @@ import logging
 
 from weakalign import dpo, resume
 from weakalign.cli import run, seed_everything
-from weakalign.compare import feedback_choice
+from weakalign.compare import feedback_choice, weighted_draw
 from weakalign.io import atomic_dir, read_jsonl, read_numbered, write_json
 from weakalign.models import load_model, load_tokenizer, save_model
 from weakalign.schema import Pair, Preference
@@ -24,8 +25,14 @@ log = logging.getLogger("weakalign.align")
 def main(args, params):
     seed_everything(params.base.seed)
     unlabeled = read_jsonl(args.unlabeled, Pair)
-    choice = feedback_choice(read_numbered(args.feedback, Preference), {p.id for p in unlabeled}, args.feedback)
-    data = dpo.triples(unlabeled, choice)
+    feedback = read_numbered(args.feedback, Preference)
+    choice = feedback_choice(feedback, {p.id for p in unlabeled}, args.feedback)
+    data = dpo.triples(unlabeled, choice)  # in D_u order
+    weight = {f.pair_id: f.weight for _, f in feedback}
+    draw = weighted_draw([weight[p.id] for p in unlabeled if p.id in choice], params.base.seed)
+    if draw != list(range(len(data))):
+        log.info("weighted feedback: %d draws cover %d distinct pairs", len(draw), len(set(draw)))
+        data = [data[i] for i in draw]
     tok = load_tokenizer(args.base)
     model = load_model(args.base)
     log.info("align on %s feedback: %d pairs", args.source, len(data))

@@ -1,17 +1,21 @@
-"""Stage compare: human vs weak labels on D_u against the gold judge; every feedback source's labels for align.
+"""Stage compare: human vs weak labels on D_u against the gold judge, the other labelers beside them; every
+feedback source's labels for align.
 
     python stages/compare.py --labeled data/split/labeled.jsonl --unlabeled data/split/unlabeled.jsonl \
-        --weak data/labels/weak.jsonl --feedback data/feedback --metrics metrics/feedback.json \
-        --plot plots/agreement_by_margin.json
+        --weak data/labels/weak.jsonl --rm data/labels/rm.jsonl --judge data/labels/judge.jsonl \
+        --feedback data/feedback --metrics metrics/feedback.json --plot plots/agreement_by_margin.json
+
+An empty --rm or --judge file means that labeler is off (label_rm/label_judge.enabled): its metrics are null.
 """
 
 import argparse
 import logging
 
 from weakalign.cli import run
-from weakalign.compare import check_covers, feedback_labels, feedback_metrics
+from weakalign.compare import check_covers, feedback_labels, feedback_metrics, labeler_metrics
 from weakalign.io import atomic_dir, iter_jsonl, read_jsonl, write_json, write_jsonl
-from weakalign.schema import Pair, WeakLabel
+from weakalign.pairwise_judge import feedback_label
+from weakalign.schema import JudgeLabel, Pair, WeakLabel
 
 log = logging.getLogger("weakalign.compare")
 
@@ -22,22 +26,35 @@ def main(args, params):
     weak = {w.pair_id: w for w in read_jsonl(args.weak, WeakLabel)}
     check_covers(unlabeled, weak, args.weak)
     metrics, rows = feedback_metrics(n_labeled, unlabeled, weak, params.compare.margin_bins)
+    # Empty files: that labeler is switched off (label_rm/label_judge.enabled).
+    rm = {x.pair_id: x.label for x in read_jsonl(args.rm, WeakLabel, allow_empty=True)}
+    judge = {x.pair_id: x for x in read_jsonl(args.judge, JudgeLabel, allow_empty=True)}
+    for name, path, labels in (("rm", args.rm, rm), ("judge", args.judge, judge)):
+        if labels:
+            check_covers(unlabeled, labels, path, name)
+    metrics.update(labeler_metrics(unlabeled, weak, "rm", rm))
+    metrics.update(labeler_metrics(unlabeled, weak, "judge", {k: x.label for k, x in judge.items()}))
+    # What `align@judge` trains on: the verdicts, ties left out unless label_judge.break_ties.
+    others = {"rm": rm, "judge": {k: feedback_label(x, params.label_judge.break_ties) for k, x in judge.items()}}
     log.info("weak-human agreement %.3f; vs gold: human %s, weak %s", metrics["agreement_weak_human"],
              metrics["accuracy_human_vs_gold"], metrics["accuracy_weak_vs_gold"])
     with atomic_dir(args.feedback) as tmp:
         for source in params.align.sources:
-            labels = feedback_labels(unlabeled, weak, source, params.base.seed, params.compare.confident_margin)
+            labels = feedback_labels(unlabeled, weak, source, params.base.seed, params.compare.confident_margin,
+                                     others, params.compare.confident_weighting)
             if not labels:
                 raise ValueError(f"align.sources: feedback source {source!r} keeps no D_u pair (weak_disagree: "
-                                 "weak and human always agree; weak_confident: lower compare.confident_margin)")
+                                 "weak and human always agree; weak_confident: lower compare.confident_margin; "
+                                 "judge: every pair is a tie)")
             metrics[f"n_feedback_{source}"] = len(labels)
-            write_jsonl(tmp / f"{source}.jsonl", labels)
+            # `weight` only where it is not 1: unweighted feedback files keep their two fields.
+            write_jsonl(tmp / f"{source}.jsonl", [f.model_dump(exclude_defaults=True) for f in labels])
     write_json(args.metrics, metrics)
     write_json(args.plot, rows)
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(prog="compare", description=__doc__)
-    for a in ("--labeled", "--unlabeled", "--weak", "--feedback", "--metrics", "--plot"):
+    for a in ("--labeled", "--unlabeled", "--weak", "--rm", "--judge", "--feedback", "--metrics", "--plot"):
         p.add_argument(a, required=True)
     raise SystemExit(run(main, p))

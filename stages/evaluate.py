@@ -47,7 +47,7 @@ def main(args, params):
             log.info("%s: mean gold reward %.3f", name, sum(scores[name]) / len(scores[name]))
     metrics = alignment_metrics(scores, words)
     write_jsonl(args.generations, rows)
-    write_json(args.metrics, {"judge": judge.name if judge else "none", **metrics})
+    write_json(args.metrics, {"gold_judge": judge.name if judge else "none", **metrics})
     resume.finish(args.checkpoints)
 
 

@@ -3,6 +3,7 @@
     python stages/report.py --feedback-metrics metrics/feedback.json --alignment metrics/alignment.json \
         --weak-metrics metrics/train_weak.json --align-metrics metrics/align --weak-live dvclive/train_weak \
         --align-live dvclive/align --unlabeled data/split/unlabeled.jsonl --weak data/labels/weak.jsonl \
+        --label-weak metrics/label_weak.json --label-rm metrics/label_rm.json --label-judge metrics/label_judge.json \
         --plot plots/gold_reward.json --curves plots/training_curves.json --out reports/summary.md
 
 `--align-metrics` and `--align-live` are the folders of the `align@<source>` outputs, one `<source>.json` file
@@ -29,7 +30,11 @@ def main(args, params):
     training |= {f"target ({s})": read_json(Path(args.align_metrics) / f"{s}.json") for s in sources}
     unlabeled = read_jsonl(args.unlabeled, Pair)
     weak = {w.pair_id: w for w in read_jsonl(args.weak, WeakLabel)}
-    text = summary_markdown(feedback, alignment, training, disagreements(unlabeled, weak, params.report.n_examples))
+    # Every labeler's cost: the weak teacher's training is its own stage, so its time is added here.
+    cost = {"weak": {**read_json(args.label_weak), "train_seconds": training["weak teacher"]["train_runtime_s"]},
+            "rm": read_json(args.label_rm), "judge": read_json(args.label_judge)}
+    text = summary_markdown(feedback, alignment, training, disagreements(unlabeled, weak, params.report.n_examples),
+                            cost)
     with atomic_file(args.out) as f:
         f.write(text)
     write_json(args.plot, gold_reward_rows(alignment))
@@ -40,6 +45,6 @@ def main(args, params):
 if __name__ == "__main__":
     p = argparse.ArgumentParser(prog="report", description=__doc__)
     for a in ("--feedback-metrics", "--alignment", "--weak-metrics", "--align-metrics", "--weak-live", "--align-live",
-              "--unlabeled", "--weak", "--plot", "--curves", "--out"):
+              "--unlabeled", "--weak", "--label-weak", "--label-rm", "--label-judge", "--plot", "--curves", "--out"):
         p.add_argument(a, required=True)
     raise SystemExit(run(main, p))

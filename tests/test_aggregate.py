@@ -227,3 +227,18 @@ def test_real_dvc_exp_show_output(tmp_path, monkeypatch):
     assert got[0.5, "metrics.json:score"]["ci_high"] - got[0.5, "metrics.json:score"]["mean"] == pytest.approx(
         T1 * _sd([0.6, 0.7]) / math.sqrt(2))
     assert "queued" in (tmp_path / "sweep.md").read_text()
+
+
+def test_cli_writes_mermaid_charts_of_mean_and_interval(tmp_path):
+    chart = tmp_path / "charts.md"
+    assert main(["--input", str(FIXTURE), "--out-md", str(tmp_path / "s.md"), "--out-json", str(tmp_path / "s.json"),
+                 "--metrics", AGREE, "--out-chart", str(chart)]) == 0
+    text = chart.read_text()
+    rows = {r["split.labeled_fraction"]: r for r in json.loads((tmp_path / "s.json").read_text())}
+    assert text.count("```mermaid") == 1 and "xychart-beta" in text
+    xs = sorted(rows)
+    assert f'x-axis "split.labeled_fraction" [{", ".join(chr(34) + json.dumps(x) + chr(34) for x in xs)}]' in text
+    means = [rows[x]["mean"] for x in xs]
+    assert f"    bar [{', '.join(f'{v:.4g}' for v in means)}]" in text
+    lows = [rows[x]["ci_low"] if rows[x]["ci_low"] is not None else rows[x]["mean"] for x in xs]
+    assert f"    line [{', '.join(f'{v:.4g}' for v in lows)}]" in text

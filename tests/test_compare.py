@@ -90,3 +90,45 @@ def test_feedback_must_label_d_u_pairs_once():
         feedback_choice(rows, {"x0"}, "f.jsonl")
     with pytest.raises(DataError, match=r"f\.jsonl:2: a second label for pair 'x0'"):
         feedback_choice([rows[0], (2, Preference(pair_id="x0", chosen=1))], {"x0"}, "f.jsonl")
+
+
+def test_the_other_labelers_as_feedback_sources_and_their_metrics():
+    from weakalign.compare import labeler_metrics
+
+    # (gold, human): 4 pairs; rm agrees with human on 3; the judge decides 3 pairs and ties on x3.
+    pairs = [_pair(0, 1, 1), _pair(1, 2, 2), _pair(2, 1, 2), _pair(3, 2, 2)]
+    weak = {f"x{i}": _weak(i, 1, 0.2) for i in range(4)}
+    rm = {"x0": 1, "x1": 2, "x2": 2, "x3": 1}
+    judge = {"x0": 1, "x1": 1, "x2": 1, "x3": None}
+    others = {"rm": rm, "judge": judge}
+    assert [x.chosen for x in feedback_labels(pairs, weak, "rm", 0, others=others)] == [1, 2, 2, 1]
+    assert [(x.pair_id, x.chosen) for x in feedback_labels(pairs, weak, "judge", 0, others=others)] == [
+        ("x0", 1), ("x1", 1), ("x2", 1)]  # the tie is left out
+    with pytest.raises(ValueError, match="label_rm.enabled is false"):
+        feedback_labels(pairs, weak, "rm", 0, others={"rm": {}})
+    m = labeler_metrics(pairs, weak, "rm", rm)
+    assert m["agreement_rm_human"] == 0.75 and m["n_rm_decided"] == 4
+    assert m["accuracy_rm_vs_gold"] == 0.5  # right on x0 (gold 1) and x1 (gold 2), wrong on x2 and x3
+    assert m["agreement_rm_weak"] == 0.5
+    assert m["agreement_rm_human_lo"] < 0.75 < m["agreement_rm_human_hi"]
+    j = labeler_metrics(pairs, weak, "judge", judge)
+    assert j["n_judge_decided"] == 3 and j["agreement_judge_human"] == pytest.approx(1 / 3, abs=1e-4)  # x0 only
+    assert j["accuracy_judge_vs_gold"] == pytest.approx(2 / 3, abs=1e-4)  # x0 and x2 right, x1 wrong
+    off = labeler_metrics(pairs, weak, "judge", {})
+    assert set(off) == set(j) and all(v is None for v in off.values())  # same keys, null, when switched off
+
+
+def test_weak_confident_weighting_and_the_weighted_draw():
+    from weakalign.compare import weighted_draw
+
+    pairs = [_pair(i, 1, 1) for i in range(4)]
+    weak = {f"x{i}": _weak(i, 1, m) for i, m in enumerate((0.05, 0.2, 0.4, 0.6))}
+    plain = feedback_labels(pairs, weak, "weak_confident", 0, confident_margin=0.1)
+    assert [f.weight for f in plain] == [1.0, 1.0, 1.0]
+    weighted = feedback_labels(pairs, weak, "weak_confident", 0, confident_margin=0.1, confident_weighting="margin")
+    assert [(f.pair_id, f.weight) for f in weighted] == [("x1", 0.5), ("x2", 1.0), ("x3", 1.5)]  # |m| / mean 0.4
+    assert weighted_draw([1.0, 1.0, 1.0], seed=0) == [0, 1, 2]  # unweighted: every pair once, as before
+    draws = weighted_draw([0.5, 1.0, 1.5] * 200, seed=0)
+    assert draws == weighted_draw([0.5, 1.0, 1.5] * 200, seed=0) and len(draws) == 600
+    share = [sum(d % 3 == k for d in draws) / 600 for k in range(3)]
+    assert share == pytest.approx([1 / 6, 2 / 6, 3 / 6], abs=0.05)  # in proportion to the weights

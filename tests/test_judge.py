@@ -82,13 +82,13 @@ def test_reward_model_scores_the_last_real_token_whatever_the_batch(rm_dir, chat
     """Right padding with a dedicated pad token: each score is the score head on the text's last token, as when it
     is scored alone and unpadded, also for a text that ends in the EOS token, and does not change with the batch
     size (texts of different lengths padded together)."""
-    judge = RewardModelJudge(Judge(name="reward_model", model=rm_dir, batch_size=1))
+    judge = RewardModelJudge.from_params(Judge(name="reward_model", model=rm_dir, batch_size=1))
     if not chat:
         judge.tok.chat_template = None  # the text-pair form of reward models without a chat template
     assert judge.tok.pad_token_id != judge.tok.eos_token_id and judge.tok.padding_side == "right"
     prompts, responses = zip(*PAIRS)
     one = judge.score(list(prompts), list(responses))
-    judge.p = Judge(name="reward_model", model=rm_dir, batch_size=3)
+    judge.batch_size = 3
     three = judge.score(list(prompts), list(responses))
     assert one == pytest.approx(three, abs=1e-5)
     assert one == pytest.approx([_unpadded(judge, p, r) for p, r in PAIRS], abs=1e-5)

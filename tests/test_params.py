@@ -53,6 +53,9 @@ def test_presets_have_the_same_keys_as_params(root):
     (("split", "labeled_fraction"), 0.25, "split: Value error, set exactly one of n_labeled and labeled_fraction"),
     (("split", "labeled_fraction"), 0.0, "split.labeled_fraction: Input should be greater than 0"),
     (("align", "dpo", "save_strategy"), "sometimes", "align.dpo.save_strategy"),
+    (("align", "sources"), ["human", "judge"], "align.sources: 'judge' needs its labels; set label_judge.enabled"),
+    (("label_rm", "reward", "beta"), 0.1, "label_rm.reward.beta: unknown key"),
+    (("label_judge", "max_length"), 4, "label_judge.max_length"),
 ])
 def test_bad_params_name_the_key(root, path, value, expect):
     raw = _raw(root)
@@ -82,6 +85,16 @@ def test_dpo_fields_are_trl_dpoconfig_fields():
     assert set(DPO.model_fields) <= trl_fields
     for name, field in DPO.model_fields.items():
         assert field.description, f"DPO.{name} has no description"
+
+
+def test_reward_fields_are_trl_rewardconfig_fields():
+    from trl import RewardConfig
+
+    from weakalign.params import Reward
+
+    assert set(Reward.model_fields) <= {f.name for f in dataclasses.fields(RewardConfig)}
+    for name, field in Reward.model_fields.items():
+        assert field.description, f"Reward.{name} has no description"
 
 
 def test_every_schema_field_is_documented():

@@ -50,7 +50,8 @@ def _digest(repo: Path, rels: list[str]) -> dict[str, str]:
 
 
 DETERMINISTIC = ["data/pairs.jsonl", "data/annotated.jsonl", "data/split/labeled.jsonl",
-                 "data/split/unlabeled.jsonl", "data/labels/weak.jsonl", "metrics/feedback.json",
+                 "data/split/unlabeled.jsonl", "data/labels/weak.jsonl", "data/labels/rm.jsonl",
+                 "data/labels/judge.jsonl", "metrics/feedback.json",
                  "metrics/alignment.json", "data/eval/generations.jsonl"]
 
 
@@ -72,9 +73,9 @@ def _fresh_repo(root: Path, repo: Path, change=None) -> Path:
 
 
 # Metrics that measure the machine, not the result: they differ between any two runs.
-TIMINGS = {"train_runtime_s", "seconds", "seconds_per_1000_pairs", "resumed_from_step"}
+TIMINGS = {"train_runtime_s", "train_seconds", "seconds", "seconds_per_1000_pairs", "resumed_from_step"}
 METRICS = ["metrics/pairs.json", "metrics/annotate.json", "metrics/train_weak.json", "metrics/label_weak.json",
-           "metrics/feedback.json", "metrics/align/human.json", "metrics/align/weak.json", "metrics/alignment.json"]
+           "metrics/label_rm.json", "metrics/label_judge.json", "metrics/feedback.json", "metrics/align/human.json", "metrics/align/weak.json", "metrics/alignment.json"]
 
 
 def _results(repo: Path) -> dict:
@@ -130,6 +131,18 @@ def test_metric_keys(repo):
     assert len(al["head_to_head"]) == len(sources) * (len(sources) - 1) // 2
     assert all(v["lo"] <= v["win_rate"] <= v["hi"] for v in al["head_to_head"].values())
     assert "Head to head" in summary and "length-matched" in summary
+    # The other labelers (issue 3): on, labeling all of D_u, compared, costed, and trained on.
+    rm = json.loads((repo / "metrics/label_rm.json").read_text())
+    judge = json.loads((repo / "metrics/label_judge.json").read_text())
+    assert rm["enabled"] and rm["n_pairs"] == 20 and rm["n_train_pairs"] == 10 and rm["steps"] == 3
+    assert rm["seconds_per_1000_pairs"] > 0 and rm["tflops_per_1000_pairs"] > 0 and rm["train_tflops"] >= 0
+    assert judge["enabled"] and judge["n_decided"] + judge["n_ties"] + judge["n_too_long"] == 20
+    assert judge["seconds_per_1000_pairs"] > 0 and judge["tflops_per_1000_pairs"] > 0
+    assert fb["n_rm_decided"] == 20 and fb["agreement_rm_human"] is not None
+    assert fb["n_judge_decided"] == judge["n_decided"]
+    assert fb["n_feedback_rm"] == 20 and 0 < fb["n_feedback_judge"] <= 20  # ties broken by the mean log-odds
+    assert "## Labelers of D_u" in summary and "| rm |" in summary and "| judge |" in summary
+    assert len(list((repo / "dvclive/label_rm/plots/metrics").glob("*.tsv"))) > 0
 
 
 def test_dvc_metrics_and_plots_render(repo):
@@ -157,7 +170,7 @@ def test_two_runs_from_scratch_are_byte_identical(repo, root, tmp_path):
 
 
 def test_killed_stages_resume(repo, root, tmp_path):
-    """SIGKILL five long stages mid-run (one per `dvc repro`), then repro to the end: same results as one clean run.
+    """SIGKILL seven long stages mid-run (one per `dvc repro`), then repro to the end: same results as one clean run.
 
     Each kill lands right after a checkpoint or batch is on disk (WEAKALIGN_CRASH_AFTER, see resume.py); the next
     `dvc repro` reruns the killed stage, which resumes from its work folder instead of starting over.
@@ -167,6 +180,8 @@ def test_killed_stages_resume(repo, root, tmp_path):
     kills = [("generate_pairs:1", "checkpoints/generate_pairs/round1.jsonl", "data/pairs.jsonl"),
              ("train_weak:2", "checkpoints/train_weak/checkpoint-2/trainer_state.json", "models/weak"),
              ("label_weak:1", "checkpoints/label_weak/rewards.jsonl", "data/labels/weak.jsonl"),
+             ("label_rm:2", "checkpoints/label_rm/checkpoint-2/trainer_state.json", "data/labels/rm.jsonl"),
+             ("label_judge:1", "checkpoints/label_judge/log_odds.jsonl", "data/labels/judge.jsonl"),
              ("align@weak:1", "checkpoints/align/weak/checkpoint-1/trainer_state.json", "models/targets/weak"),
              ("evaluate:2", "checkpoints/evaluate/base.jsonl", "data/eval/generations.jsonl")]
     logs = []
@@ -183,7 +198,8 @@ def test_killed_stages_resume(repo, root, tmp_path):
     text = "\n".join(logs)
     assert "resuming from checkpoints/train_weak/checkpoint-2" in text
     assert "resuming from checkpoints/align/weak/checkpoint-1" in text
-    assert text.count("finished batches read back") >= 3  # generate_pairs, label_weak, evaluate
+    assert "resuming from checkpoints/label_rm/checkpoint-2" in text
+    assert text.count("finished batches read back") >= 4  # generate_pairs, label_weak, label_judge, evaluate
     left = [p for p in (crashed / "checkpoints").rglob("*") if p.is_file()]
     assert not left, f"work folders are removed once a stage is done: {left}"
     assert _digest(crashed, DETERMINISTIC) == _digest(repo, DETERMINISTIC)
@@ -194,7 +210,7 @@ def test_killed_stages_resume(repo, root, tmp_path):
                 assert resumed[m][key] == pytest.approx(value, abs=1e-6), (m, key)
             else:
                 assert resumed[m][key] == value, (m, key)
-    for m in ("metrics/train_weak.json", "metrics/align/weak.json"):
+    for m in ("metrics/train_weak.json", "metrics/align/weak.json", "metrics/label_rm.json"):
         assert json.loads((crashed / m).read_text())["resumed_from_step"] in (1, 2)
 
 
@@ -250,7 +266,8 @@ def test_changing_an_align_param_leaves_the_weak_teacher_alone(repo):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stale = set(json.loads(_run([DVC, "status", "--json"], repo).stdout))
     assert {"align@human", "align@weak"} <= stale
-    assert not stale & {"base_model", "generate_pairs", "annotate", "split", "train_weak", "label_weak", "compare"}
+    assert not stale & {"base_model", "generate_pairs", "annotate", "split", "train_weak", "label_weak", "label_rm",
+                        "label_judge", "compare"}
     out = _run([DVC, "repro"], repo).stdout
     assert "Running stage 'train_weak'" not in out and "Running stage 'label_weak'" not in out
     assert "Running stage 'align@weak'" in out
@@ -303,10 +320,10 @@ def test_real_hh_data_runs_end_to_end_with_its_own_labels_and_no_gold(root, tmp_
         rows = [json.loads(x) for x in (repo / f"data/split/{part}.jsonl").read_text().splitlines()]
         assert rows and all(r["id"].startswith("hh-") and r["human"] == source[r["id"]] for r in rows)
         assert all(r["gold_1"] is None and r["gold_2"] is None for r in rows)
-    assert m["annotate"]["judge"] == "none" and m["annotate"]["accuracy_human_vs_gold"] is None
+    assert m["annotate"]["gold_judge"] == "none" and m["annotate"]["accuracy_human_vs_gold"] is None
     assert m["feedback"]["agreement_weak_human"] is not None
     assert m["feedback"]["accuracy_weak_vs_gold"] is None and m["feedback"]["gold_backs_weak_when_disagree"] is None
-    assert m["alignment"]["judge"] == "none" and m["alignment"]["weak_vs_human_win_rate"] is None
+    assert m["alignment"]["gold_judge"] == "none" and m["alignment"]["weak_vs_human_win_rate"] is None
     for name in ("base", "human", "weak"):
         assert m["alignment"][name]["gold_reward_mean"] is None and m["alignment"][name]["n_prompts"] == 10
     assert "No gold judge" in (repo / "reports/summary.md").read_text()

@@ -37,7 +37,7 @@ def test_summary_table_survives_hostile_pairs():
     weak = [WeakLabel(pair_id=p.id, reward_1=1.0, reward_2=0.0, margin=1.0, label=1) for p in pairs]
     feedback = {"n_labeled": 3, "n_unlabeled": 5, "agreement_weak_human": 0.0, "accuracy_human_vs_gold": 1.0,
                 "accuracy_weak_vs_gold": 0.0, "gold_backs_weak_when_disagree": 0.0, "n_disagree": 5}
-    out = _render(summary_markdown(feedback, {"judge": "vader"}, {}, list(zip(pairs, weak, strict=True))))
+    out = _render(summary_markdown(feedback, {"gold_judge": "vader"}, {}, list(zip(pairs, weak, strict=True))))
     assert "<script" not in out and "<img" not in out and "<a " not in out
     tables = out.split("<table>")[1:]
     rows = tables[-1].split("<tr>")[1:]

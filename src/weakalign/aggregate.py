@@ -4,6 +4,7 @@ r"""Sweeps with error bars: mean ± 95% confidence interval of every metric, per
     dvc exp show --json -A > exps.json && python -m weakalign.aggregate --input exps.json \
         --out-md reports/sweep.md --out-json plots/sweep.json --metrics 'metrics/alignment.json:*.gold_reward_mean'
     dvc plots show plots/sweep.json -x split.labeled_fraction -y mean   # with one metric selected by --metrics
+    python -m weakalign.aggregate ... --out-chart reports/sweep_charts.md   # Mermaid charts for a README
 
 Without --input it runs `dvc exp show --json` in the current directory (HEAD's experiments; save the JSON yourself
 for other revisions: experiments of different baselines that share params are pooled). Experiments are grouped by
@@ -207,6 +208,30 @@ def markdown(varying: list[str], metrics: list[str], configs: list[dict], skippe
     return "\n".join(lines) + "\n"
 
 
+def mermaid_charts(varying: list[str], metrics: list[str], configs: list[dict]) -> str:
+    """One Mermaid `xychart-beta` per metric, configurations along x: bars are the means, the two lines the 95%
+    interval's bounds (a bound is the mean where there is no interval). Renders on GitHub without any plotting
+    dependency; `dvc plots` reads the JSON rows for interactive plots."""
+    xs = [md(_label(c["params"])) if len(varying) != 1 else _show(c["params"][varying[0]]) for c in configs]
+    out = []
+    for m in metrics:
+        stats = [c["stats"][m] for c in configs]
+        if not any(s["n"] for s in stats):
+            continue
+        mean = [s["mean"] if s["n"] else 0.0 for s in stats]
+        lo = [s["ci_low"] if s["ci_low"] is not None else v for s, v in zip(stats, mean, strict=True)]
+        hi = [s["ci_high"] if s["ci_high"] is not None else v for s, v in zip(stats, mean, strict=True)]
+        axis = varying[0] if len(varying) == 1 else "configuration"
+        nums = ", ".join
+        out += [f"**{md(m)}**: bars = mean, lines = 95% interval (n = "
+                f"{', '.join(str(s['n']) for s in stats)} runs)", "", "```mermaid", "xychart-beta",
+                f'    x-axis "{axis}" [{", ".join(f"{chr(34)}{x}{chr(34)}" for x in xs)}]',
+                f'    y-axis "{m.rpartition(":")[2]}"',
+                f"    bar [{nums(f'{v:.4g}' for v in mean)}]", f"    line [{nums(f'{v:.4g}' for v in lo)}]",
+                f"    line [{nums(f'{v:.4g}' for v in hi)}]", "```", ""]
+    return "\n".join(out)
+
+
 def rows(configs: list[dict]) -> list[dict]:
     """Long-format rows for `dvc plots`: one per configuration and metric that has at least one value."""
     out = []
@@ -242,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed-key", default="base.seed", help="the param that is not a configuration (base.seed)")
     p.add_argument("--metrics", nargs="+", help="dotted metric keys or globs (default: every numeric metric)")
     p.add_argument("--include-baselines", action="store_true", help="count the baseline commits as runs too")
+    p.add_argument("--out-chart", help="also write Mermaid bar charts with interval lines, one per metric (Markdown)")
     args = p.parse_args(argv)
     logging.basicConfig(level=os.environ.get("WEAKALIGN_LOG", "INFO"),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
@@ -262,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     with atomic_file(args.out_md) as f:
         f.write(markdown(varying, metrics, configs, skipped, args.seed_key))
     write_json(args.out_json, rows(configs))
+    if args.out_chart:
+        with atomic_file(args.out_chart) as f:
+            f.write(mermaid_charts(varying, metrics, configs))
     log.info("%d runs in %d configurations, %d metrics, %d skipped -> %s, %s", len(runs), len(configs),
              len(metrics), len(skipped), args.out_md, args.out_json)
     return 0

@@ -1,4 +1,5 @@
-"""Human vs weak feedback on D_u, both against the gold judge; and each feedback source's labels for `align`."""
+"""Human vs weak feedback on D_u, both against the gold judge, the other labelers (`rm`, `judge`) beside them;
+and each feedback source's labels for `align`."""
 
 from __future__ import annotations
 
@@ -8,14 +9,22 @@ from .io import DataError
 from .schema import Pair, Preference, WeakLabel
 from .stats import quantile_bins, r, wilson
 
+OTHER_LABELERS = ("rm", "judge")  # labelers beside the weak teacher, each with its own stage (label_<name>)
+
 
 def feedback_labels(unlabeled: list[Pair], weak: dict[str, WeakLabel], source: str, seed: int,
-                    confident_margin: float = 0.0) -> list[Preference]:
+                    confident_margin: float = 0.0, others: dict[str, dict[str, int | None]] | None = None,
+                    confident_weighting: str = "none") -> list[Preference]:
     """The preferred response of every D_u pair according to one source (see params.Align.sources).
 
     `weak_disagree` keeps only the pairs where the weak and human labels differ, with the weak label (the paper's
     purification check: does the target learn from the weak teacher's disagreements?); `weak_confident` keeps
-    the weak labels with |margin| >= `confident_margin`."""
+    the weak labels with |margin| >= `confident_margin`, each weighted by |margin| / mean |margin| with
+    `confident_weighting: margin`. `rm` and `judge` take the labels in `others` (pair id ->
+    1, 2, or None for the judge's ties, which are left out)."""
+    others = others or {}
+    if source in OTHER_LABELERS and not others.get(source):
+        raise ValueError(f"align.sources: {source!r} has no labels (label_{source}.enabled is false)")
     out = []
     for p in unlabeled:
         if source == "human":
@@ -36,12 +45,30 @@ def feedback_labels(unlabeled: list[Pair], weak: dict[str, WeakLabel], source: s
                 continue
         elif source == "random":
             chosen = random.Random(f"random:{seed}:{p.id}").choice((1, 2))
+        elif source in OTHER_LABELERS:
+            chosen = others[source][p.id]
+            if chosen is None:  # a judge tie (or a prompt too long to judge): no preference to learn
+                continue
         else:
             raise ValueError(f"unknown feedback source {source!r}")
         if chosen is None:
             raise ValueError(f"pair {p.id} has no {source} label")
         out.append(Preference(pair_id=p.id, chosen=chosen))
+    if source == "weak_confident" and confident_weighting == "margin" and out:
+        mean = sum(abs(weak[f.pair_id].margin) for f in out) / len(out)
+        out = [f.model_copy(update={"weight": round(abs(weak[f.pair_id].margin) / mean, 6) if mean else 1.0})
+               for f in out]
     return out
+
+
+def weighted_draw(weights: list[float], seed: int) -> list[int]:
+    """Indices of as many draws as there are weights, with replacement, in proportion to the weights (seeded).
+
+    Training on the drawn pairs has the weighted loss as its expectation: TRL's DPOTrainer takes no per-example
+    weights, so weighting is done by sampling. All-equal weights mean no draw: every index once, in order."""
+    if len(set(weights)) <= 1:
+        return list(range(len(weights)))
+    return random.Random(f"weights:{seed}").choices(range(len(weights)), weights=weights, k=len(weights))
 
 
 def feedback_choice(numbered: list[tuple[int, Preference]], d_u: set[str], path: str) -> dict[str, int]:
@@ -78,15 +105,30 @@ def _median(xs: list[float]) -> float | None:
     return (s[(len(s) - 1) // 2] + s[len(s) // 2]) / 2
 
 
-def check_covers(unlabeled: list[Pair], weak: dict[str, WeakLabel], path: str) -> None:
-    """Weak labels must cover D_u exactly: a gap or a stray label means the files come from different runs."""
+def check_covers(unlabeled: list[Pair], labels: dict, path: str, what: str = "weak") -> None:
+    """A labeler's labels must cover D_u exactly: a gap or a stray label means the files come from different runs."""
     ids = {p.id for p in unlabeled}
-    missing = [p.id for p in unlabeled if p.id not in weak]
+    missing = [p.id for p in unlabeled if p.id not in labels]
     if missing:
-        raise DataError(f"{path}: no weak label for {len(missing)} of {len(ids)} D_u pairs, e.g. {missing[:3]}")
-    stray = sorted(set(weak) - ids)
+        raise DataError(f"{path}: no {what} label for {len(missing)} of {len(ids)} D_u pairs, e.g. {missing[:3]}")
+    stray = sorted(set(labels) - ids)
     if stray:
-        raise DataError(f"{path}: {len(stray)} weak labels for pairs not in D_u, e.g. {stray[:3]}")
+        raise DataError(f"{path}: {len(stray)} {what} labels for pairs not in D_u, e.g. {stray[:3]}")
+
+
+def labeler_metrics(unlabeled: list[Pair], weak: dict[str, WeakLabel], name: str,
+                    labels: dict[str, int | None] | None) -> dict:
+    """How one other labeler (rm, judge) compares with the human labels and the gold judge, on the D_u pairs it
+    decides (the judge leaves ties undecided); every key is there, null, when the labeler did not run."""
+    if not labels:
+        return {**_with_ci(f"agreement_{name}_human", None), **_with_ci(f"accuracy_{name}_vs_gold", None),
+                f"agreement_{name}_weak": None, f"n_{name}_decided": None}
+    decided = [p for p in unlabeled if labels[p.id] is not None]
+    gold = [p for p in decided if p.gold is not None]
+    return {**_with_ci(f"agreement_{name}_human", [labels[p.id] == p.human for p in decided]),
+            **_with_ci(f"accuracy_{name}_vs_gold", [labels[p.id] == p.gold for p in gold] or None),
+            f"agreement_{name}_weak": _share([labels[p.id] == weak[p.id].label for p in decided]),
+            f"n_{name}_decided": len(decided)}
 
 
 def feedback_metrics(n_labeled: int, unlabeled: list[Pair], weak: dict[str, WeakLabel], n_bins: int) -> tuple[dict, list[dict]]:

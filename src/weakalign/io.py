@@ -63,22 +63,24 @@ def _describe(e: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def read_numbered(path: str | Path, schema: type[M]) -> list[tuple[int, M]]:
-    """(line number, validated row) for each row; the first bad row raises DataError with file and line."""
+def read_numbered(path: str | Path, schema: type[M], allow_empty: bool = False) -> list[tuple[int, M]]:
+    """(line number, validated row) for each row; the first bad row raises DataError with file and line.
+
+    A file without rows is an error unless `allow_empty` (the labels of a labeler that is switched off)."""
     rows = []
     for lineno, obj in iter_jsonl(path):
         try:
             rows.append((lineno, schema.model_validate(obj)))
         except ValidationError as e:
             raise DataError(f"{path}:{lineno}: {_describe(e)}") from None
-    if not rows:
+    if not rows and not allow_empty:
         raise DataError(f"{path}: no rows")
     return rows
 
 
-def read_jsonl(path: str | Path, schema: type[M]) -> list[M]:
+def read_jsonl(path: str | Path, schema: type[M], allow_empty: bool = False) -> list[M]:
     """Read a JSONL file into validated rows; the first bad row raises DataError with file and line."""
-    return [row for _, row in read_numbered(path, schema)]
+    return [row for _, row in read_numbered(path, schema, allow_empty)]
 
 
 @contextlib.contextmanager

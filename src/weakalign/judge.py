@@ -74,17 +74,22 @@ class RewardModelJudge:
     so a score does not depend on its batch.
     """
 
-    def __init__(self, params: JudgeParams):
+    def __init__(self, model, tok, batch_size: int, max_length: int | None, name: str):
+        self.model, self.tok, self.name = model.eval(), tok, name
+        self.batch_size, self.max_length = batch_size, max_length
+        self.n_tokens = 0  # tokens scored so far (the cost: 2 N FLOPs each)
+
+    @classmethod
+    def from_params(cls, params: JudgeParams) -> RewardModelJudge:
         import torch
 
         from .models import load_reward_model
 
-        self.p = params
-        self.name = f"reward_model:{params.model}"
         dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-        self.model, self.tok = load_reward_model(params.model, dtype=dtype)
+        model, tok = load_reward_model(params.model, dtype=dtype)
         if torch.cuda.is_available():
-            self.model = self.model.to("cuda")
+            model = model.to("cuda")
+        return cls(model, tok, params.batch_size, params.max_length, f"reward_model:{params.model}")
 
     def _encode(self, prompt: str, response: str) -> list[int]:
         if self.tok.chat_template:
@@ -92,7 +97,7 @@ class RewardModelJudge:
             ids = self.tok.apply_chat_template(chat, tokenize=True, return_dict=False)
         else:
             ids = self.tok(prompt, response)["input_ids"]
-        return ids[:self.p.max_length]
+        return ids[:self.max_length] if self.max_length else ids
 
     def score(self, prompts: list[str], responses: list[str]) -> list[float]:
         import torch
@@ -101,15 +106,16 @@ class RewardModelJudge:
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         encoded = [self._encode(p, r) for p, r in zip(prompts, responses, strict=True)]
-        cut = sum(len(e) == self.p.max_length for e in encoded)
+        cut = sum(len(e) == self.max_length for e in encoded)
         if cut:
-            log.warning("%d of %d texts reach judge.max_length=%d and are scored on their first tokens", cut,
-                        len(encoded), self.p.max_length)
+            log.warning("%d of %d texts reach max_length=%d and are scored on their first tokens", cut,
+                        len(encoded), self.max_length)
+        self.n_tokens += sum(map(len, encoded))
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         out = [0.0] * len(encoded)
         with torch.no_grad():
-            for start in tqdm(range(0, len(order), self.p.batch_size), desc="reward model", unit="batch"):
-                idx = order[start:start + self.p.batch_size]
+            for start in tqdm(range(0, len(order), self.batch_size), desc="reward model", unit="batch"):
+                idx = order[start:start + self.batch_size]
                 batch = self.tok.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt")
                 logits = self.model(**batch.to(self.model.device)).logits[:, 0].float()
                 for i, v in zip(idx, logits.tolist(), strict=True):
@@ -124,5 +130,5 @@ def make_judge(params: JudgeParams) -> Judge | None:
     if params.name == "vader":
         return VaderJudge(params)
     if params.name == "reward_model":
-        return RewardModelJudge(params)
+        return RewardModelJudge.from_params(params)
     raise ValueError(f"judge.name: unknown judge {params.name!r}")

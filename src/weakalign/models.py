@@ -122,14 +122,22 @@ def load_model(ref: str | Path, dtype: torch.dtype = torch.float32, seed: int = 
                                                 trust_remote_code=trust_remote_code)
 
 
-def load_reward_model(ref: str, dtype: torch.dtype = torch.float32) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A sequence-classification reward model (one output) and its tokenizer, set up to score the right token.
+def _dedicated_pad(model: PreTrainedModel, tok: PreTrainedTokenizerBase) -> None:
+    """Right padding with a real pad token, so a sequence classifier pools its score at the right token.
 
-    Such a model pools its score at the last token that is not the pad token. So padding goes on the right, and
-    the pad token must be a real, dedicated one: where the tokenizer has none, or pads with EOS (a text that ends
-    in EOS would then be scored one token early), a `<|pad|>` token is added and the embeddings grow by one row,
-    which only padded positions ever read.
+    Such a model pools at the last token that is not the pad token. Where the tokenizer has none, or pads with EOS
+    (a text that ends in EOS would then be scored one token early), a `<|pad|>` token is added and the embeddings
+    grow by one row, which only padded positions ever read.
     """
+    if tok.pad_token_id is None or tok.pad_token_id == tok.eos_token_id:
+        tok.add_special_tokens({"pad_token": "<|pad|>"})
+        model.resize_token_embeddings(len(tok))
+    tok.padding_side = "right"
+    model.config.pad_token_id = tok.pad_token_id
+
+
+def load_reward_model(ref: str, dtype: torch.dtype = torch.float32) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A sequence-classification reward model (one output) and its tokenizer, set up to score the right token."""
     from transformers import AutoModelForSequenceClassification
 
     _check_local(ref)
@@ -138,12 +146,32 @@ def load_reward_model(ref: str, dtype: torch.dtype = torch.float32) -> tuple[Pre
     model = AutoModelForSequenceClassification.from_pretrained(ref, dtype=dtype, use_safetensors=True)
     if model.config.num_labels != 1:
         raise ValueError(f"reward model {ref!r} has {model.config.num_labels} outputs; a reward model has one")
-    if tok.pad_token_id is None or tok.pad_token_id == tok.eos_token_id:
-        tok.add_special_tokens({"pad_token": "<|pad|>"})
-        model.resize_token_embeddings(len(tok))
-    tok.padding_side = "right"
-    model.config.pad_token_id = tok.pad_token_id
+    _dedicated_pad(model, tok)
     return model.eval(), tok
+
+
+def reward_model_from_lm(ref: str, seed: int, trust_remote_code: bool = False
+                         ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A new reward model to train: the causal LM `ref` (any model reference) with a seeded one-output score head
+    in place of its LM head, and its tokenizer (chat template kept, dedicated pad token)."""
+    import tempfile
+
+    from transformers import AutoModelForSequenceClassification
+
+    tok = load_tokenizer(ref, trust_remote_code)
+    with tempfile.TemporaryDirectory(prefix="weakalign-rm-") as tmp:
+        folder = ref
+        if ref in (EMBEDDED, TINY):  # not folders: write the causal LM out once so the class can be swapped
+            load_model(ref, seed=seed).save_pretrained(tmp, safe_serialization=True)
+            folder = tmp
+        else:
+            _check_local(ref)
+            _require_safetensors(ref)
+        torch.manual_seed(seed)  # the score head is initialised at random
+        model = AutoModelForSequenceClassification.from_pretrained(
+            folder, num_labels=1, dtype=torch.float32, use_safetensors=True, trust_remote_code=trust_remote_code)
+    _dedicated_pad(model, tok)
+    return model, tok
 
 
 def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out: str | Path) -> None:

@@ -17,7 +17,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-SOURCES = ("human", "weak", "gold", "random", "weak_disagree", "weak_confident")
+SOURCES = ("human", "weak", "gold", "random", "weak_disagree", "weak_confident", "rm", "judge")
+Source = Literal["human", "weak", "gold", "random", "weak_disagree", "weak_confident", "rm", "judge"]
 
 
 class _Section(BaseModel):
@@ -49,6 +50,8 @@ class Paths(_Section):
     unlabeled: str = "data/split/unlabeled.jsonl"
     weak_model: str = "models/weak"
     weak_labels: str = "data/labels/weak.jsonl"
+    rm_labels: str = "data/labels/rm.jsonl"  # label_rm (empty unless label_rm.enabled)
+    judge_labels: str = "data/labels/judge.jsonl"  # label_judge (empty unless label_judge.enabled)
     feedback: str = "data/feedback"
     targets: str = "models/targets"
     generations: str = "data/eval/generations.jsonl"
@@ -224,10 +227,9 @@ class Split(_Section):
         return max(1, round(self.labeled_fraction * n_pairs))
 
 
-class DPO(_Section):
-    """TRL `DPOConfig` fields, verbatim. Only these are accepted; see TRL's docs for their full meaning."""
+class _Training(_Section):
+    """Fields that TRL's `DPOConfig` and `RewardConfig` share (both are transformers `TrainingArguments`)."""
 
-    beta: float = Field(0.1, gt=0, description="DPO beta: strength of the KL anchor to the reference.")
     learning_rate: float = Field(5e-5, gt=0, description="Peak AdamW learning rate (TRL's default 1e-6 learns "
                                  "nothing in a few hundred pairs).")
     num_train_epochs: float = Field(2.0, gt=0, description="Passes over the training pairs.")
@@ -240,14 +242,10 @@ class DPO(_Section):
     warmup_steps: float = Field(0.1, ge=0, description="Warm-up steps, or a fraction of all steps if < 1.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
-    loss_type: list[str] = Field(["sigmoid"], min_length=1, description="TRL loss types (a list in TRL 1.x).")
-    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Robust-DPO flip probability.")
     bf16: bool = Field(True, description="bfloat16 autocast (TRL's default; fast with AMX and on GPUs).")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass instead "
                                          "of keeping them: for SmolLM2-135M at batch 8 it cut peak memory from 5.0 "
                                          "to 3.5 GiB for 2-4% more time, with the same losses (docs/PERFORMANCE.md).")
-    precompute_ref_log_probs: bool = Field(True, description="Compute the reference log-probs once before "
-                                           "training instead of a reference forward every step.")
     logging_steps: float = Field(2, gt=0, description="Log (and write dvclive points) every this many steps.")
     save_strategy: Literal["no", "steps", "epoch"] = Field(
         "steps", description="When to write a resumable checkpoint (weights, optimizer, scheduler, RNG states) to "
@@ -257,6 +255,16 @@ class DPO(_Section):
     save_total_limit: int | None = Field(1, ge=1, description="Checkpoints kept on disk; older ones are deleted. "
                                          "One is enough to resume; each holds weights and optimizer state "
                                          "(about 1.6 GB for a 135M model).")
+
+
+class DPO(_Training):
+    """TRL `DPOConfig` fields, verbatim. Only these are accepted; see TRL's docs for their full meaning."""
+
+    beta: float = Field(0.1, gt=0, description="DPO beta: strength of the KL anchor to the reference.")
+    loss_type: list[str] = Field(["sigmoid"], min_length=1, description="TRL loss types (a list in TRL 1.x).")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Robust-DPO flip probability.")
+    precompute_ref_log_probs: bool = Field(True, description="Compute the reference log-probs once before "
+                                           "training instead of a reference forward every step.")
 
     @model_validator(mode="after")
     def _loss(self) -> DPO:
@@ -285,13 +293,48 @@ class LabelWeak(_Section):
                        "112 labels equal the fp32 ones; the two flips are near-ties (docs/PERFORMANCE.md).")
 
 
+class Reward(_Training):
+    """TRL `RewardConfig` fields, verbatim (the Bradley-Terry reward model of the `rm` labeler)."""
+
+    max_length: int | None = Field(192, ge=8, description="Tokens of prompt + response; TRL's RewardTrainer drops "
+                                   "longer training pairs (counted in the metrics); scoring keeps the first "
+                                   "max_length tokens.")
+    center_rewards_coefficient: float | None = Field(None, ge=0, description="Weight of the penalty on the mean "
+                                                     "squared reward that keeps rewards centred (null: none).")
+
+
+class LabelRM(_Section):
+    """The `rm` labeler: a Bradley-Terry reward model trained on D_l from the weak model's starting point."""
+
+    enabled: bool = Field(False, description="Train the reward model and label D_u with it (stage label_rm). Off, "
+                          "the stage writes empty labels and null metrics in seconds. Needed by the source `rm`.")
+    batch_size: int = Field(32, ge=1, description="Texts per forward pass when scoring D_u.")
+    reward: Reward = Reward()
+
+
+class LabelJudge(_Section):
+    """The `judge` labeler: the base model asked zero-shot which response is better, in both orders."""
+
+    enabled: bool = Field(False, description="Label D_u with the prompted judge (stage label_judge). Off, the stage "
+                          "writes empty labels and null metrics in seconds. Needed by the source `judge`.")
+    batch_size: int = Field(16, ge=1, description="Judge prompts per forward pass.")
+    max_length: int = Field(1024, ge=16, description="Tokens of one judge prompt (prompt and both responses); a "
+                            "longer one is not judged and counts as undecided (`n_too_long`).")
+    bf16: bool = Field(True, description="bfloat16 autocast instead of exact fp32.")
+    break_ties: bool = Field(False, description="For the feedback source `judge` only: label a tie by the sign of "
+                             "its mean log-odds over both orders (position bias cancels in the mean) instead of "
+                             "leaving it out. The labels file and the agreement metrics keep ties as ties.")
+
+
 class Align(_Section):
-    sources: list[Literal["human", "weak", "gold", "random", "weak_disagree", "weak_confident"]] = Field(
+    sources: list[Source] = Field(
         ["human", "weak"], min_length=1,
         description="Feedback sources to align a target on: `human`, `weak`, the bounds `gold` (the gold judge's "
-        "own labels, an upper bound) and `random` (coin flips, a lower bound), and two weak-label subsets: "
+        "own labels, an upper bound) and `random` (coin flips, a lower bound), two weak-label subsets: "
         "`weak_disagree` (only the D_u pairs where weak and human disagree, with the weak label: the paper's "
-        "purification check) and `weak_confident` (weak labels with |margin| >= `compare.confident_margin`).",
+        "purification check) and `weak_confident` (weak labels with |margin| >= `compare.confident_margin`), and "
+        "the other labelers: `rm` (needs `label_rm.enabled`) and `judge` (needs `label_judge.enabled`; ties are "
+        "left out).",
     )
     dpo: DPO = DPO()
 
@@ -304,6 +347,10 @@ class Align(_Section):
 
 class Compare(_Section):
     margin_bins: int = Field(5, ge=1, le=50, description="Quantile bins of |weak margin| for agreement-by-margin.")
+    confident_weighting: Literal["none", "margin"] = Field(
+        "none", description="Feedback source `weak_confident`: `none` trains on each kept pair once; `margin` "
+        "weights each pair by its |margin| (relative to the mean): `align` draws as many pairs as were kept, with "
+        "replacement, in proportion to the weights (seeded), so the expected loss is the weighted loss.")
     confident_margin: float = Field(0.1, ge=0, description="Feedback source `weak_confident` keeps the weak labels "
                                     "whose |reward margin| is at least this.")
 
@@ -327,6 +374,8 @@ class Params(_Section):
     split: Split = Split()
     train_weak: TrainWeak = TrainWeak()
     label_weak: LabelWeak = LabelWeak()
+    label_rm: LabelRM = LabelRM()
+    label_judge: LabelJudge = LabelJudge()
     compare: Compare = Compare()
     align: Align = Align()
     evaluate: Evaluate = Evaluate()
@@ -342,6 +391,9 @@ class Params(_Section):
                              f"{self.data.source!r}; set judge.name: none (gold metrics are then null)")
         if self.judge.name == "none" and "gold" in self.align.sources:
             raise ValueError("align.sources: 'gold' needs a gold judge, and judge.name is 'none'")
+        for source, section in (("rm", self.label_rm), ("judge", self.label_judge)):
+            if source in self.align.sources and not section.enabled:
+                raise ValueError(f"align.sources: '{source}' needs its labels; set label_{source}.enabled: true")
         return self
 
 

@@ -69,10 +69,35 @@ def disagreements(unlabeled: list[Pair], weak: dict[str, WeakLabel], n: int) -> 
     return sorted(rows, key=lambda t: (-abs(t[1].margin), t[0].id))[:n]
 
 
+def labeler_rows(feedback: dict, cost: dict[str, dict | None]) -> list[str]:
+    """One table row per labeler of D_u (weak, rm, judge): agreement with the human labels and accuracy against
+    gold, each with its 95% interval and the pairs it rests on, ties, and the cost of training and labeling.
+
+    `cost` maps a labeler to its stage metrics (label_weak.json with the weak teacher's `train_seconds` added,
+    label_rm.json, label_judge.json); a labeler that is off has `enabled: false` there."""
+    rows = []
+    for name, m in cost.items():
+        if m is None or m.get("enabled") is False:
+            rows.append(f"| {name} | off (`label_{name}.enabled: false`) | | | | | |")
+            continue
+
+        def cell(key: str) -> str:
+            lo, hi = feedback.get(f"{key}_lo"), feedback.get(f"{key}_hi")
+            return f"{_f(feedback.get(key))} ({_f(lo)}–{_f(hi)})" if lo is not None else _f(feedback.get(key))
+
+        n = feedback["n_unlabeled"] if name == "weak" else feedback.get(f"n_{name}_decided")
+        ties = f"{m['n_ties']} of {m['n_pairs']}" if "n_ties" in m else "none"
+        train = f"{m['train_seconds']:.0f}" if m.get("train_seconds") is not None else "none"
+        rows.append(f"| {name} | {cell(f'agreement_{name}_human')} | {cell(f'accuracy_{name}_vs_gold')} | {n} | "
+                    f"{ties} | {train} | {_f(m.get('seconds_per_1000_pairs'), 0)} s, "
+                    f"{_f(m.get('tflops_per_1000_pairs'), 1)} TFLOP |")
+    return rows
+
+
 def summary_markdown(feedback: dict, alignment: dict, training: dict[str, dict],
-                     examples: list[tuple[Pair, WeakLabel]]) -> str:
+                     examples: list[tuple[Pair, WeakLabel]], cost: dict[str, dict | None] | None = None) -> str:
     lines = ["# weakalign summary", "",
-             (f"Gold judge: `{alignment.get('judge', 'n/a')}`. " if alignment.get("judge", "none") != "none" else
+             (f"Gold judge: `{alignment.get('gold_judge', 'n/a')}`. " if alignment.get("gold_judge", "none") != "none" else
               "No gold judge (`judge.name: none`): every gold figure below is n/a; the comparison rests on the "
               "human labels alone. ") + f"D_l = {feedback['n_labeled']} human-labeled pairs "
              f"(train the weak teacher); D_u = {feedback['n_unlabeled']} pairs (labeled by the weak teacher).", "",
@@ -87,8 +112,16 @@ def summary_markdown(feedback: dict, alignment: dict, training: dict[str, dict],
              f"Gold-reward gap |g1 − g2| where weak and human agree: mean {_f(feedback.get('gold_gap_mean_agree'))}, "
              f"median {_f(feedback.get('gold_gap_median_agree'))}; where they disagree: mean "
              f"{_f(feedback.get('gold_gap_mean_disagree'))}, median {_f(feedback.get('gold_gap_median_disagree'))} "
-             "(a smaller gap: the disagreements are closer calls).", "",
-             "## Aligned targets on the test prompts", "",
+             "(a smaller gap: the disagreements are closer calls).", ""]
+    if cost:
+        lines += ["## Labelers of D_u", "",
+                  "Each labeler against the human labels and the gold judge, on the pairs it decides (95% Wilson "
+                  "interval), with its cost: training seconds, and labeling wall time and estimated forward FLOPs "
+                  "per 1,000 pairs.", "",
+                  "| labeler | agreement with human | accuracy vs gold | pairs decided | ties | training (s) "
+                  "| labeling per 1,000 pairs |", "|---|---|---|---|---|---|---|",
+                  *labeler_rows(feedback, cost), ""]
+    lines += ["## Aligned targets on the test prompts", "",
              "| model | gold reward (mean ± s.e.) | gain vs base (paired, ± s.e.) | win rate vs base (95% interval) "
              "| win rate, length-matched (prompts) | words | prompts |",
              "|---|---|---|---|---|---|---|"]

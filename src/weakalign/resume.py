@@ -146,3 +146,16 @@ class BatchLog:
 
     def close(self) -> None:
         self._f.close()
+
+
+def replay(trainer, curves, ckpt: Path) -> None:
+    """Before a resumed `trainer.train`: log the curves up to `ckpt` to dvclive as the uninterrupted run did (the
+    trainer restores the same history into its state and logs only what comes after), and restore TRL's running
+    token count, which TRL 1.16 keeps outside the trainer state (exact when save_steps is a multiple of
+    logging_steps, as the defaults are)."""
+    history = json.loads((ckpt / "trainer_state.json").read_text())["log_history"]
+    for entry in history:
+        curves.on_log(trainer.args, trainer.state, trainer.control, logs={k: v for k, v in entry.items() if k != "step"})
+    tokens = [e["num_tokens"] for e in history if "num_tokens" in e]
+    if tokens and hasattr(trainer, "_total_train_tokens"):
+        trainer._total_train_tokens = int(tokens[-1])

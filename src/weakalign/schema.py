@@ -3,7 +3,8 @@
 Files between stages (see docs/ARCHITECTURE.md):
 - prompts (`data/raw/prompts.jsonl`, `data/prompts/*.jsonl`): :class:`Prompt`
 - pairs (`data/pairs.jsonl`, `data/annotated.jsonl`, `data/split/*.jsonl`): :class:`Pair`
-- labels (`data/labels/weak.jsonl`): :class:`WeakLabel`; feedback (`data/feedback/<source>.jsonl`): :class:`Preference`
+- labels (`data/labels/weak.jsonl`, `data/labels/rm.jsonl`): :class:`WeakLabel`; `data/labels/judge.jsonl`:
+  :class:`JudgeLabel`; feedback (`data/feedback/<source>.jsonl`): :class:`Preference`
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ class Pair(_Row):
 
 
 class WeakLabel(_Row):
-    """The weak teacher's implicit rewards r = beta * (log pi_weak - log pi_ref) for one pair."""
+    """A scoring labeler's rewards for one pair: the weak teacher's implicit rewards r = beta * (log pi_weak -
+    log pi_ref), or the `rm` labeler's reward-model scores."""
 
     pair_id: str
     reward_1: float
@@ -80,8 +82,19 @@ class WeakLabel(_Row):
     label: Literal[1, 2]  # the response with the higher reward (1 on an exact tie)
 
 
+class JudgeLabel(_Row):
+    """The prompted pairwise judge's verdict on one pair, asked in both orders (weakalign.pairwise_judge)."""
+
+    pair_id: str
+    log_odds_12: float | None  # log P("A") - log P("B") with response_1 shown as A (None: too long to judge)
+    log_odds_21: float | None  # the same with response_2 shown as A
+    margin: float | None  # (log_odds_12 - log_odds_21) / 2: > 0 favours response_1 in both orders on average
+    label: Literal[1, 2] | None  # the response both orders prefer; None where they disagree (a tie) or too long
+
+
 class Preference(_Row):
     """One feedback source's choice on one pair: what `align` trains on."""
 
     pair_id: str
     chosen: Literal[1, 2]
+    weight: float = Field(1.0, gt=0)  # relative sampling weight in training (weak_confident with weighting)

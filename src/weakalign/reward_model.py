@@ -1,0 +1,91 @@
+"""The `rm` labeler: a Bradley-Terry reward model trained on D_l with TRL's `RewardTrainer`, labeling D_u by its
+scores.
+
+It starts from the weak teacher's own starting point (`train_weak.model`) with a fresh one-output score head, and
+trains on the same human-labeled pairs, so it differs from the weak teacher only in the objective: an explicit
+reward r(x, y) instead of DPO's implicit one. Pairs are formatted through the chat template as everywhere else;
+training and scoring tokenize alike (tests/test_reward_model.py), scoring pads right with a dedicated pad token
+(models.reward_model_from_lm) and is done by the same scorer as the reward-model gold judge.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from trl import RewardConfig, RewardTrainer
+
+from . import resume
+from .dpo import _Checkpoints, _bf16_ok, preference_dataset
+from .judge import RewardModelJudge
+from .params import Reward
+
+log = logging.getLogger(__name__)
+
+
+def reward_config(cfg: Reward, seed: int, output_dir: str) -> RewardConfig:
+    """Our validated params, verbatim, plus what the pipeline fixes (as dpo.dpo_config does for DPO)."""
+    return RewardConfig(**dict(cfg.model_dump(), output_dir=output_dir, seed=seed, data_seed=seed, report_to=[],
+                               use_cpu=not torch.cuda.is_available(), bf16=cfg.bf16 and _bf16_ok(),
+                               dataloader_num_workers=0, disable_tqdm=False, logging_first_step=True))
+
+
+def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, triples: list[tuple[str, str, str]], cfg: Reward,
+          seed: int, live_dir: str | Path, work_dir: str | Path, model_id: str) -> tuple[PreTrainedModel, dict]:
+    """Train the reward model (in place) on (prompt, chosen, rejected) triples; return it and a metrics summary.
+
+    Checkpoints go to `work_dir` and a killed run resumes from the newest one, as in dpo.train."""
+    from dvclive import Live
+    from transformers.integrations import DVCLiveCallback
+
+    torch.manual_seed(seed)
+    work = resume.prepare(work_dir, resume.fingerprint("rm", cfg.model_dump(), seed, triples, model_id))
+    ckpt = resume.last_checkpoint(work)
+    live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
+    curves = DVCLiveCallback(live=live)
+    trainer = RewardTrainer(model=model, args=reward_config(cfg, seed, str(work)),
+                            train_dataset=preference_dataset(triples), processing_class=tok,
+                            callbacks=[curves, _Checkpoints()])
+    dropped = len(triples) - len(trainer.train_dataset)  # RewardTrainer drops pairs over max_length
+    if dropped:
+        log.warning("max_length %s: %d of %d training pairs dropped", cfg.max_length, dropped, len(triples))
+    if not len(trainer.train_dataset):
+        raise ValueError(f"label_rm.reward.max_length={cfg.max_length} drops every training pair; raise it")
+    if ckpt is not None:
+        log.info("resuming from %s", ckpt)
+        resume.replay(trainer, curves, ckpt)
+    result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    last = history[-max(1, len(history) // 4):]  # the last quarter of the logged points
+
+    def avg(key: str) -> float | None:
+        vals = [h[key] for h in last if h.get(key) is not None]
+        return round(sum(vals) / len(vals), 6) if vals else None
+
+    final_loss = avg("loss")
+    # Learned = the Bradley-Terry loss ended clearly below ln 2 (a constant reward), as for DPO (dpo.summarize).
+    learned = final_loss is not None and final_loss < math.log(2) - 0.01
+    if not learned:
+        log.warning("reward model did not learn: final loss %s (ln 2 = 0.693)", final_loss)
+    return trainer.model, {
+        "n_pairs_in": len(triples), "n_pairs_dropped_too_long": dropped,
+        "steps": history[-1]["step"] if history else 0,
+        "final_loss": final_loss, "final_accuracy": avg("accuracy"), "final_margin": avg("margin"),
+        "learned": learned, "train_runtime_s": round(result.metrics.get("train_runtime", 0.0), 2),
+        "train_tokens": int(getattr(trainer, "_total_train_tokens", 0)),
+        "resumed_from_step": int(ckpt.name.rpartition("-")[2]) if ckpt else None,
+    }
+
+
+def score_pairs(model: PreTrainedModel, tok: PreTrainedTokenizerBase, triples: list[tuple[str, str, str]],
+                batch_size: int, max_length: int | None) -> tuple[list[float], list[float], int]:
+    """Reward of both responses of each (prompt, response_1, response_2); and the tokens scored (the cost)."""
+    scorer = RewardModelJudge(model, tok, batch_size, max_length, "rm")
+    prompts = [p for p, _, _ in triples] * 2
+    responses = [a for _, a, _ in triples] + [b for _, _, b in triples]
+    scores = scorer.score(prompts, responses)  # fp32: 2 x 112 short texts take seconds
+    n = len(triples)
+    return scores[:n], scores[n:], scorer.n_tokens

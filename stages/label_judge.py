@@ -1,0 +1,70 @@
+"""Stage label_judge: the `judge` labeler. The base model, asked zero-shot which response is better, in both
+orders; a pair whose two orders disagree is a tie.
+
+    python stages/label_judge.py --base models/base --unlabeled data/split/unlabeled.jsonl \
+        --out data/labels/judge.jsonl --metrics metrics/label_judge.json --checkpoints checkpoints/label_judge
+
+The prompt and the scoring are in weakalign.pairwise_judge. The metrics file records ties, position bias (share
+of "A" answers), prompts too long to judge, and the labeling cost (wall time and estimated forward FLOPs per
+1,000 pairs). Finished batches are appended to --checkpoints; a killed run resumes after the last one. With
+`label_judge.enabled: false` the stage writes empty labels and null metrics (same keys).
+"""
+
+import argparse
+import logging
+import time
+
+from weakalign import resume
+from weakalign.cli import run, seed_everything
+from weakalign.io import read_jsonl, write_json, write_jsonl
+from weakalign.models import load_model, load_tokenizer
+from weakalign.pairwise_judge import judge_pairs
+from weakalign.schema import Pair
+
+log = logging.getLogger("weakalign.label_judge")
+
+KEYS = ("n_pairs", "n_decided", "n_ties", "n_too_long", "tie_share", "a_share", "label_1_share", "seconds",
+        "seconds_per_1000_pairs", "tflops_per_1000_pairs")
+
+
+def main(args, params):
+    cfg = params.label_judge
+    if not cfg.enabled:
+        log.info("label_judge.enabled is false: empty labels")
+        write_jsonl(args.out, [])
+        write_json(args.metrics, {"enabled": False, **dict.fromkeys(KEYS)})
+        resume.finish(args.checkpoints)
+        return
+    seed_everything(params.base.seed)
+    unlabeled = read_jsonl(args.unlabeled, Pair)
+    tok, model = load_tokenizer(args.base), load_model(args.base)
+    n_params = sum(p.numel() for p in model.parameters())
+    pairs = [(p.id, p.prompt, p.response_1, p.response_2) for p in unlabeled]
+    work = resume.prepare(args.checkpoints, resume.fingerprint(
+        "label_judge", cfg.model_dump(), params.base.seed, pairs, resume.files_digest(args.base)))
+    partial = resume.BatchLog(work / "log_odds.jsonl")
+    t0 = time.perf_counter()
+    v = judge_pairs(model, tok, pairs, cfg.batch_size, cfg.max_length, cfg.bf16, partial)
+    seconds = time.perf_counter() - t0
+    partial.close()
+    decided = [x for x in v.labels if x.label is not None]
+    n_ties = len(v.labels) - len(decided) - v.n_too_long
+    log.info("judged %d pairs: %d decided, %d ties, %d too long; 'A' answered %s of the time", len(pairs),
+             len(decided), n_ties, v.n_too_long, v.a_share)
+    write_jsonl(args.out, v.labels)
+    write_json(args.metrics, {
+        "enabled": True, "n_pairs": len(pairs), "n_decided": len(decided), "n_ties": n_ties,
+        "n_too_long": v.n_too_long, "tie_share": round(n_ties / max(1, len(pairs) - v.n_too_long), 4),
+        "a_share": v.a_share,
+        "label_1_share": round(sum(x.label == 1 for x in decided) / len(decided), 4) if decided else None,
+        "seconds": round(seconds, 1), "seconds_per_1000_pairs": round(1000 * seconds / len(pairs), 1),
+        "tflops_per_1000_pairs": round(1000 * 2 * n_params * v.n_tokens / len(pairs) / 1e12, 2),
+    })
+    resume.finish(args.checkpoints)
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(prog="label_judge", description=__doc__)
+    for a in ("--base", "--unlabeled", "--out", "--metrics", "--checkpoints"):
+        p.add_argument(a, required=True)
+    raise SystemExit(run(main, p))

@@ -1,0 +1,78 @@
+"""Stage label_rm: the `rm` labeler. Train a Bradley-Terry reward model on D_l (TRL RewardTrainer), label D_u.
+
+    python stages/label_rm.py --base models/base --labeled data/split/labeled.jsonl \
+        --unlabeled data/split/unlabeled.jsonl --out data/labels/rm.jsonl --metrics metrics/label_rm.json \
+        --live dvclive/label_rm --checkpoints checkpoints/label_rm
+
+The reward model starts from the weak teacher's starting point (`train_weak.model`) and trains on the same human
+labels with `label_rm.reward` (TRL's RewardConfig). The response with the higher reward is the label. The
+metrics file records training and labeling cost (seconds, and estimated FLOPs: 6 N per training token, 2 N per
+scored token). With `label_rm.enabled: false` the stage writes empty labels and null metrics (same keys).
+"""
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+from weakalign import resume
+from weakalign.cli import run, seed_everything
+from weakalign.io import read_jsonl, write_json, write_jsonl
+from weakalign.models import reward_model_from_lm
+from weakalign.reward_model import score_pairs, train
+from weakalign.schema import Pair, WeakLabel
+
+log = logging.getLogger("weakalign.label_rm")
+
+KEYS = ("n_pairs", "label_1_share", "n_train_pairs", "n_train_pairs_dropped_too_long", "steps", "final_loss",
+        "final_accuracy", "final_margin", "learned", "resumed_from_step", "train_seconds", "train_tflops",
+        "seconds", "seconds_per_1000_pairs", "tflops_per_1000_pairs")
+
+
+def main(args, params):
+    cfg = params.label_rm
+    Path(args.live).mkdir(parents=True, exist_ok=True)
+    if not cfg.enabled:
+        log.info("label_rm.enabled is false: no reward model, empty labels")
+        write_jsonl(args.out, [])
+        write_json(args.metrics, {"enabled": False, "model": None, **dict.fromkeys(KEYS)})
+        resume.finish(args.checkpoints)
+        return
+    seed_everything(params.base.seed)
+    ref = params.train_weak.model_ref(args.base)
+    labeled, unlabeled = read_jsonl(args.labeled, Pair), read_jsonl(args.unlabeled, Pair)
+    model, tok = reward_model_from_lm(ref, params.base.seed, params.base.trust_remote_code)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("reward model from %s: Bradley-Terry on %d human-labeled pairs", ref, len(labeled))
+    chosen = {p.id: p.human for p in labeled}
+    triples = [(p.prompt, *((p.response_1, p.response_2) if chosen[p.id] == 1 else (p.response_2, p.response_1)))
+               for p in labeled]
+    model, summary = train(model, tok, triples, cfg.reward, params.base.seed, args.live, args.checkpoints,
+                           resume.files_digest(ref))
+    t0 = time.perf_counter()
+    r1, r2, n_tokens = score_pairs(model, tok, [(p.prompt, p.response_1, p.response_2) for p in unlabeled],
+                                   cfg.batch_size, cfg.reward.max_length)
+    seconds = time.perf_counter() - t0
+    labels = [WeakLabel(pair_id=p.id, reward_1=a, reward_2=b, margin=round(a - b, 6), label=1 if a >= b else 2)
+              for p, a, b in zip(unlabeled, r1, r2, strict=True)]
+    log.info("labeled %d pairs; response_1 chosen on %d", len(labels), sum(x.label == 1 for x in labels))
+    write_jsonl(args.out, labels)
+    write_json(args.metrics, {
+        "enabled": True, "model": params.train_weak.model, "n_pairs": len(labels),
+        "label_1_share": round(sum(x.label == 1 for x in labels) / len(labels), 4),
+        "n_train_pairs": summary["n_pairs_in"], "n_train_pairs_dropped_too_long": summary["n_pairs_dropped_too_long"],
+        **{k: summary[k] for k in ("steps", "final_loss", "final_accuracy", "final_margin", "learned",
+                                   "resumed_from_step")},
+        "train_seconds": summary["train_runtime_s"],
+        "train_tflops": round(6 * n_params * summary["train_tokens"] / 1e12, 2),
+        "seconds": round(seconds, 1), "seconds_per_1000_pairs": round(1000 * seconds / len(labels), 1),
+        "tflops_per_1000_pairs": round(1000 * 2 * n_params * n_tokens / len(labels) / 1e12, 2),
+    })
+    resume.finish(args.checkpoints)
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(prog="label_rm", description=__doc__)
+    for a in ("--base", "--labeled", "--unlabeled", "--out", "--metrics", "--live", "--checkpoints"):
+        p.add_argument(a, required=True)
+    raise SystemExit(run(main, p))
