@@ -17,8 +17,6 @@ import time
 from weakalign import resume
 from weakalign.cli import run, seed_everything
 from weakalign.io import read_jsonl, write_json, write_jsonl
-from weakalign.models import load_model, load_tokenizer
-from weakalign.pairwise_judge import judge_pairs
 from weakalign.schema import Pair
 
 log = logging.getLogger("weakalign.label_judge")
@@ -36,6 +34,8 @@ def main(args, params):
         resume.finish(args.checkpoints)
         return
     seed_everything(params.base.seed)
+    from weakalign.models import load_model, load_tokenizer
+    from weakalign.pairwise_judge import judge_pairs
     unlabeled = read_jsonl(args.unlabeled, Pair)
     tok, model = load_tokenizer(args.base), load_model(args.base)
     n_params = sum(p.numel() for p in model.parameters())

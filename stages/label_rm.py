@@ -18,8 +18,6 @@ from pathlib import Path
 from weakalign import resume
 from weakalign.cli import run, seed_everything
 from weakalign.io import read_jsonl, write_json, write_jsonl
-from weakalign.models import reward_model_from_lm
-from weakalign.reward_model import score_pairs, train
 from weakalign.schema import Pair, WeakLabel
 
 log = logging.getLogger("weakalign.label_rm")
@@ -39,6 +37,8 @@ def main(args, params):
         resume.finish(args.checkpoints)
         return
     seed_everything(params.base.seed)
+    from weakalign.models import reward_model_from_lm
+    from weakalign.reward_model import score_pairs, train
     ref = params.train_weak.model_ref(args.base)
     labeled, unlabeled = read_jsonl(args.labeled, Pair), read_jsonl(args.unlabeled, Pair)
     model, tok = reward_model_from_lm(ref, params.base.seed, params.base.trust_remote_code)

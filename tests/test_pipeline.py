@@ -170,7 +170,7 @@ def test_two_runs_from_scratch_are_byte_identical(repo, root, tmp_path):
 
 
 def test_killed_stages_resume(repo, root, tmp_path):
-    """SIGKILL seven long stages mid-run (one per `dvc repro`), then repro to the end: same results as one clean run.
+    """SIGKILL six long stages mid-run (one per `dvc repro`), then repro to the end: same results as one clean run.
 
     Each kill lands right after a checkpoint or batch is on disk (WEAKALIGN_CRASH_AFTER, see resume.py); the next
     `dvc repro` reruns the killed stage, which resumes from its work folder instead of starting over.
@@ -181,7 +181,6 @@ def test_killed_stages_resume(repo, root, tmp_path):
              ("train_weak:2", "checkpoints/train_weak/checkpoint-2/trainer_state.json", "models/weak"),
              ("label_weak:1", "checkpoints/label_weak/rewards.jsonl", "data/labels/weak.jsonl"),
              ("label_rm:2", "checkpoints/label_rm/checkpoint-2/trainer_state.json", "data/labels/rm.jsonl"),
-             ("label_judge:1", "checkpoints/label_judge/log_odds.jsonl", "data/labels/judge.jsonl"),
              ("align@weak:1", "checkpoints/align/weak/checkpoint-1/trainer_state.json", "models/targets/weak"),
              ("evaluate:2", "checkpoints/evaluate/base.jsonl", "data/eval/generations.jsonl")]
     logs = []
@@ -199,7 +198,7 @@ def test_killed_stages_resume(repo, root, tmp_path):
     assert "resuming from checkpoints/train_weak/checkpoint-2" in text
     assert "resuming from checkpoints/align/weak/checkpoint-1" in text
     assert "resuming from checkpoints/label_rm/checkpoint-2" in text
-    assert text.count("finished batches read back") >= 4  # generate_pairs, label_weak, label_judge, evaluate
+    assert text.count("finished batches read back") >= 3  # generate_pairs, label_weak, evaluate
     left = [p for p in (crashed / "checkpoints").rglob("*") if p.is_file()]
     assert not left, f"work folders are removed once a stage is done: {left}"
     assert _digest(crashed, DETERMINISTIC) == _digest(repo, DETERMINISTIC)
@@ -242,11 +241,13 @@ def test_a_queued_seed_sweep_runs_from_git_and_aggregates(repo, tmp_path):
     this checks that a clean checkout suffices), `--run-all`, then `python -m weakalign.aggregate` on the real
     `dvc exp show --json`: one configuration, two runs per metric, an interval around each mean."""
     repo, _ = repo
-    _run([DVC, "exp", "run", "--queue", "-S", "base.seed=1,2"], repo)
+    # One source and no other labelers: the queue mechanics are what is tested here, at a third of the cost.
+    _run([DVC, "exp", "run", "--queue", "-S", "base.seed=1,2", "-S", "align.sources=[weak]",
+          "-S", "label_rm.enabled=false", "-S", "label_judge.enabled=false"], repo)
     _run([DVC, "exp", "run", "--run-all"], repo)
     md, rows = tmp_path / "sweep.md", tmp_path / "sweep.json"
     metrics = ["metrics/feedback.json:agreement_weak_human", "metrics/alignment.json:weak.gold_reward_mean",
-               "metrics/feedback.json:n_feedback_weak_disagree"]
+               "metrics/feedback.json:n_disagree"]
     _run([sys.executable, "-m", "weakalign.aggregate", "--out-md", str(md), "--out-json", str(rows),
           "--metrics", *metrics], repo)
     got = {r["metric"]: r for r in json.loads(rows.read_text())}
@@ -268,7 +269,7 @@ def test_changing_an_align_param_leaves_the_weak_teacher_alone(repo):
     assert {"align@human", "align@weak"} <= stale
     assert not stale & {"base_model", "generate_pairs", "annotate", "split", "train_weak", "label_weak", "label_rm",
                         "label_judge", "compare"}
-    out = _run([DVC, "repro"], repo).stdout
+    out = _run([DVC, "repro", "align@weak"], repo).stdout  # one target is proof enough (the others: status above)
     assert "Running stage 'train_weak'" not in out and "Running stage 'label_weak'" not in out
     assert "Running stage 'align@weak'" in out
     assert _digest(repo, ["data/labels/weak.jsonl"]) == labels
@@ -304,6 +305,7 @@ def test_real_hh_data_runs_end_to_end_with_its_own_labels_and_no_gold(root, tmp_
         params["data"].update(source="jsonl", path=os.path.relpath(SHARED_HH, tmp_path / "hh"), max_rows=120)
         params["judge"]["name"] = "none"
         params["align"]["sources"] = ["human", "weak"]
+        params["label_rm"]["enabled"] = params["label_judge"]["enabled"] = False
         for section in ("train_weak", "align"):
             params[section]["dpo"]["max_length"] = 192
 
