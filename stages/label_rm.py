@@ -32,6 +32,8 @@ def main(args, params):
     Path(args.live).mkdir(parents=True, exist_ok=True)
     if not cfg.enabled:
         log.info("label_rm.enabled is false: no reward model, empty labels")
+        # A file, so that git keeps the (otherwise empty) curves folder and a fresh checkout is up to date.
+        (Path(args.live) / "README").write_text("label_rm.enabled is false: no reward model was trained.\n")
         write_jsonl(args.out, [])
         write_json(args.metrics, {"enabled": False, "model": None, **dict.fromkeys(KEYS)})
         resume.finish(args.checkpoints)
