@@ -7,7 +7,6 @@ sampling all go through the same chat template.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 from pathlib import Path
@@ -151,17 +150,7 @@ def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, triples: list[tu
                     counts["n_pairs_dropped_too_long"], counts["n_pairs_truncated"])
     if ckpt is not None:
         log.info("resuming from %s", ckpt)
-        # The curves up to the checkpoint, as the uninterrupted run logged them (the trainer restores the same
-        # history into its state and logs only what comes after).
-        history = json.loads((ckpt / "trainer_state.json").read_text())["log_history"]
-        for entry in history:
-            curves.on_log(trainer.args, trainer.state, trainer.control,
-                          logs={k: v for k, v in entry.items() if k != "step"})
-        # TRL 1.16 keeps its running token count outside the trainer state, so a resume would restart it at 0.
-        # Its last logged value is exact when save_steps is a multiple of logging_steps (the defaults are).
-        tokens = [e["num_tokens"] for e in history if "num_tokens" in e]
-        if tokens and hasattr(trainer, "_total_train_tokens"):
-            trainer._total_train_tokens = int(tokens[-1])
+        resume.replay(trainer, curves, ckpt)  # dvclive curves and TRL's token count up to the checkpoint
     result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
     history = [h for h in trainer.state.log_history if "loss" in h]
     summary = summarize(history, result.metrics, counts)
