@@ -4,7 +4,7 @@
         --feedback data/feedback/weak.jsonl --out models/targets/weak --metrics metrics/align/weak.json \
         --live dvclive/align/weak --checkpoints checkpoints/align/weak
 
-Every source trains with the same `align.dpo` settings and seed; only the labels differ. Feedback rows with
+Every source trains with the same `align.dpo` (and `align.lora`) settings and seed; only the labels differ. Feedback rows with
 weights (`weak_confident` with `compare.confident_weighting: margin`) are drawn in proportion to them. Checkpoints go to
 --checkpoints every `dpo.save_steps` steps; a killed run resumes from the newest one.
 """
@@ -37,9 +37,9 @@ def main(args, params):
     model = load_model(args.base)
     log.info("align on %s feedback: %d pairs", args.source, len(data))
     model, summary = dpo.train(model, tok, data, params.align.dpo, params.base.seed, args.live, args.checkpoints,
-                               resume.files_digest(args.base))
+                               resume.files_digest(args.base), params.align.lora)
     with atomic_dir(args.out) as tmp:
-        save_model(model, tok, tmp)
+        save_model(model, tok, tmp, base=args.base)  # under LoRA only the adapter; load_model merges it
     write_json(args.metrics, {"source": args.source, **summary})
     resume.finish(args.checkpoints)
 

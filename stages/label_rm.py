@@ -50,7 +50,7 @@ def main(args, params):
     triples = [(p.prompt, *((p.response_1, p.response_2) if chosen[p.id] == 1 else (p.response_2, p.response_1)))
                for p in labeled]
     model, summary = train(model, tok, triples, cfg.reward, params.base.seed, args.live, args.checkpoints,
-                           resume.files_digest(ref))
+                           resume.files_digest(ref), cfg.lora)
     t0 = time.perf_counter()
     r1, r2, n_tokens = score_pairs(model, tok, [(p.prompt, p.response_1, p.response_2) for p in unlabeled],
                                    cfg.batch_size, cfg.reward.max_length)

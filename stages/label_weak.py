@@ -5,7 +5,8 @@
 
 r(x, y) = beta * [log pi_weak(y|x) - log pi_ref(y|x)], pi_ref = the weak model's starting point, beta =
 `train_weak.dpo.beta`, tokenized with `train_weak.dpo.max_length`; `label_weak.bf16` picks bf16 autocast (fast) or
-exact fp32. The response with the higher reward is the weak label. The metrics file records the
+exact fp32. If --weak is a LoRA adapter, pi_ref is its base with the adapter switched off (one model in memory).
+The response with the higher reward is the weak label. The metrics file records the
 labeling cost (wall time and estimated forward FLOPs per 1,000 pairs) and how many pairs `max_length` truncated. Finished batches are
 appended to --checkpoints as they complete; a killed run resumes after the last one (its timing then covers only
 the resumed part).
@@ -18,7 +19,7 @@ import time
 from weakalign import resume
 from weakalign.cli import run, seed_everything
 from weakalign.io import read_jsonl, write_json, write_jsonl
-from weakalign.models import load_model, load_tokenizer
+from weakalign.models import attach_adapter, is_adapter, load_model, load_tokenizer
 from weakalign.rewards import implicit_rewards
 from weakalign.schema import Pair, WeakLabel
 
@@ -26,6 +27,7 @@ log = logging.getLogger("weakalign.label_weak")
 
 
 def _n_params(model) -> int:
+    """Parameters of one forward pass (under LoRA the base's, plus the small adapter's)."""
     return sum(p.numel() for p in model.parameters())
 
 
@@ -34,8 +36,12 @@ def main(args, params):
     ref_path = params.train_weak.model_ref(args.base)
     unlabeled = read_jsonl(args.unlabeled, Pair)
     tok = load_tokenizer(args.weak)
-    policy = load_model(args.weak)
-    ref = load_model(ref_path, trust_remote_code=params.base.trust_remote_code)
+    if is_adapter(args.weak):  # LoRA: one model; the reference is the starting point with the adapter off
+        policy = attach_adapter(load_model(ref_path, trust_remote_code=params.base.trust_remote_code), args.weak)
+        ref = None
+    else:
+        policy = load_model(args.weak)
+        ref = load_model(ref_path, trust_remote_code=params.base.trust_remote_code)
     t0 = time.perf_counter()
     triples = [(p.prompt, p.response_1, p.response_2) for p in unlabeled]
     dpo = params.train_weak.dpo.model_copy(update={"bf16": params.label_weak.bf16})
@@ -56,7 +62,7 @@ def main(args, params):
                               "seconds": round(seconds, 1),
                               "seconds_per_1000_pairs": round(1000 * seconds / len(labels), 1),
                               # Forward passes only: 2 N FLOPs per token run, for the weak model and its reference.
-                              "tflops_per_1000_pairs": round(1000 * 2 * n_tokens * (_n_params(policy) + _n_params(ref))
+                              "tflops_per_1000_pairs": round(1000 * 2 * n_tokens * 2 * _n_params(policy)
                                                              / len(labels) / 1e12, 2)})
     resume.finish(args.checkpoints)
 

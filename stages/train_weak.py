@@ -3,7 +3,8 @@
     python stages/train_weak.py --base models/base --labeled data/split/labeled.jsonl --out models/weak \
         --metrics metrics/train_weak.json --live dvclive/train_weak --checkpoints checkpoints/train_weak
 
-`train_weak.model` picks the weak LLM (`base` = the output of base_model); `train_weak.dpo` is TRL's DPOConfig.
+`train_weak.model` picks the weak LLM (`base` = the output of base_model); `train_weak.dpo` is TRL's DPOConfig;
+`train_weak.lora.use_peft` trains LoRA adapters instead (--out then holds the adapter, on the starting point).
 Checkpoints go to --checkpoints every `dpo.save_steps` steps; a killed run resumes from the newest one.
 """
 
@@ -28,9 +29,9 @@ def main(args, params):
     log.info("DPO on %d human-labeled pairs from %s", len(labeled), ref)
     model, summary = dpo.train(model, tok, dpo.triples(labeled, {p.id: p.human for p in labeled}),
                                params.train_weak.dpo, params.base.seed, args.live, args.checkpoints,
-                               resume.files_digest(ref))
+                               resume.files_digest(ref), params.train_weak.lora)
     with atomic_dir(args.out) as tmp:
-        save_model(model, tok, tmp)
+        save_model(model, tok, tmp, base=ref)  # under LoRA only the adapter, which names `ref` as its base
     write_json(args.metrics, {"model": params.train_weak.model, **summary})
     resume.finish(args.checkpoints)
 

@@ -97,6 +97,14 @@ def test_reward_fields_are_trl_rewardconfig_fields():
         assert field.description, f"Reward.{name} has no description"
 
 
+def test_lora_fields_are_trl_modelconfig_fields():
+    from trl import ModelConfig
+
+    from weakalign.params import Lora
+
+    assert set(Lora.model_fields) <= {f.name for f in dataclasses.fields(ModelConfig)}
+
+
 def test_every_schema_field_is_documented():
     def walk(model):
         for name, field in model.model_fields.items():

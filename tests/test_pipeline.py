@@ -228,7 +228,7 @@ def test_push_to_a_remote_and_pull_into_a_clean_checkout(repo, tmp_path):
     shutil.copytree(repo / ".git", clone / ".git")
     for rel in (".dvc/config", ".dvc/.gitignore", "dvc.lock"):
         shutil.copy2(repo / rel, clone / rel)
-    files = DETERMINISTIC + ["models/weak/model.safetensors", "models/targets/human/model.safetensors"]
+    files = DETERMINISTIC + ["models/weak/adapter_model.safetensors", "models/targets/human/model.safetensors"]
     assert not any((clone / f).exists() for f in files if f.startswith(("data/", "models/")))
     _run([DVC, "remote", "add", "--local", "-d", "team", str(remote)], clone)
     _run([DVC, "pull"], clone)

@@ -18,7 +18,8 @@ from trl import DPOConfig, DPOTrainer
 
 from . import resume
 from .generation import chat_prompt
-from .params import DPO
+from .models import lora_config
+from .params import DPO, Lora
 from .schema import Pair
 
 log = logging.getLogger(__name__)
@@ -120,11 +121,14 @@ class _Checkpoints(TrainerCallback):
 
 
 def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, triples: list[tuple[str, str, str]], dpo: DPO,
-          seed: int, live_dir: str | Path, work_dir: str | Path, model_id: str) -> tuple[PreTrainedModel, dict]:
+          seed: int, live_dir: str | Path, work_dir: str | Path, model_id: str,
+          lora: Lora | None = None) -> tuple[PreTrainedModel, dict]:
     """DPO-train `model` (in place) on the triples; return it and a summary for the metrics.
 
     The reference is the model as it is before training: with `precompute_ref_log_probs` TRL scores every pair
-    with it once up front; otherwise it gets an untouched copy. Checkpoints go to `work_dir`; if it holds one
+    with it once up front; otherwise it gets an untouched copy. With `lora.use_peft`, TRL wraps the model in LoRA
+    adapters and the reference is the same model with the adapter switched off (no copy); the returned model is
+    then a PEFT model, which `models.save_model` writes as an adapter. Checkpoints go to `work_dir`; if it holds one
     from a killed run of the same inputs (`model_id` identifies the starting weights), training resumes from
     it and the dvclive curves are replayed from its log history. The caller deletes `work_dir` when done.
     """
@@ -132,18 +136,20 @@ def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, triples: list[tu
     from transformers.integrations import DVCLiveCallback
 
     torch.manual_seed(seed)
-    work = resume.prepare(work_dir, resume.fingerprint("dpo", dpo.model_dump(), seed, triples, model_id))
+    peft = lora_config(lora, "CAUSAL_LM") if lora is not None else None
+    work = resume.prepare(work_dir, resume.fingerprint("dpo", dpo.model_dump(), seed, triples, model_id,
+                                                       *([lora.model_dump()] if peft else [])))
     ckpt = resume.last_checkpoint(work)
     args = dpo_config(dpo, seed, str(work))
     ref = None
-    if not dpo.precompute_ref_log_probs:
+    if peft is None and not dpo.precompute_ref_log_probs:
         import copy
 
         ref = copy.deepcopy(model).eval()
     live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
     curves = DVCLiveCallback(live=live)
     trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=preference_dataset(triples),
-                         processing_class=tok, callbacks=[curves, _Checkpoints()])
+                         processing_class=tok, callbacks=[curves, _Checkpoints()], peft_config=peft)
     counts = truncation_counts(trainer, len(triples), dpo.max_length)
     if counts["n_pairs_dropped_too_long"] or counts["n_pairs_truncated"]:
         log.warning("max_length %s: %d pairs dropped, %d truncated", dpo.max_length,

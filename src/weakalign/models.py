@@ -6,7 +6,9 @@ A model reference (`base.model`, `train_weak.model`, ...) is one of:
   ships. Loads offline; transformers dequantises it to float32 through the ``gguf`` package.
 - ``tiny-random``: a randomly initialised Llama of about 1.6 M parameters with the SmolLM2 tokenizer, for tests.
 - a local directory holding a transformers model (``config.json`` + safetensors weights + tokenizer);
-- a Hugging Face Hub id such as ``facebook/opt-125m`` (needs network or a filled HF cache).
+- a Hugging Face Hub id such as ``facebook/opt-125m`` (needs network or a filled HF cache);
+- a LoRA adapter directory written by :func:`save_model` (``adapter_config.json``, which names its base model):
+  :func:`load_model` loads the base and merges the adapter in; :func:`attach_adapter` keeps it switchable.
 
 Every stage after ``base_model`` loads a plain directory written by :func:`save_model`, which is fast.
 """
@@ -50,7 +52,7 @@ def _check_local(ref: str) -> None:
     """A reference that looks like a path must exist; say so instead of letting the Hub client try it."""
     p = Path(ref)
     looks_local = ref.startswith((".", "/", "~")) or p.exists() or ref.count("/") > 1
-    if looks_local and not (p / "config.json").is_file():
+    if looks_local and not (p / "config.json").is_file() and not is_adapter(ref):
         raise FileNotFoundError(f"model path {ref!r} is not a model directory (no config.json there)")
 
 
@@ -63,6 +65,28 @@ def _require_safetensors(ref: str) -> None:
             f"model path {ref!r} has no .safetensors weights{f' (only {pickled})' if pickled else ''}; weakalign "
             "does not load pickled weights, which can run code: convert them with `save_pretrained(..., "
             "safe_serialization=True)` where you trust them")
+
+
+def is_adapter(ref: str | Path) -> bool:
+    """A LoRA adapter directory (written by save_model from a PEFT model)."""
+    return (Path(ref) / "adapter_config.json").is_file()
+
+
+def lora_config(lora, task: str):
+    """PEFT's LoraConfig for our `Lora` params (TRL ModelConfig names, so TRL's own factory builds it), or None
+    when LoRA is off. `task`: CAUSAL_LM for policies, SEQ_CLS for reward models (PEFT then trains the score head)."""
+    if not lora.use_peft:
+        return None
+    from trl import ModelConfig, get_peft_config
+
+    return get_peft_config(ModelConfig(**lora.model_dump(), lora_task_type=task))
+
+
+def attach_adapter(model: PreTrainedModel, adapter_dir: str | Path):
+    """`model` (the adapter's base) with the adapter on top, unmerged: `with m.disable_adapter():` gives the base."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(adapter_dir))
 
 
 def load_tokenizer(ref: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
@@ -115,6 +139,12 @@ def load_model(ref: str | Path, dtype: torch.dtype = torch.float32, seed: int = 
         model.load_state_dict(gguf_model.state_dict())
         model.generation_config = gguf_model.generation_config
         return model
+    if is_adapter(ref):
+        import json
+
+        base = json.loads((Path(ref) / "adapter_config.json").read_text())["base_model_name_or_path"]
+        log.info("%s is a LoRA adapter on %s: merging it in", ref, base)
+        return attach_adapter(load_model(base, dtype, seed, trust_remote_code), ref).merge_and_unload()
     _check_local(ref)
     _require_safetensors(ref)
     # use_safetensors: weights written by strangers load without pickle (Hub ids too).
@@ -174,7 +204,16 @@ def reward_model_from_lm(ref: str, seed: int, trust_remote_code: bool = False
     return model, tok
 
 
-def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out: str | Path) -> None:
+def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out: str | Path,
+               base: str | None = None) -> None:
+    """Weights (or, for a PEFT model, only the adapter, recording `base` as its base model) and tokenizer."""
+    from accelerate.utils import is_peft_model
+
     out = Path(out)
+    if is_peft_model(model):
+        if base is None:
+            raise ValueError("saving a LoRA adapter needs the reference of its base model")
+        for cfg in model.peft_config.values():
+            cfg.base_model_name_or_path = str(base)  # a path or model reference that load_model resolves
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)

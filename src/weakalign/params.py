@@ -257,6 +257,27 @@ class _Training(_Section):
                                          "(about 1.6 GB for a 135M model).")
 
 
+class Lora(_Section):
+    """PEFT LoRA, with the field names of TRL's `ModelConfig` (they pass through `trl.get_peft_config`).
+
+    Off (`use_peft: false`), the model is fully fine-tuned. On, only low-rank adapters train; the saved model is
+    the adapter (plus the path of its base), and the DPO reference is the same base with the adapter switched
+    off, during training and when the weak teacher labels D_u: never a second copy of the weights.
+    """
+
+    use_peft: bool = Field(False, description="Train LoRA adapters instead of every weight.")
+    lora_r: int = Field(16, ge=1, description="Rank of each adapter.")
+    lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator: updates are scaled by lora_alpha / r.")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapter's input.")
+    lora_target_modules: list[str] | None = Field(
+        None, description="Module names to adapt (e.g. `[q_proj, v_proj]`, or `[all-linear]`); null lets PEFT "
+        "pick its default for the architecture.")
+    lora_modules_to_save: list[str] | None = Field(
+        None, description="Modules trained in full beside the adapters (a reward model's score head is always "
+        "trained: PEFT adds it for sequence classification).")
+    use_rslora: bool = Field(False, description="Rank-stabilised scaling lora_alpha / sqrt(r).")
+
+
 class DPO(_Training):
     """TRL `DPOConfig` fields, verbatim. Only these are accepted; see TRL's docs for their full meaning."""
 
@@ -280,6 +301,7 @@ class TrainWeak(_Section):
     model: str = Field("base", description="The weak LLM: `base` (the output of `base_model`) or any model reference "
                        "(see `base.model`). Its starting point is also the reference of its implicit reward.")
     dpo: DPO = DPO()
+    lora: Lora = Lora()
 
     def model_ref(self, base_dir: str) -> str:
         """The weak LLM's starting point (also its implicit reward's reference): `base` means `base_dir`."""
@@ -310,6 +332,7 @@ class LabelRM(_Section):
                           "the stage writes empty labels and null metrics in seconds. Needed by the source `rm`.")
     batch_size: int = Field(32, ge=1, description="Texts per forward pass when scoring D_u.")
     reward: Reward = Reward()
+    lora: Lora = Lora()
 
 
 class LabelJudge(_Section):
@@ -337,6 +360,7 @@ class Align(_Section):
         "left out).",
     )
     dpo: DPO = DPO()
+    lora: Lora = Lora()
 
     @model_validator(mode="after")
     def _unique(self) -> Align:

@@ -21,7 +21,8 @@ from trl import RewardConfig, RewardTrainer
 from . import resume
 from .dpo import _Checkpoints, _bf16_ok, preference_dataset
 from .judge import RewardModelJudge
-from .params import Reward
+from .models import lora_config
+from .params import Lora, Reward
 
 log = logging.getLogger(__name__)
 
@@ -34,21 +35,25 @@ def reward_config(cfg: Reward, seed: int, output_dir: str) -> RewardConfig:
 
 
 def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, triples: list[tuple[str, str, str]], cfg: Reward,
-          seed: int, live_dir: str | Path, work_dir: str | Path, model_id: str) -> tuple[PreTrainedModel, dict]:
+          seed: int, live_dir: str | Path, work_dir: str | Path, model_id: str,
+          lora: Lora | None = None) -> tuple[PreTrainedModel, dict]:
     """Train the reward model (in place) on (prompt, chosen, rejected) triples; return it and a metrics summary.
 
-    Checkpoints go to `work_dir` and a killed run resumes from the newest one, as in dpo.train."""
+    Checkpoints go to `work_dir` and a killed run resumes from the newest one, as in dpo.train. With
+    `lora.use_peft` only LoRA adapters and the score head train (a PEFT model is returned; it scores as is)."""
     from dvclive import Live
     from transformers.integrations import DVCLiveCallback
 
     torch.manual_seed(seed)
-    work = resume.prepare(work_dir, resume.fingerprint("rm", cfg.model_dump(), seed, triples, model_id))
+    peft = lora_config(lora, "SEQ_CLS") if lora is not None else None
+    work = resume.prepare(work_dir, resume.fingerprint("rm", cfg.model_dump(), seed, triples, model_id,
+                                                       *([lora.model_dump()] if peft else [])))
     ckpt = resume.last_checkpoint(work)
     live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
     curves = DVCLiveCallback(live=live)
     trainer = RewardTrainer(model=model, args=reward_config(cfg, seed, str(work)),
                             train_dataset=preference_dataset(triples), processing_class=tok,
-                            callbacks=[curves, _Checkpoints()])
+                            callbacks=[curves, _Checkpoints()], peft_config=peft)
     dropped = len(triples) - len(trainer.train_dataset)  # RewardTrainer drops pairs over max_length
     if dropped:
         log.warning("max_length %s: %d of %d training pairs dropped", cfg.max_length, dropped, len(triples))

@@ -14,6 +14,7 @@ both responses as continuations of it (prefix reuse). With prompts of ~51 tokens
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 from typing import NamedTuple
@@ -75,18 +76,25 @@ def response_logps(model: PreTrainedModel, batch: list[tuple[list[int], list[int
 
 
 @torch.no_grad()
-def implicit_rewards(policy: PreTrainedModel, ref: PreTrainedModel, tok: PreTrainedTokenizerBase,
+def implicit_rewards(policy: PreTrainedModel, ref: PreTrainedModel | None, tok: PreTrainedTokenizerBase,
                      triples: list[tuple[str, str, str]], dpo: DPO, batch_size: int, seed: int = 0,
                      partial: BatchLog | None = None) -> Rewards:
     """Rewards of the two responses of each (prompt, response_1, response_2), in input order.
+
+    `ref` None: `policy` is a PEFT model (a LoRA weak teacher) and the reference is its base with the adapter
+    switched off, as in TRL's DPO training under LoRA.
 
     With `partial`, every finished batch is appended to it and batches it already holds are not recomputed (a
     killed run resumes); batches are fixed by the inputs alone, so the results are the same either way.
     """
     with tempfile.TemporaryDirectory(prefix="weakalign-label-") as tmp:
         # The trainer tokenizes exactly as training does and puts TRL's fused LM head on both models.
-        args = dpo_config(dpo, seed, tmp, precompute_ref_log_probs=False, save_strategy="no")
-        trainer = DPOTrainer(model=policy, ref_model=ref, args=args, train_dataset=preference_dataset(triples),
+        lora = ref is None
+        # Under LoRA the trainer gets the adapted module itself (the adapter's layers sit inside it), with no
+        # reference (precompute: TRL loads none); the adapter is switched off around the reference pass below.
+        model = policy.get_base_model() if lora else policy
+        args = dpo_config(dpo, seed, tmp, precompute_ref_log_probs=lora, save_strategy="no")
+        trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=preference_dataset(triples),
                              processing_class=tok)
         ds = trainer.train_dataset
         if len(ds) != len(triples):
@@ -105,7 +113,9 @@ def implicit_rewards(policy: PreTrainedModel, ref: PreTrainedModel, tok: PreTrai
         # Bucket by prompt, then response length, so both passes of a batch pad little; input order is restored.
         order = sorted(range(len(rows)), key=lambda i: (len(rows[i][0]), max(map(len, rows[i][1:])), i))
         pad_id = trainer.data_collator.pad_token_id  # the token TRL pads with (never scored: masked)
-        policy.eval(), ref.eval()
+        policy.eval()
+        if not lora:
+            ref.eval()
         done = partial.done if partial is not None else {}
         r1, r2 = [], []
         starts = range(0, len(order), batch_size)
@@ -113,8 +123,10 @@ def implicit_rewards(policy: PreTrainedModel, ref: PreTrainedModel, tok: PreTrai
             if b not in done:
                 batch = [rows[i] for i in order[s:s + batch_size]]
                 with trainer.accelerator.autocast():  # bf16 autocast when dpo.bf16, as in training
-                    diff = (response_logps(policy, batch, pad_id, policy.device)
-                            - response_logps(ref, batch, pad_id, ref.device))
+                    pol = response_logps(model, batch, pad_id, model.device)
+                    reference = model if lora else ref
+                    with policy.disable_adapter() if lora else contextlib.nullcontext():
+                        diff = pol - response_logps(reference, batch, pad_id, reference.device)
                 result = [(dpo.beta * diff[:, 0]).tolist(), (dpo.beta * diff[:, 1]).tolist()]
                 if partial is not None:
                     partial.add(b, result)
