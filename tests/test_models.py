@@ -87,3 +87,30 @@ def test_pickled_weights_are_refused(tiny_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no \.safetensors weights \(only \['pytorch_model\.bin'\]\); "
                        "weakalign does not load pickled weights"):
         load_model(folder)
+
+
+def test_a_tokenizer_without_chat_template_gets_the_plain_hh_format(tiny_dir, tmp_path, caplog):
+    """Base models such as OPT ship no chat template: prompts become HH-RLHF's plain-text dialogue, the prompt is a
+    prefix of prompt + response (TRL splits them there), the template is saved with the model, and DPO runs."""
+    from weakalign import dpo
+    from weakalign.models import PLAIN_TEMPLATE, save_model
+    from weakalign.params import DPO
+
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_dir, plain)
+    (plain / "chat_template.jinja").unlink()  # as a base model's tokenizer comes
+    tok = load_tokenizer(plain)
+    assert tok.chat_template == PLAIN_TEMPLATE and "no chat template" in caplog.text
+    user = [{"role": "user", "content": "Is tea good?"}]
+    prompt = tok.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
+    full = tok.apply_chat_template(user + [{"role": "assistant", "content": "Yes."}], tokenize=False)
+    assert prompt == "\n\nHuman: Is tea good?\n\nAssistant:"
+    assert full == prompt + " Yes." + tok.eos_token
+    model, summary = dpo.train(load_model(plain), tok, [("Is tea good?", "Yes, very.", "No.")] * 4,
+                               DPO(max_steps=2, per_device_train_batch_size=2, bf16=False, save_strategy="no",
+                                   gradient_checkpointing=False), seed=0, live_dir=tmp_path / "live",
+                               work_dir=tmp_path / "work", model_id="plain")
+    assert summary["steps"] == 2 and summary["n_pairs_dropped_too_long"] == 0
+    save_model(model, tok, tmp_path / "out")
+    caplog.clear()
+    assert load_tokenizer(tmp_path / "out").chat_template == PLAIN_TEMPLATE and "no chat template" not in caplog.text

@@ -89,6 +89,20 @@ def attach_adapter(model: PreTrainedModel, adapter_dir: str | Path):
     return PeftModel.from_pretrained(model, str(adapter_dir))
 
 
+# For base models without a chat template (OPT, GPT-2, Pythia, ...): the plain-text dialogue format of HH-RLHF,
+# which is what the paper's OPT models were trained and judged on. The prompt with the generation prompt is a
+# prefix of the full conversation (TRL splits prompt from completion there), and each assistant turn ends in EOS
+# so a fine-tuned model learns to stop.
+PLAIN_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m['role'] == 'user' %}{{ '\n\nHuman: ' + m['content'] }}"
+    "{% elif m['role'] == 'assistant' %}{{ '\n\nAssistant: ' + m['content'] + eos_token }}"
+    "{% else %}{{ m['content'] }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '\n\nAssistant:' }}{% endif %}"
+)
+
+
 def load_tokenizer(ref: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     ref = str(ref)
     if ref in (EMBEDDED, TINY):
@@ -101,7 +115,10 @@ def load_tokenizer(ref: str | Path, trust_remote_code: bool = False) -> PreTrain
         # Causal LMs often have no pad token; padding positions are masked out everywhere, so EOS serves.
         tok.pad_token = tok.eos_token
     if tok.chat_template is None:
-        raise ValueError(f"tokenizer of {ref!r} has no chat template; weakalign formats every prompt as a chat turn")
+        # Saved with the tokenizer (save_model), so every later stage formats prompts the same way.
+        log.warning("tokenizer of %s has no chat template: using the plain-text HH format "
+                    "('\\n\\nHuman: ... \\n\\nAssistant: ...')", ref)
+        tok.chat_template = PLAIN_TEMPLATE
     return tok
 
 
