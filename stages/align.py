@@ -1,6 +1,7 @@
-"""Stage align@<source>: DPO-train the target from the base on D_u with one feedback source's labels.
+"""Stage align@<source>: DPO-train the target from its starting point (the base, or its SFT) on D_u with one feedback source's labels.
 
-    python stages/align.py --source weak --base models/base --unlabeled data/split/unlabeled.jsonl \
+    python stages/align.py --source weak --base models/base --sft-target models/sft/target \
+        --unlabeled data/split/unlabeled.jsonl \
         --feedback data/feedback/weak.jsonl --out models/targets/weak --metrics metrics/align/weak.json \
         --live dvclive/align/weak --checkpoints checkpoints/align/weak
 
@@ -33,19 +34,21 @@ def main(args, params):
     if draw != list(range(len(data))):
         log.info("weighted feedback: %d draws cover %d distinct pairs", len(draw), len(set(draw)))
         data = [data[i] for i in draw]
-    tok = load_tokenizer(args.base)
-    model = load_model(args.base)
+    start = params.target_start(args.base, args.sft_target)
+    tok = load_tokenizer(start)
+    model = load_model(start)
     log.info("align on %s feedback: %d pairs", args.source, len(data))
     model, summary = dpo.train(model, tok, data, params.align.dpo, params.base.seed, args.live, args.checkpoints,
-                               resume.files_digest(args.base), params.align.lora)
+                               resume.files_digest(start), params.align.lora)
     with atomic_dir(args.out) as tmp:
-        save_model(model, tok, tmp, base=args.base)  # under LoRA only the adapter; load_model merges it
+        save_model(model, tok, tmp, base=start)  # under LoRA only the adapter; load_model merges it
     write_json(args.metrics, {"source": args.source, **summary})
     resume.finish(args.checkpoints)
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(prog="align", description=__doc__)
-    for a in ("--source", "--base", "--unlabeled", "--feedback", "--out", "--metrics", "--live", "--checkpoints"):
+    for a in ("--source", "--base", "--sft-target", "--unlabeled", "--feedback", "--out", "--metrics", "--live",
+              "--checkpoints"):
         p.add_argument(a, required=True)
     raise SystemExit(run(main, p))

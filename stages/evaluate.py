@@ -1,6 +1,7 @@
 """Stage evaluate: responses of the base and of every aligned target to the test prompts, scored by the gold judge.
 
-    python stages/evaluate.py --base models/base --targets models/targets --prompts data/prompts/test.jsonl \
+    python stages/evaluate.py --base models/base --sft-target models/sft/target --targets models/targets \
+        --prompts data/prompts/test.jsonl \
         --generations data/eval/generations.jsonl --metrics metrics/alignment.json --checkpoints checkpoints/evaluate
 
 Every model samples with the same seed and settings (`evaluate`), so differences come from the weights alone.
@@ -28,7 +29,8 @@ def main(args, params):
     prompts = read_jsonl(args.prompts, Prompt)
     texts = [p.prompt for p in prompts]
     judge = make_judge(params.judge)
-    models = {"base": args.base} | {s: str(Path(args.targets) / s) for s in params.align.sources}
+    # "base" is the targets' starting point: the SFT model when sft.enabled.
+    models = {"base": params.target_start(args.base, args.sft_target)} | {s: str(Path(args.targets) / s) for s in params.align.sources}
     work = resume.prepare(args.checkpoints, resume.fingerprint(
         "evaluate", params.evaluate.model_dump(), params.base.seed, texts,
         {name: resume.files_digest(path) for name, path in models.items()}))
@@ -53,6 +55,6 @@ def main(args, params):
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(prog="evaluate", description=__doc__)
-    for a in ("--base", "--targets", "--prompts", "--generations", "--metrics", "--checkpoints"):
+    for a in ("--base", "--sft-target", "--targets", "--prompts", "--generations", "--metrics", "--checkpoints"):
         p.add_argument(a, required=True)
     raise SystemExit(run(main, p))

@@ -1,6 +1,7 @@
 """Stage label_rm: the `rm` labeler. Train a Bradley-Terry reward model on D_l (TRL RewardTrainer), label D_u.
 
-    python stages/label_rm.py --base models/base --labeled data/split/labeled.jsonl \
+    python stages/label_rm.py --base models/base --sft-target models/sft/target --sft-weak models/sft/weak \
+        --labeled data/split/labeled.jsonl \
         --unlabeled data/split/unlabeled.jsonl --out data/labels/rm.jsonl --metrics metrics/label_rm.json \
         --live dvclive/label_rm --checkpoints checkpoints/label_rm
 
@@ -41,7 +42,7 @@ def main(args, params):
     seed_everything(params.base.seed)
     from weakalign.models import reward_model_from_lm
     from weakalign.reward_model import score_pairs, train
-    ref = params.train_weak.model_ref(args.base)
+    ref = params.weak_start(args.base, args.sft_target, args.sft_weak)
     labeled, unlabeled = read_jsonl(args.labeled, Pair), read_jsonl(args.unlabeled, Pair)
     model, tok = reward_model_from_lm(ref, params.base.seed, params.base.trust_remote_code)
     n_params = sum(p.numel() for p in model.parameters())
@@ -75,6 +76,7 @@ def main(args, params):
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(prog="label_rm", description=__doc__)
-    for a in ("--base", "--labeled", "--unlabeled", "--out", "--metrics", "--live", "--checkpoints"):
+    for a in ("--base", "--sft-target", "--sft-weak", "--labeled", "--unlabeled", "--out", "--metrics", "--live",
+              "--checkpoints"):
         p.add_argument(a, required=True)
     raise SystemExit(run(main, p))

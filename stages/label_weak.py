@@ -1,9 +1,10 @@
 """Stage label_weak: the weak teacher labels every D_u pair with its DPO implicit reward.
 
-    python stages/label_weak.py --base models/base --weak models/weak --unlabeled data/split/unlabeled.jsonl \
-        --out data/labels/weak.jsonl --metrics metrics/label_weak.json --checkpoints checkpoints/label_weak
+    python stages/label_weak.py --base models/base --sft-target models/sft/target --sft-weak models/sft/weak \
+        --weak models/weak --unlabeled data/split/unlabeled.jsonl --out data/labels/weak.jsonl \
+        --metrics metrics/label_weak.json --checkpoints checkpoints/label_weak
 
-r(x, y) = beta * [log pi_weak(y|x) - log pi_ref(y|x)], pi_ref = the weak model's starting point, beta =
+r(x, y) = beta * [log pi_weak(y|x) - log pi_ref(y|x)], pi_ref = the weak model's starting point (Params.weak_start), beta =
 `train_weak.dpo.beta`, tokenized with `train_weak.dpo.max_length`; `label_weak.bf16` picks bf16 autocast (fast) or
 exact fp32. If --weak is a LoRA adapter, pi_ref is its base with the adapter switched off (one model in memory).
 The response with the higher reward is the weak label. The metrics file records the
@@ -33,7 +34,7 @@ def _n_params(model) -> int:
 
 def main(args, params):
     seed_everything(params.base.seed)
-    ref_path = params.train_weak.model_ref(args.base)
+    ref_path = params.weak_start(args.base, args.sft_target, args.sft_weak)
     unlabeled = read_jsonl(args.unlabeled, Pair)
     tok = load_tokenizer(args.weak)
     if is_adapter(args.weak):  # LoRA: one model; the reference is the starting point with the adapter off
@@ -69,6 +70,6 @@ def main(args, params):
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(prog="label_weak", description=__doc__)
-    for a in ("--base", "--weak", "--unlabeled", "--out", "--metrics", "--checkpoints"):
+    for a in ("--base", "--sft-target", "--sft-weak", "--weak", "--unlabeled", "--out", "--metrics", "--checkpoints"):
         p.add_argument(a, required=True)
     raise SystemExit(run(main, p))

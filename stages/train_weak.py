@@ -1,9 +1,10 @@
 """Stage train_weak: DPO-train the weak LLM on D_l with its human labels (TRL DPOTrainer).
 
-    python stages/train_weak.py --base models/base --labeled data/split/labeled.jsonl --out models/weak \
-        --metrics metrics/train_weak.json --live dvclive/train_weak --checkpoints checkpoints/train_weak
+    python stages/train_weak.py --base models/base --sft-target models/sft/target --sft-weak models/sft/weak \
+        --labeled data/split/labeled.jsonl --out models/weak --metrics metrics/train_weak.json \
+        --live dvclive/train_weak --checkpoints checkpoints/train_weak
 
-`train_weak.model` picks the weak LLM (`base` = the output of base_model); `train_weak.dpo` is TRL's DPOConfig;
+`train_weak.model` picks the weak LLM (`base` = the output of base_model; its SFT output when `sft.enabled`); `train_weak.dpo` is TRL's DPOConfig;
 `train_weak.lora.use_peft` trains LoRA adapters instead (--out then holds the adapter, on the starting point).
 Checkpoints go to --checkpoints every `dpo.save_steps` steps; a killed run resumes from the newest one.
 """
@@ -22,7 +23,7 @@ log = logging.getLogger("weakalign.train_weak")
 
 def main(args, params):
     seed_everything(params.base.seed)
-    ref = params.train_weak.model_ref(args.base)
+    ref = params.weak_start(args.base, args.sft_target, args.sft_weak)
     labeled = read_jsonl(args.labeled, Pair)
     tok = load_tokenizer(ref, params.base.trust_remote_code)
     model = load_model(ref, trust_remote_code=params.base.trust_remote_code)
@@ -38,6 +39,6 @@ def main(args, params):
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(prog="train_weak", description=__doc__)
-    for a in ("--base", "--labeled", "--out", "--metrics", "--live", "--checkpoints"):
+    for a in ("--base", "--sft-target", "--sft-weak", "--labeled", "--out", "--metrics", "--live", "--checkpoints"):
         p.add_argument(a, required=True)
     raise SystemExit(run(main, p))

@@ -97,6 +97,16 @@ def test_reward_fields_are_trl_rewardconfig_fields():
         assert field.description, f"Reward.{name} has no description"
 
 
+def test_sft_fields_are_trl_sftconfig_fields():
+    from trl import SFTConfig
+
+    from weakalign.params import SFTFields
+
+    assert set(SFTFields.model_fields) <= {f.name for f in dataclasses.fields(SFTConfig)}
+    for name, field in SFTFields.model_fields.items():
+        assert field.description, f"SFTFields.{name} has no description"
+
+
 def test_lora_fields_are_trl_modelconfig_fields():
     from trl import ModelConfig
 

@@ -143,6 +143,13 @@ def test_metric_keys(repo):
     assert fb["n_feedback_rm"] == 20 and 0 < fb["n_feedback_judge"] <= 20  # ties broken by the mean log-odds
     assert "## Labelers of D_u" in summary and "| rm |" in summary and "| judge |" in summary
     assert len(list((repo / "dvclive/label_rm/plots/metrics").glob("*.tsv"))) > 0
+    # Issue 4: the SFT stage ran for the target (the weak LLM is `base`, so it shares it) and the weak teacher is a
+    # LoRA adapter on that SFT model.
+    sft = json.loads((repo / "metrics/sft.json").read_text())
+    assert sft["enabled"] and sft["target_steps"] == 2 and sft["target_final_loss"] > 0 and sft["weak_steps"] is None
+    assert (repo / "models/sft/target/model.safetensors").is_file() and (repo / "models/sft/weak/README").is_file()
+    adapter = json.loads((repo / "models/weak/adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == "models/sft/target"
 
 
 def test_dvc_metrics_and_plots_render(repo):

@@ -80,16 +80,16 @@ def triples(pairs: list[Pair], choice: dict[str, int]) -> list[tuple[str, str, s
     return out
 
 
+def trainer_kwargs(cfg, seed: int, output_dir: str) -> dict:
+    """Our validated training params (DPO, Reward or SFT), verbatim, plus what the pipeline fixes for every TRL
+    trainer: seeds, no hub, no TRL-side reporting (dvclive gets the curves), bf16 only where it works."""
+    return dict(cfg.model_dump(), output_dir=output_dir, seed=seed, data_seed=seed, report_to=[],
+                use_cpu=not torch.cuda.is_available(), bf16=cfg.bf16 and _bf16_ok(), dataloader_num_workers=0,
+                disable_tqdm=False, logging_first_step=True)
+
+
 def dpo_config(dpo: DPO, seed: int, output_dir: str, **overrides) -> DPOConfig:
-    """Our validated params, verbatim, plus what the pipeline fixes: seeds, no hub, no TRL-side reporting."""
-    kwargs = dict(
-        dpo.model_dump(),
-        output_dir=output_dir, seed=seed, data_seed=seed, report_to=[],
-        use_cpu=not torch.cuda.is_available(), bf16=dpo.bf16 and _bf16_ok(), dataloader_num_workers=0,
-        disable_tqdm=False, logging_first_step=True,
-    )
-    kwargs.update(overrides)
-    return DPOConfig(**kwargs)
+    return DPOConfig(**{**trainer_kwargs(dpo, seed, output_dir), **overrides})
 
 
 def _bf16_ok() -> bool:

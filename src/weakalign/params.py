@@ -48,6 +48,8 @@ class Paths(_Section):
     annotated: str = "data/annotated.jsonl"
     labeled: str = "data/split/labeled.jsonl"
     unlabeled: str = "data/split/unlabeled.jsonl"
+    sft_target: str = "models/sft/target"  # sft: the target's starting point (a note only, unless sft.enabled)
+    sft_weak: str = "models/sft/weak"  # sft: the weak LLM's, when train_weak.model is not `base`
     weak_model: str = "models/weak"
     weak_labels: str = "data/labels/weak.jsonl"
     rm_labels: str = "data/labels/rm.jsonl"  # label_rm (empty unless label_rm.enabled)
@@ -297,6 +299,29 @@ class DPO(_Training):
         return self
 
 
+class SFTFields(_Training):
+    """TRL `SFTConfig` fields, verbatim (supervised fine-tuning on the human-chosen responses of D_l)."""
+
+    num_train_epochs: float = Field(1.0, gt=0, description="Passes over the chosen responses.")
+    completion_only_loss: bool | None = Field(
+        None, description="Loss on the response tokens only; null is TRL's default (on, for prompt-completion "
+        "data such as ours).")
+
+
+class SFT(_Section):
+    """Optional supervised fine-tuning before DPO, as DPO recipes for base models do (stage `sft`).
+
+    On, the target's starting point (`base.model`) and, if it is another model, the weak LLM's
+    (`train_weak.model`) are fine-tuned on the human-chosen responses of D_l; `train_weak`, `label_weak`,
+    `label_rm`, `align` and `evaluate` then start from (and compare against) the fine-tuned models.
+    """
+
+    enabled: bool = Field(False, description="Run SFT first. Off, the stage writes a note and no model in about a "
+                          "second, and every stage starts from the models as they are.")
+    sft: SFTFields = SFTFields()
+    lora: Lora = Lora()
+
+
 class TrainWeak(_Section):
     model: str = Field("base", description="The weak LLM: `base` (the output of `base_model`) or any model reference "
                        "(see `base.model`). Its starting point is also the reference of its implicit reward.")
@@ -396,6 +421,7 @@ class Params(_Section):
     judge: Judge = Judge()
     annotate: Annotate = Annotate()
     split: Split = Split()
+    sft: SFT = SFT()
     train_weak: TrainWeak = TrainWeak()
     label_weak: LabelWeak = LabelWeak()
     label_rm: LabelRM = LabelRM()
@@ -419,6 +445,17 @@ class Params(_Section):
             if source in self.align.sources and not section.enabled:
                 raise ValueError(f"align.sources: '{source}' needs its labels; set label_{source}.enabled: true")
         return self
+
+
+    def target_start(self, base_dir: str, sft_target: str) -> str:
+        """Where the targets start (and what they are evaluated against): the SFT model when `sft.enabled`."""
+        return sft_target if self.sft.enabled else base_dir
+
+    def weak_start(self, base_dir: str, sft_target: str, sft_weak: str) -> str:
+        """Where the weak LLM starts, which is also its implicit reward's reference and the reward model's body."""
+        if not self.sft.enabled:
+            return self.train_weak.model_ref(base_dir)
+        return sft_target if self.train_weak.model == "base" else sft_weak
 
 
 class ParamsError(ValueError):

@@ -19,7 +19,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import RewardConfig, RewardTrainer
 
 from . import resume
-from .dpo import _Checkpoints, _bf16_ok, preference_dataset
+from .dpo import _Checkpoints, preference_dataset, trainer_kwargs
 from .judge import RewardModelJudge
 from .models import lora_config
 from .params import Lora, Reward
@@ -28,10 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def reward_config(cfg: Reward, seed: int, output_dir: str) -> RewardConfig:
-    """Our validated params, verbatim, plus what the pipeline fixes (as dpo.dpo_config does for DPO)."""
-    return RewardConfig(**dict(cfg.model_dump(), output_dir=output_dir, seed=seed, data_seed=seed, report_to=[],
-                               use_cpu=not torch.cuda.is_available(), bf16=cfg.bf16 and _bf16_ok(),
-                               dataloader_num_workers=0, disable_tqdm=False, logging_first_step=True))
+    return RewardConfig(**trainer_kwargs(cfg, seed, output_dir))
 
 
 def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, triples: list[tuple[str, str, str]], cfg: Reward,

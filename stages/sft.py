@@ -1,0 +1,76 @@
+"""Stage sft: supervised fine-tuning of the target's (and the weak LLM's) starting point on D_l's chosen responses.
+
+    python stages/sft.py --base models/base --labeled data/split/labeled.jsonl --target-out models/sft/target \
+        --weak-out models/sft/weak --metrics metrics/sft.json --live dvclive/sft --checkpoints checkpoints/sft
+
+Off (`sft.enabled: false`, the default) it writes a note in each output folder and null metrics in about a
+second; the later stages then start from the models as they are (`Params.target_start`, `Params.weak_start`).
+On, the target's starting point (--base) is fine-tuned with TRL's SFTTrainer (`sft.sft` are SFTConfig fields,
+`sft.lora` switches LoRA on); so is `train_weak.model` when it is another model than `base`, else the weak LLM
+starts from the fine-tuned target. Checkpoints go to --checkpoints/<role>; a killed run resumes.
+"""
+
+import argparse
+import logging
+from pathlib import Path
+
+from weakalign import resume
+from weakalign.cli import run, seed_everything
+from weakalign.io import atomic_dir, read_jsonl, write_json
+from weakalign.schema import Pair
+
+log = logging.getLogger("weakalign.sft")
+KEYS = ("n_examples", "n_examples_truncated", "steps", "first_loss", "final_loss", "final_token_accuracy",
+        "train_seconds", "train_tflops", "resumed_from_step")
+
+
+def _note(out: str, text: str) -> dict:
+    with atomic_dir(out) as tmp:  # a folder with a note, so the output exists and git/DVC keep it
+        (Path(tmp) / "README").write_text(text + "\n")
+    return dict.fromkeys(KEYS)
+
+
+def _finetune(ref: str, role: str, examples, args, params) -> dict:
+    from weakalign import sft
+    from weakalign.models import load_model, load_tokenizer, save_model
+
+    tok = load_tokenizer(ref, params.base.trust_remote_code)
+    model = load_model(ref, trust_remote_code=params.base.trust_remote_code)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("SFT of the %s's starting point %s on %d chosen responses", role, ref, len(examples))
+    model, summary = sft.train(model, tok, examples, params.sft.sft, params.base.seed, Path(args.live) / role,
+                               Path(args.checkpoints) / role, resume.files_digest(ref), params.sft.lora)
+    with atomic_dir(args.target_out if role == "target" else args.weak_out) as tmp:
+        save_model(model, tok, tmp, base=ref)
+    return {**{k: summary.get(k) for k in KEYS}, "train_tflops": round(6 * n_params * summary["train_tokens"] / 1e12, 2)}
+
+
+def main(args, params):
+    seed_everything(params.base.seed)
+    weak_ref = params.train_weak.model_ref(args.base)
+    Path(args.live).mkdir(parents=True, exist_ok=True)
+    if not params.sft.enabled:
+        # A file, so that git keeps the (otherwise empty) curves folder and a fresh checkout is up to date.
+        (Path(args.live) / "README").write_text("sft.enabled is false: no fine-tuning was run.\n")
+        log.info("sft.enabled is false: no fine-tuning; stages start from %s (target) and %s (weak)", args.base,
+                 weak_ref)
+        target = _note(args.target_out, "sft.enabled is false: the targets start from the base model.")
+        weak = _note(args.weak_out, "sft.enabled is false: the weak LLM starts from train_weak.model.")
+    else:
+        labeled = read_jsonl(args.labeled, Pair)
+        examples = [(p.prompt, p.response_1 if p.human == 1 else p.response_2) for p in labeled]
+        target = _finetune(args.base, "target", examples, args, params)
+        if params.train_weak.model == "base":
+            weak = _note(args.weak_out, f"train_weak.model is base: the weak LLM starts from {args.target_out}.")
+        else:
+            weak = _finetune(weak_ref, "weak", examples, args, params)
+    write_json(args.metrics, {"enabled": params.sft.enabled, **{f"target_{k}": v for k, v in target.items()},
+                              **{f"weak_{k}": v for k, v in weak.items()}})
+    resume.finish(args.checkpoints)
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(prog="sft", description=__doc__)
+    for a in ("--base", "--labeled", "--target-out", "--weak-out", "--metrics", "--live", "--checkpoints"):
+        p.add_argument(a, required=True)
+    raise SystemExit(run(main, p))
