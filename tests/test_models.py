@@ -104,7 +104,7 @@ def test_a_tokenizer_without_chat_template_gets_the_plain_hh_format(tiny_dir, tm
     user = [{"role": "user", "content": "Is tea good?"}]
     prompt = tok.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
     full = tok.apply_chat_template(user + [{"role": "assistant", "content": "Yes."}], tokenize=False)
-    assert prompt == "\n\nHuman: Is tea good?\n\nAssistant:"
+    assert prompt == (tok.bos_token or "") + "\n\nHuman: Is tea good?\n\nAssistant:"
     assert full == prompt + " Yes." + tok.eos_token
     model, summary = dpo.train(load_model(plain), tok, [("Is tea good?", "Yes, very.", "No.")] * 4,
                                DPO(max_steps=2, per_device_train_batch_size=2, bf16=False, save_strategy="no",

@@ -6,6 +6,7 @@ import dataclasses
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -17,7 +18,10 @@ def _raw(root):
     return yaml.safe_load((root / "params.yaml").read_text())
 
 
-@pytest.mark.parametrize("name", ["params.yaml", "presets/tiny.yaml"])
+PRESETS = sorted(p.name for p in (Path(__file__).resolve().parents[1] / "presets").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", ["params.yaml", *(f"presets/{p}" for p in PRESETS)])
 def test_shipped_params_are_valid_and_complete(root, name):
     raw = yaml.safe_load((root / name).read_text())
     params = load_params(root / name)
@@ -37,7 +41,16 @@ def test_presets_have_the_same_keys_as_params(root):
                 out |= keys(v, prefix + k + ".")
         return out
 
-    assert keys(_raw(root)) == keys(yaml.safe_load((root / "presets/tiny.yaml").read_text()))
+    for name in PRESETS:
+        assert keys(_raw(root)) == keys(yaml.safe_load((root / "presets" / name).read_text())), name
+
+
+def test_paper_presets_are_the_papers_models_on_its_data_with_a_reward_model_gold_judge(root):
+    for name, dataset in (("paper-hh-opt", "Anthropic/hh-rlhf"), ("paper-tldr-opt", "CarperAI/openai_summarize_comparisons")):
+        p = load_params(root / f"presets/{name}.yaml")
+        assert p.base.model == "facebook/opt-1.3b" and p.train_weak.model == "facebook/opt-125m"
+        assert (p.data.source, p.data.name) == ("hf", dataset)
+        assert p.judge.name == "reward_model" and p.judge.model and p.sft.enabled
 
 
 @pytest.mark.parametrize("path, value, expect", [

@@ -336,3 +336,66 @@ def test_real_hh_data_runs_end_to_end_with_its_own_labels_and_no_gold(root, tmp_
     for name in ("base", "human", "weak"):
         assert m["alignment"][name]["gold_reward_mean"] is None and m["alignment"][name]["n_prompts"] == 10
     assert "No gold judge" in (repo / "reports/summary.md").read_text()
+
+
+def _tiny_opt(out: Path, seed: int) -> str:
+    """A randomly initialised OPT (the paper's model family) of about 1.6 M parameters, saved as a local model
+    directory, with a tokenizer that has no chat template, as OPT's has none."""
+    import torch
+    from transformers import OPTConfig, OPTForCausalLM
+
+    from weakalign.models import TINY, load_tokenizer
+
+    tok = load_tokenizer(TINY)
+    tok.chat_template = None
+    torch.manual_seed(seed)
+    model = OPTForCausalLM(OPTConfig(
+        vocab_size=len(tok), hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4,
+        word_embed_proj_dim=32, max_position_embeddings=512, pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id))
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    assert not (out / "chat_template.jinja").exists()
+    return str(out)
+
+
+@pytest.mark.skipif(not SHARED_HH.is_file(), reason=f"the shared HH-RLHF sample is not at {SHARED_HH}")
+def test_the_paper_preset_runs_offline_on_stand_ins(root, tmp_path):
+    """presets/paper-hh-opt.yaml, with its Hub models and dataset swapped for local stand-ins of the same kind (tiny
+    OPTs without a chat template as target and weak LLM, the shared HH-RLHF sample, a tiny local reward model as
+    gold judge) and its sizes cut: every stage runs, SFT fine-tunes both starting points, prompts use the plain HH
+    format, and the gold judge scores every model."""
+    from weakalign.models import PLAIN_TEMPLATE, reward_model_from_lm
+
+    models = tmp_path / "models"
+    target, weak = _tiny_opt(models / "opt-target", 0), _tiny_opt(models / "opt-weak", 1)
+    rm, rm_tok = reward_model_from_lm(target, seed=0)
+    rm.save_pretrained(models / "rm", safe_serialization=True)
+    rm_tok.save_pretrained(models / "rm")
+
+    def paper(params):
+        preset = yaml.safe_load((root / "presets/paper-hh-opt.yaml").read_text())
+        params.clear()
+        params.update(preset)
+        params["base"]["model"], params["train_weak"]["model"] = target, weak
+        params["data"].update(source="jsonl", name=None, path=os.path.relpath(SHARED_HH, tmp_path / "paper"),
+                              max_rows=120)
+        params["judge"].update(model=str(models / "rm"), batch_size=8)
+        params["holdout"].update(n_test=10, n_train=30)
+        for section, cfg in (("sft", "sft"), ("train_weak", "dpo"), ("align", "dpo")):
+            params[section][cfg].update(max_steps=2, per_device_train_batch_size=4, gradient_accumulation_steps=1,
+                                        max_length=192, gradient_checkpointing=False, logging_steps=1, save_steps=1)
+        params["evaluate"].update(max_new_tokens=8, batch_size=16)
+
+    repo = _fresh_repo(root, tmp_path / "paper", paper)
+    out = _run([DVC, "repro"], repo)
+    assert "Running stage 'sft'" in out.stdout and "Running stage 'align@weak'" in out.stdout
+    sft = json.loads((repo / "metrics/sft.json").read_text())
+    assert sft["enabled"] and sft["target_steps"] == 2 and sft["weak_steps"] == 2  # the weak LLM is another model
+    assert (repo / "models/sft/weak/model.safetensors").is_file()
+    assert (repo / "models/base/chat_template.jinja").read_text() == PLAIN_TEMPLATE
+    al = json.loads((repo / "metrics/alignment.json").read_text())
+    assert al["gold_judge"] == f"reward_model:{models / 'rm'}"
+    for name in ("base", "human", "weak"):
+        assert al[name]["gold_reward_mean"] is not None and al[name]["n_prompts"] == 10
+    assert json.loads((repo / "metrics/feedback.json").read_text())["agreement_weak_human"] is not None

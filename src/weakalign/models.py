@@ -91,9 +91,11 @@ def attach_adapter(model: PreTrainedModel, adapter_dir: str | Path):
 
 # For base models without a chat template (OPT, GPT-2, Pythia, ...): the plain-text dialogue format of HH-RLHF,
 # which is what the paper's OPT models were trained and judged on. The prompt with the generation prompt is a
-# prefix of the full conversation (TRL splits prompt from completion there), and each assistant turn ends in EOS
-# so a fine-tuned model learns to stop.
+# prefix of the full conversation (TRL splits prompt from completion there), each assistant turn ends in EOS so a
+# fine-tuned model learns to stop, and the text starts with the BOS token where there is one (OPT was trained with
+# `</s>` in front of every document; a chat template's text is tokenized without special tokens).
 PLAIN_TEMPLATE = (
+    "{% if bos_token %}{{ bos_token }}{% endif %}"
     "{% for m in messages %}"
     "{% if m['role'] == 'user' %}{{ '\n\nHuman: ' + m['content'] }}"
     "{% elif m['role'] == 'assistant' %}{{ '\n\nAssistant: ' + m['content'] + eos_token }}"
