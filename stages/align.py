@@ -40,6 +40,8 @@ def main(args, params):
     log.info("align on %s feedback: %d pairs", args.source, len(data))
     model, summary = dpo.train(model, tok, data, params.align.dpo, params.base.seed, args.live, args.checkpoints,
                                resume.files_digest(start), params.align.lora)
+    if not resume.is_main_process():  # under accelerate launch the first process writes
+        return
     with atomic_dir(args.out) as tmp:
         save_model(model, tok, tmp, base=start)  # under LoRA only the adapter; load_model merges it
     write_json(args.metrics, {"source": args.source, **summary})
@@ -51,4 +53,4 @@ if __name__ == "__main__":
     for a in ("--source", "--base", "--sft-target", "--unlabeled", "--feedback", "--out", "--metrics", "--live",
               "--checkpoints"):
         p.add_argument(a, required=True)
-    raise SystemExit(run(main, p))
+    raise SystemExit(run(main, p, distributed=lambda params: True))

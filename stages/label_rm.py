@@ -24,7 +24,7 @@ from weakalign.schema import Pair, WeakLabel
 log = logging.getLogger("weakalign.label_rm")
 
 KEYS = ("n_pairs", "label_1_share", "n_train_pairs", "n_train_pairs_dropped_too_long", "steps", "final_loss",
-        "final_accuracy", "final_margin", "learned", "resumed_from_step", "train_seconds", "train_tflops",
+        "final_accuracy", "final_margin", "learned", "num_processes", "resumed_from_step", "train_seconds", "train_tflops",
         "seconds", "seconds_per_1000_pairs", "tflops_per_1000_pairs")
 
 
@@ -52,6 +52,8 @@ def main(args, params):
                for p in labeled]
     model, summary = train(model, tok, triples, cfg.reward, params.base.seed, args.live, args.checkpoints,
                            resume.files_digest(ref), cfg.lora)
+    if not resume.is_main_process():  # under accelerate launch the first process scores and writes
+        return
     t0 = time.perf_counter()
     r1, r2, n_tokens = score_pairs(model, tok, [(p.prompt, p.response_1, p.response_2) for p in unlabeled],
                                    cfg.batch_size, cfg.reward.max_length)
@@ -65,7 +67,7 @@ def main(args, params):
         "label_1_share": round(sum(x.label == 1 for x in labels) / len(labels), 4),
         "n_train_pairs": summary["n_pairs_in"], "n_train_pairs_dropped_too_long": summary["n_pairs_dropped_too_long"],
         **{k: summary[k] for k in ("steps", "final_loss", "final_accuracy", "final_margin", "learned",
-                                   "resumed_from_step")},
+                                   "num_processes", "resumed_from_step")},
         "train_seconds": summary["train_runtime_s"],
         "train_tflops": round(6 * n_params * summary["train_tokens"] / 1e12, 2),
         "seconds": round(seconds, 1), "seconds_per_1000_pairs": round(1000 * seconds / len(labels), 1),
@@ -79,4 +81,4 @@ if __name__ == "__main__":
     for a in ("--base", "--sft-target", "--sft-weak", "--labeled", "--unlabeled", "--out", "--metrics", "--live",
               "--checkpoints"):
         p.add_argument(a, required=True)
-    raise SystemExit(run(main, p))
+    raise SystemExit(run(main, p, distributed=lambda params: params.label_rm.enabled))

@@ -21,12 +21,13 @@ from weakalign.schema import Pair
 
 log = logging.getLogger("weakalign.sft")
 KEYS = ("n_examples", "n_examples_truncated", "steps", "first_loss", "final_loss", "final_token_accuracy",
-        "train_seconds", "train_tflops", "resumed_from_step")
+        "train_seconds", "train_tflops", "num_processes", "resumed_from_step")
 
 
 def _note(out: str, text: str) -> dict:
-    with atomic_dir(out) as tmp:  # a folder with a note, so the output exists and git/DVC keep it
-        (Path(tmp) / "README").write_text(text + "\n")
+    if resume.is_main_process():
+        with atomic_dir(out) as tmp:  # a folder with a note, so the output exists and git/DVC keep it
+            (Path(tmp) / "README").write_text(text + "\n")
     return dict.fromkeys(KEYS)
 
 
@@ -40,8 +41,9 @@ def _finetune(ref: str, role: str, examples, args, params) -> dict:
     log.info("SFT of the %s's starting point %s on %d chosen responses", role, ref, len(examples))
     model, summary = sft.train(model, tok, examples, params.sft.sft, params.base.seed, Path(args.live) / role,
                                Path(args.checkpoints) / role, resume.files_digest(ref), params.sft.lora)
-    with atomic_dir(args.target_out if role == "target" else args.weak_out) as tmp:
-        save_model(model, tok, tmp, base=ref)
+    if resume.is_main_process():  # under accelerate launch the first process writes
+        with atomic_dir(args.target_out if role == "target" else args.weak_out) as tmp:
+            save_model(model, tok, tmp, base=ref)
     return {**{k: summary.get(k) for k in KEYS}, "train_tflops": round(6 * n_params * summary["train_tokens"] / 1e12, 2)}
 
 
@@ -64,6 +66,8 @@ def main(args, params):
             weak = _note(args.weak_out, f"train_weak.model is base: the weak LLM starts from {args.target_out}.")
         else:
             weak = _finetune(weak_ref, "weak", examples, args, params)
+    if not resume.is_main_process():
+        return
     write_json(args.metrics, {"enabled": params.sft.enabled, **{f"target_{k}": v for k, v in target.items()},
                               **{f"weak_{k}": v for k, v in weak.items()}})
     resume.finish(args.checkpoints)
@@ -73,4 +77,4 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(prog="sft", description=__doc__)
     for a in ("--base", "--labeled", "--target-out", "--weak-out", "--metrics", "--live", "--checkpoints"):
         p.add_argument(a, required=True)
-    raise SystemExit(run(main, p))
+    raise SystemExit(run(main, p, distributed=lambda params: params.sft.enabled))

@@ -31,6 +31,8 @@ def main(args, params):
     model, summary = dpo.train(model, tok, dpo.triples(labeled, {p.id: p.human for p in labeled}),
                                params.train_weak.dpo, params.base.seed, args.live, args.checkpoints,
                                resume.files_digest(ref), params.train_weak.lora)
+    if not resume.is_main_process():  # under accelerate launch the first process writes
+        return
     with atomic_dir(args.out) as tmp:
         save_model(model, tok, tmp, base=ref)  # under LoRA only the adapter, which names `ref` as its base
     write_json(args.metrics, {"model": params.train_weak.model, **summary})
@@ -41,4 +43,4 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(prog="train_weak", description=__doc__)
     for a in ("--base", "--sft-target", "--sft-weak", "--labeled", "--out", "--metrics", "--live", "--checkpoints"):
         p.add_argument(a, required=True)
-    raise SystemExit(run(main, p))
+    raise SystemExit(run(main, p, distributed=lambda params: True))

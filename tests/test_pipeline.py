@@ -399,3 +399,22 @@ def test_the_paper_preset_runs_offline_on_stand_ins(root, tmp_path):
     for name in ("base", "human", "weak"):
         assert al[name]["gold_reward_mean"] is not None and al[name]["n_prompts"] == 10
     assert json.loads((repo / "metrics/feedback.json").read_text())["agreement_weak_human"] is not None
+
+
+def test_training_stages_run_in_two_processes_under_accelerate_launch(root, tmp_path):
+    """base.num_processes: 2 on the tiny preset: sft and train_weak (LoRA) relaunch themselves under `accelerate
+    launch` (two CPU processes, gloo), train with DDP, and the first process alone writes the outputs."""
+    def two(params):
+        params["base"]["num_processes"] = 2
+
+    repo = _fresh_repo(root, tmp_path / "ddp", two)
+    out = _run([DVC, "repro", "train_weak"], repo)
+    assert out.stderr.count("launching 2 processes") == 2, out.stderr[-3000:]
+    weak = json.loads((repo / "metrics/train_weak.json").read_text())
+    sft = json.loads((repo / "metrics/sft.json").read_text())
+    assert weak["num_processes"] == 2 and sft["target_num_processes"] == 2
+    # 10 labeled pairs, 4 per process and step: 2 processes take 8 pairs a step; max_steps still bounds the run.
+    assert weak["steps"] == 3 and sft["target_steps"] == 2
+    assert (repo / "models/weak/adapter_model.safetensors").is_file()
+    assert (repo / "dvclive/train_weak/plots/metrics/loss.tsv").is_file()
+    assert not (repo / "checkpoints/train_weak").exists()  # finished: the work folder is gone

@@ -23,8 +23,12 @@ log = logging.getLogger("weakalign")
 
 
 def run(main: Callable[[argparse.Namespace, Params], None], parser: argparse.ArgumentParser,
-        argv: list[str] | None = None) -> int:
+        argv: list[str] | None = None, distributed: Callable[[Params], bool] | None = None) -> int:
+    """Run a stage. A training stage (`distributed(params)` true: it trains this time) with `base.num_processes`
+    > 1 relaunches itself under `accelerate launch` and returns its exit status; in there, only the first process
+    writes outputs."""
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("WEAKALIGN_LOG", "INFO"),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
@@ -32,6 +36,9 @@ def run(main: Callable[[argparse.Namespace, Params], None], parser: argparse.Arg
     resume.STAGE = stage
     try:
         params = load_params(args.params)
+        if (distributed is not None and distributed(params) and params.base.num_processes > 1
+                and "LOCAL_RANK" not in os.environ):
+            return launch(sys.argv[0], argv, params.base.num_processes, params.base.accelerate_config)
         t0 = time.perf_counter()
         log.info("%s: start", stage)
         main(args, params)
@@ -42,6 +49,28 @@ def run(main: Callable[[argparse.Namespace, Params], None], parser: argparse.Arg
         print(f"{stage}: error: {e}\n(set WEAKALIGN_DEBUG=1 for the traceback)", file=sys.stderr)
         return 2
     return 0
+
+
+def launch(script: str, argv: list[str], num_processes: int, config_file: str | None) -> int:
+    """`accelerate launch` the stage script with the same arguments in `num_processes` processes (DDP).
+
+    Without a config file, accelerate's multi-GPU launcher (torchrun) starts them; each process's Trainer then
+    picks NCCL on GPUs or gloo on CPU (`use_cpu`). A config file (`base.accelerate_config`, e.g. DeepSpeed ZeRO)
+    sets everything else; the process count comes from params either way.
+    """
+    import socket
+    import subprocess
+
+    with socket.socket() as s:  # a free port for the rendezvous, so that parallel queued runs do not collide
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
+           "--num_machines", "1", "--main_process_port", str(port),
+           *(["--config_file", config_file] if config_file else
+             ["--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no"]),
+           script, *argv]
+    log.info("launching %d processes: %s", num_processes, " ".join(cmd))
+    return subprocess.call(cmd)
 
 
 def seed_everything(seed: int) -> None:

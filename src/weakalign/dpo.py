@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -108,6 +109,16 @@ def truncation_counts(trainer: DPOTrainer, n_in: int, max_length: int | None) ->
     return {"n_pairs_in": n_in, "n_pairs_dropped_too_long": n_in - len(ds), "n_pairs_truncated": int(truncated)}
 
 
+def dvclive_curves(live_dir: str | Path):
+    """The transformers callback that writes the training curves to dvclive at `live_dir`; under `accelerate
+    launch` only the first process gets a dvclive run (the callback logs on that process alone)."""
+    from dvclive import Live
+    from transformers.integrations import DVCLiveCallback
+
+    live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None) if resume.is_main_process() else None
+    return DVCLiveCallback(live=live)
+
+
 class _Checkpoints(TrainerCallback):
     """Skip the trainer's extra save after the last step (the weights are written as the stage's output a moment
     later; about 3 s and 1.6 GB for a 135M model), and give the fault injection its hook once a save is whole."""
@@ -118,6 +129,24 @@ class _Checkpoints(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         resume.crash_point()  # the checkpoint is complete on disk here
+
+
+def _shared(ds: Dataset, work: Path) -> Dataset:
+    """Under `accelerate launch`, the dataset saved in the stage's work folder and read back from there.
+
+    TRL's precomputed reference log-probs are written by the first process to a cache file beside the dataset's
+    files and read by every process. An in-memory dataset has no files, so each process would look in its own
+    temporary folder for a file that only the first one wrote (FileNotFoundError). One process: unchanged.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return ds
+    from datasets import load_from_disk
+
+    path = Path(work) / "dataset"
+    with resume.main_process_first():
+        if resume.is_main_process() and not path.exists():
+            ds.save_to_disk(str(path))
+    return load_from_disk(str(path))
 
 
 def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, triples: list[tuple[str, str, str]], dpo: DPO,
@@ -132,9 +161,6 @@ def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, triples: list[tu
     from a killed run of the same inputs (`model_id` identifies the starting weights), training resumes from
     it and the dvclive curves are replayed from its log history. The caller deletes `work_dir` when done.
     """
-    from dvclive import Live
-    from transformers.integrations import DVCLiveCallback
-
     torch.manual_seed(seed)
     peft = lora_config(lora, "CAUSAL_LM") if lora is not None else None
     work = resume.prepare(work_dir, resume.fingerprint("dpo", dpo.model_dump(), seed, triples, model_id,
@@ -146,9 +172,8 @@ def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, triples: list[tu
         import copy
 
         ref = copy.deepcopy(model).eval()
-    live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
-    curves = DVCLiveCallback(live=live)
-    trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=preference_dataset(triples),
+    curves = dvclive_curves(live_dir)
+    trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=_shared(preference_dataset(triples), work),
                          processing_class=tok, callbacks=[curves, _Checkpoints()], peft_config=peft)
     counts = truncation_counts(trainer, len(triples), dpo.max_length)
     if counts["n_pairs_dropped_too_long"] or counts["n_pairs_truncated"]:
@@ -160,7 +185,8 @@ def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, triples: list[tu
     result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
     history = [h for h in trainer.state.log_history if "loss" in h]
     summary = summarize(history, result.metrics, counts)
-    return trainer.model, {**summary, "resumed_from_step": int(ckpt.name.rpartition("-")[2]) if ckpt else None}
+    return trainer.model, {**summary, "num_processes": args.world_size,
+                           "resumed_from_step": int(ckpt.name.rpartition("-")[2]) if ckpt else None}
 
 
 def _step_weighted_mean_loss(history: list[dict]) -> float | None:

@@ -34,6 +34,12 @@ class Base(_Section):
         "`paths.base_model`.",
     )
     trust_remote_code: bool = Field(False, description="Allow models that ship Python code. Off unless you trust it.")
+    num_processes: int = Field(1, ge=1, description="Processes per training stage (sft, train_weak, label_rm, "
+                               "align): above 1 the stage relaunches itself under `accelerate launch` (DDP; one "
+                               "process per GPU, or gloo on CPU). Batch sizes are per process: the effective batch "
+                               "grows with it.")
+    accelerate_config: str | None = Field(None, description="An `accelerate config` YAML file for those launches, "
+                                          "e.g. `presets/accelerate/deepspeed-zero2.yaml`; null: plain DDP.")
 
 
 class Paths(_Section):

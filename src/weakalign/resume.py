@@ -18,6 +18,7 @@ checkpoint or batch of that stage (``train_weak``, ``align@weak``, ``label_weak`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -67,8 +68,36 @@ def crash_point() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def is_main_process() -> bool:
+    """False in every process but the first under `accelerate launch` (RANK is set by its launcher); only the
+    first writes a stage's outputs, metrics and curves."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def prepare(work: str | Path, key: str) -> Path:
-    """The stage's work folder, emptied unless it holds partial results for this exact `key`."""
+    """The stage's work folder, emptied unless it holds partial results for this exact `key`.
+
+    Under `accelerate launch` the first process prepares it before the others look, so all of them see the same
+    checkpoints."""
+    with main_process_first():
+        return _prepare(work, key) if is_main_process() else Path(work)
+
+
+@contextlib.contextmanager
+def main_process_first():
+    """Under `accelerate launch`, the first process runs the block before the others; otherwise just runs it."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        yield
+        return
+    import torch
+    from accelerate import PartialState
+
+    # cpu= as TrainingArguments(use_cpu=...) will ask, so that the shared state agrees with the trainer's
+    with PartialState(cpu=not torch.cuda.is_available()).main_process_first():
+        yield
+
+
+def _prepare(work: str | Path, key: str) -> Path:
     work = Path(work)
     stamp = work / "fingerprint"
     if work.exists():

@@ -19,7 +19,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import RewardConfig, RewardTrainer
 
 from . import resume
-from .dpo import _Checkpoints, preference_dataset, trainer_kwargs
+from .dpo import _Checkpoints, dvclive_curves, preference_dataset, trainer_kwargs
 from .judge import RewardModelJudge
 from .models import lora_config
 from .params import Lora, Reward
@@ -38,16 +38,12 @@ def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, triples: list[tu
 
     Checkpoints go to `work_dir` and a killed run resumes from the newest one, as in dpo.train. With
     `lora.use_peft` only LoRA adapters and the score head train (a PEFT model is returned; it scores as is)."""
-    from dvclive import Live
-    from transformers.integrations import DVCLiveCallback
-
     torch.manual_seed(seed)
     peft = lora_config(lora, "SEQ_CLS") if lora is not None else None
     work = resume.prepare(work_dir, resume.fingerprint("rm", cfg.model_dump(), seed, triples, model_id,
                                                        *([lora.model_dump()] if peft else [])))
     ckpt = resume.last_checkpoint(work)
-    live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
-    curves = DVCLiveCallback(live=live)
+    curves = dvclive_curves(live_dir)
     trainer = RewardTrainer(model=model, args=reward_config(cfg, seed, str(work)),
                             train_dataset=preference_dataset(triples), processing_class=tok,
                             callbacks=[curves, _Checkpoints()], peft_config=peft)
@@ -77,7 +73,7 @@ def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, triples: list[tu
         "steps": history[-1]["step"] if history else 0,
         "final_loss": final_loss, "final_accuracy": avg("accuracy"), "final_margin": avg("margin"),
         "learned": learned, "train_runtime_s": round(result.metrics.get("train_runtime", 0.0), 2),
-        "train_tokens": int(getattr(trainer, "_total_train_tokens", 0)),
+        "train_tokens": int(getattr(trainer, "_total_train_tokens", 0)), "num_processes": trainer.args.world_size,
         "resumed_from_step": int(ckpt.name.rpartition("-")[2]) if ckpt else None,
     }
 

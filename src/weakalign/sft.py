@@ -17,7 +17,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import SFTConfig, SFTTrainer
 
 from . import resume
-from .dpo import _Checkpoints, trainer_kwargs
+from .dpo import _Checkpoints, dvclive_curves, trainer_kwargs
 from .generation import chat_prompt
 from .models import lora_config
 from .params import Lora, SFTFields
@@ -38,16 +38,12 @@ def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, pairs: list[tupl
 
     Checkpoints, resume and dvclive curves work as in dpo.train; under `lora.use_peft` a PEFT model is returned.
     """
-    from dvclive import Live
-    from transformers.integrations import DVCLiveCallback
-
     torch.manual_seed(seed)
     peft = lora_config(lora, "CAUSAL_LM") if lora is not None else None
     work = resume.prepare(work_dir, resume.fingerprint("sft", cfg.model_dump(), seed, pairs, model_id,
                                                        *([lora.model_dump()] if peft else [])))
     ckpt = resume.last_checkpoint(work)
-    live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
-    curves = DVCLiveCallback(live=live)
+    curves = dvclive_curves(live_dir)
     trainer = SFTTrainer(model=model, args=SFTConfig(**trainer_kwargs(cfg, seed, str(work))),
                          train_dataset=sft_dataset(pairs), processing_class=tok, callbacks=[curves, _Checkpoints()],
                          peft_config=peft)
@@ -71,6 +67,6 @@ def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, pairs: list[tupl
         "first_loss": avg(first, "loss"), "final_loss": avg(last, "loss"),
         "final_token_accuracy": avg(last, "mean_token_accuracy"),
         "train_seconds": round(result.metrics.get("train_runtime", 0.0), 2),
-        "train_tokens": int(getattr(trainer, "_total_train_tokens", 0)),
+        "train_tokens": int(getattr(trainer, "_total_train_tokens", 0)), "num_processes": trainer.args.world_size,
         "resumed_from_step": int(ckpt.name.rpartition("-")[2]) if ckpt else None,
     }
