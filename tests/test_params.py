@@ -55,6 +55,7 @@ def test_paper_presets_are_the_papers_models_on_its_data_with_a_reward_model_gol
 
 @pytest.mark.parametrize("path, value, expect", [
     (("align", "dpo", "lr"), 1e-4, "align.dpo.lr: unknown key"),
+    (("sft", "sft", "fp16"), True, "sft.sft: Value error, fp16: bf16 is on too"),
     (("surprise",), 1, "surprise: unknown key"),
     (("train_weak", "dpo", "beta"), 0.0, "train_weak.dpo.beta"),
     (("split", "n_labeled"), 0, "split.n_labeled"),

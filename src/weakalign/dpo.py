@@ -84,8 +84,11 @@ def triples(pairs: list[Pair], choice: dict[str, int]) -> list[tuple[str, str, s
 def trainer_kwargs(cfg, seed: int, output_dir: str) -> dict:
     """Our validated training params (DPO, Reward or SFT), verbatim, plus what the pipeline fixes for every TRL
     trainer: seeds, no hub, no TRL-side reporting (dvclive gets the curves), bf16 only where it works."""
+    if cfg.fp16 and not torch.cuda.is_available():
+        log.warning("fp16 needs a CUDA GPU: training in fp32 on this machine")
     return dict(cfg.model_dump(), output_dir=output_dir, seed=seed, data_seed=seed, report_to=[],
-                use_cpu=not torch.cuda.is_available(), bf16=cfg.bf16 and _bf16_ok(), dataloader_num_workers=0,
+                use_cpu=not torch.cuda.is_available(), bf16=cfg.bf16 and _bf16_ok(),
+                fp16=cfg.fp16 and torch.cuda.is_available(), dataloader_num_workers=0,
                 disable_tqdm=False, logging_first_step=True)
 
 

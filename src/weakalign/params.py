@@ -236,7 +236,14 @@ class Split(_Section):
 
 
 class _Training(_Section):
-    """Fields that TRL's `DPOConfig` and `RewardConfig` share (both are transformers `TrainingArguments`)."""
+    """Fields that TRL's `DPOConfig`, `RewardConfig` and `SFTConfig` share (all are transformers
+    `TrainingArguments`)."""
+
+    @model_validator(mode="after")
+    def _one_precision(self):
+        if self.bf16 and self.fp16:
+            raise ValueError("fp16: bf16 is on too; pick one mixed precision (or neither, for fp32)")
+        return self
 
     learning_rate: float = Field(5e-5, gt=0, description="Peak AdamW learning rate (TRL's default 1e-6 learns "
                                  "nothing in a few hundred pairs).")
@@ -250,7 +257,10 @@ class _Training(_Section):
     warmup_steps: float = Field(0.1, ge=0, description="Warm-up steps, or a fraction of all steps if < 1.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
-    bf16: bool = Field(True, description="bfloat16 autocast (TRL's default; fast with AMX and on GPUs).")
+    bf16: bool = Field(True, description="bfloat16 autocast (TRL's default; fast with AMX and on GPUs). Where the "
+                       "GPU has no bf16 (before Ampere) it is skipped: set fp16 instead.")
+    fp16: bool = Field(False, description="float16 mixed precision with loss scaling, for GPUs without bf16 (V100, "
+                       "T4). CUDA only: ignored, with a warning, on CPU. Not together with bf16.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass instead "
                                          "of keeping them: for SmolLM2-135M at batch 8 it cut peak memory from 5.0 "
                                          "to 3.5 GiB for 2-4% more time, with the same losses (docs/PERFORMANCE.md).")
