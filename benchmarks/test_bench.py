@@ -24,7 +24,7 @@ import torch
 
 from weakalign import dpo
 from weakalign.generation import chat_prompt, sample
-from weakalign.models import load_model, load_tokenizer
+from weakalign.models import load_model, load_tokenizer, n_params
 from weakalign.rewards import implicit_rewards
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,10 +33,6 @@ N_TRAIN_STEPS = 20
 TRAIN_BATCH = 2   # pairs per step: 40 pairs per training run
 N_GEN = 16        # test prompts per generation round
 SHARED: dict = {}  # outputs of `ours` kept for the baseline's equivalence check
-
-
-def _n_params(model) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def _pair_tokens(tok, triples) -> int:
@@ -90,8 +86,8 @@ def test_labeling_ours(benchmark, record, params, labeler):
     SHARED["labels"] = out
     med = benchmark.stats.stats.median
     record("labeling", "ours", rate=round(len(triples) / med, 3), unit="pairs/s", median_s=round(med, 2),
-           n_pairs=len(triples), flops=2 * 2 * _n_params(policy) * _pair_tokens(tok, triples),
-           executed_flops=2 * 2 * _n_params(policy) * out.n_tokens)  # tokens our labeler ran, per model
+           n_pairs=len(triples), flops=2 * 2 * n_params(policy) * _pair_tokens(tok, triples),
+           executed_flops=2 * 2 * n_params(policy) * out.n_tokens)  # tokens our labeler ran, per model
 
 
 def test_labeling_trl_precompute(benchmark, record, params, labeler):
@@ -119,7 +115,7 @@ def test_labeling_trl_precompute(benchmark, record, params, labeler):
     r1, r2 = benchmark.pedantic(run, rounds=3, iterations=1)
     med = benchmark.stats.stats.median
     figures = dict(rate=round(len(triples) / med, 3), unit="pairs/s", median_s=round(med, 2), n_pairs=len(triples),
-                   flops=2 * 2 * _n_params(policy) * _pair_tokens(tok, triples))
+                   flops=2 * 2 * n_params(policy) * _pair_tokens(tok, triples))
     if "labels" in SHARED:  # same labels? (ours runs bf16, TRL's default here is fp32)
         ours = SHARED["labels"]
         figures["max_abs_reward_diff_vs_ours"] = round(max(
@@ -161,7 +157,7 @@ def test_training_ours(benchmark, record, params, base_dir, train_data):
     SHARED["loss"] = _loss_curve(tmp / "live")
     shutil.rmtree(tmp)
     med = benchmark.stats.stats.median
-    n = _n_params(load_model(base_dir))
+    n = n_params(load_model(base_dir))
     record("training", "ours", rate=round(tokens / med, 1), unit="tokens/s", median_s=round(med, 2),
            steps=N_TRAIN_STEPS, pairs_per_step=TRAIN_BATCH, tokens=tokens, flops=8 * n * tokens,
            final_loss=SHARED["loss"][-1])
@@ -190,7 +186,7 @@ def test_training_trl_default(benchmark, record, params, base_dir, train_data):
 
     benchmark.pedantic(run, setup=lambda: ((load_model(base_dir),), {}), rounds=3, iterations=1)
     med = benchmark.stats.stats.median
-    n = _n_params(load_model(base_dir))
+    n = n_params(load_model(base_dir))
     figures = dict(rate=round(tokens / med, 1), unit="tokens/s", median_s=round(med, 2), steps=N_TRAIN_STEPS,
                    pairs_per_step=TRAIN_BATCH, tokens=tokens, flops=8 * n * tokens, final_loss=losses[-1])
     if "loss" in SHARED:  # the same trajectory, to bf16 autocast noise

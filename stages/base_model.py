@@ -11,7 +11,7 @@ import logging
 
 from weakalign.cli import run
 from weakalign.io import atomic_dir
-from weakalign.models import load_model, load_tokenizer, save_model
+from weakalign.models import load_model, load_tokenizer, n_params, save_model
 
 log = logging.getLogger("weakalign.base_model")
 
@@ -21,7 +21,7 @@ def main(args, params):
     log.info("loading %s", ref)
     tok = load_tokenizer(ref, params.base.trust_remote_code)
     model = load_model(ref, seed=params.base.seed, trust_remote_code=params.base.trust_remote_code)
-    log.info("%s: %.1f M parameters", ref, sum(p.numel() for p in model.parameters()) / 1e6)
+    log.info("%s: %.1f M parameters", ref, n_params(model) / 1e6)
     with atomic_dir(args.out) as tmp:
         save_model(model, tok, tmp)
 

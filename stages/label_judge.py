@@ -34,11 +34,11 @@ def main(args, params):
         resume.finish(args.checkpoints)
         return
     seed_everything(params.base.seed)
-    from weakalign.models import load_model, load_tokenizer
+    from weakalign.models import load_model, load_tokenizer, n_params, tflop
     from weakalign.pairwise_judge import judge_pairs
     unlabeled = read_jsonl(args.unlabeled, Pair)
     tok, model = load_tokenizer(args.base), load_model(args.base)
-    n_params = sum(p.numel() for p in model.parameters())
+    n = n_params(model)
     pairs = [(p.id, p.prompt, p.response_1, p.response_2) for p in unlabeled]
     work = resume.prepare(args.checkpoints, resume.fingerprint(
         "label_judge", cfg.model_dump(), params.base.seed, pairs, resume.files_digest(args.base)))
@@ -58,7 +58,7 @@ def main(args, params):
         "a_share": v.a_share,
         "label_1_share": round(sum(x.label == 1 for x in decided) / len(decided), 4) if decided else None,
         "seconds": round(seconds, 1), "seconds_per_1000_pairs": round(1000 * seconds / len(pairs), 1),
-        "tflops_per_1000_pairs": round(1000 * 2 * n_params * v.n_tokens / len(pairs) / 1e12, 2),
+        "tflops_per_1000_pairs": round(1000 * tflop(n, v.n_tokens) / len(pairs), 2),
     })
     resume.finish(args.checkpoints)
 

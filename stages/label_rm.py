@@ -40,12 +40,12 @@ def main(args, params):
         resume.finish(args.checkpoints)
         return
     seed_everything(params.base.seed)
-    from weakalign.models import reward_model_from_lm
+    from weakalign.models import n_params, reward_model_from_lm, tflop
     from weakalign.reward_model import score_pairs, train
     ref = params.weak_start(args.base, args.sft_target, args.sft_weak)
     labeled, unlabeled = read_jsonl(args.labeled, Pair), read_jsonl(args.unlabeled, Pair)
     model, tok = reward_model_from_lm(ref, params.base.seed, params.base.trust_remote_code)
-    n_params = sum(p.numel() for p in model.parameters())
+    n = n_params(model)
     log.info("reward model from %s: Bradley-Terry on %d human-labeled pairs", ref, len(labeled))
     chosen = {p.id: p.human for p in labeled}
     triples = [(p.prompt, *((p.response_1, p.response_2) if chosen[p.id] == 1 else (p.response_2, p.response_1)))
@@ -69,9 +69,9 @@ def main(args, params):
         **{k: summary[k] for k in ("steps", "final_loss", "final_accuracy", "final_margin", "learned",
                                    "num_processes", "resumed_from_step")},
         "train_seconds": summary["train_runtime_s"],
-        "train_tflops": round(6 * n_params * summary["train_tokens"] / 1e12, 2),
+        "train_tflops": round(tflop(n, summary["train_tokens"], train=True), 2),
         "seconds": round(seconds, 1), "seconds_per_1000_pairs": round(1000 * seconds / len(labels), 1),
-        "tflops_per_1000_pairs": round(1000 * 2 * n_params * n_tokens / len(labels) / 1e12, 2),
+        "tflops_per_1000_pairs": round(1000 * tflop(n, n_tokens) / len(labels), 2),
     })
     resume.finish(args.checkpoints)
 

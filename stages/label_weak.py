@@ -20,16 +20,11 @@ import time
 from weakalign import resume
 from weakalign.cli import run, seed_everything
 from weakalign.io import read_jsonl, write_json, write_jsonl
-from weakalign.models import attach_adapter, is_adapter, load_model, load_tokenizer
+from weakalign.models import attach_adapter, is_adapter, load_model, load_tokenizer, n_params, tflop
 from weakalign.rewards import implicit_rewards
 from weakalign.schema import Pair, WeakLabel
 
 log = logging.getLogger("weakalign.label_weak")
-
-
-def _n_params(model) -> int:
-    """Parameters of one forward pass (under LoRA the base's, plus the small adapter's)."""
-    return sum(p.numel() for p in model.parameters())
 
 
 def main(args, params):
@@ -62,9 +57,9 @@ def main(args, params):
                               "label_1_share": round(sum(x.label == 1 for x in labels) / len(labels), 4),
                               "seconds": round(seconds, 1),
                               "seconds_per_1000_pairs": round(1000 * seconds / len(labels), 1),
-                              # Forward passes only: 2 N FLOPs per token run, for the weak model and its reference.
-                              "tflops_per_1000_pairs": round(1000 * 2 * n_tokens * 2 * _n_params(policy)
-                                                             / len(labels) / 1e12, 2)})
+                              # Forward passes only, through the weak model and its reference.
+                              "tflops_per_1000_pairs": round(1000 * tflop(2 * n_params(policy), n_tokens)
+                                                             / len(labels), 2)})
     resume.finish(args.checkpoints)
 
 

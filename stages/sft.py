@@ -33,18 +33,18 @@ def _note(out: str, text: str) -> dict:
 
 def _finetune(ref: str, role: str, examples, args, params) -> dict:
     from weakalign import sft
-    from weakalign.models import load_model, load_tokenizer, save_model
+    from weakalign.models import load_model, load_tokenizer, n_params, save_model, tflop
 
     tok = load_tokenizer(ref, params.base.trust_remote_code)
     model = load_model(ref, trust_remote_code=params.base.trust_remote_code)
-    n_params = sum(p.numel() for p in model.parameters())
+    n = n_params(model)
     log.info("SFT of the %s's starting point %s on %d chosen responses", role, ref, len(examples))
     model, summary = sft.train(model, tok, examples, params.sft.sft, params.base.seed, Path(args.live) / role,
                                Path(args.checkpoints) / role, resume.files_digest(ref), params.sft.lora)
     if resume.is_main_process():  # under accelerate launch the first process writes
         with atomic_dir(args.target_out if role == "target" else args.weak_out) as tmp:
             save_model(model, tok, tmp, base=ref)
-    return {**{k: summary.get(k) for k in KEYS}, "train_tflops": round(6 * n_params * summary["train_tokens"] / 1e12, 2)}
+    return {**{k: summary.get(k) for k in KEYS}, "train_tflops": round(tflop(n, summary["train_tokens"], train=True), 2)}
 
 
 def main(args, params):

@@ -11,18 +11,24 @@ import textwrap
 import pytest
 import torch
 
-from weakalign.models import EMBEDDED, TINY, embedded_gguf, load_model, load_tokenizer
+from weakalign.models import EMBEDDED, TINY, embedded_gguf, load_model, load_tokenizer, n_params, tflop
 
 
 def test_tiny_model_is_small_and_uses_the_smollm2_tokenizer(tiny_dir):
     model = load_model(str(tiny_dir))
     tok = load_tokenizer(str(tiny_dir))
-    n = sum(p.numel() for p in model.parameters())
-    assert 1e6 < n < 3e6
+    n = n_params(model)
+    assert n == sum(p.numel() for p in model.parameters()) and 1e6 < n < 3e6
     assert len(tok) == 49152 and tok.chat_template
     size = sum(f.stat().st_size for f in tiny_dir.iterdir())
     assert size < 15e6
     assert any(f.suffix == ".safetensors" for f in tiny_dir.iterdir())
+
+
+def test_work_estimate_is_2n_flops_per_token_forward_and_6n_training():
+    # The TFLOP columns of every labeling and training metric come from here.
+    assert tflop(10**6, 5 * 10**5) == pytest.approx(1.0)
+    assert tflop(10**6, 5 * 10**5, train=True) == pytest.approx(3.0)
 
 
 def test_tiny_is_seeded():

@@ -67,6 +67,16 @@ def _require_safetensors(ref: str) -> None:
             "safe_serialization=True)` where you trust them")
 
 
+def n_params(model: torch.nn.Module) -> int:
+    """Parameters one forward pass runs through (under LoRA: the base's plus the adapter's)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def tflop(n_params: int, tokens: int, train: bool = False) -> float:
+    """Kaplan et al.'s estimate of the work: 2 N FLOPs per token forward, 6 N with the backward pass."""
+    return (6 if train else 2) * n_params * tokens / 1e12
+
+
 def is_adapter(ref: str | Path) -> bool:
     """A LoRA adapter directory (written by save_model from a PEFT model)."""
     return (Path(ref) / "adapter_config.json").is_file()
