@@ -9,11 +9,13 @@ stage's outputs before it reruns it; this folder must outlive that). In it:
 
 Everything in the folder is tagged with a fingerprint of what determines it (inputs, params, seed, model files),
 so a rerun with other inputs starts over instead of mixing results. A stage deletes its folder once its outputs
-are written. Resumed results equal uninterrupted ones (tests/test_pipeline.py::test_killed_stages_resume).
+are written. Resumed results equal uninterrupted ones
+(tests/test_pipeline.py::test_a_second_clean_clone_killed_six_times_resumes_to_the_same_bytes).
 
-Fault injection, for the tests: ``WEAKALIGN_CRASH_AFTER=<stage>:<n>`` SIGKILLs the process right after the n-th
-checkpoint or batch of that stage (``train_weak``, ``align@weak``, ``label_weak``, ``generate_pairs``,
-``evaluate``) is safely on disk, the way an out-of-memory killer or a lost node would.
+Fault injection, for the tests: ``WEAKALIGN_CRASH_AFTER=<stage>:<n>`` SIGKILLs the process (under `accelerate
+launch`, every process) right after the n-th checkpoint or batch of that stage (``sft``, ``train_weak``,
+``label_rm``, ``align@<source>``, ``label_weak``, ``label_judge``, ``generate_pairs``, ``evaluate``) is safely on
+disk, the way an out-of-memory killer or a lost node would.
 """
 
 from __future__ import annotations
