@@ -396,27 +396,41 @@ def test_the_paper_preset_runs_offline_on_stand_ins(root, tmp_path):
 
 
 def test_training_stages_run_in_two_processes_under_accelerate_launch(root, tmp_path):
-    """base.num_processes: 2 on the tiny preset: sft and train_weak (LoRA) relaunch themselves under `accelerate
-    launch` (two CPU processes, gloo), train with DDP, resume after a SIGKILL, and the first process alone writes the
-    outputs."""
+    """base.num_processes: 2 on the tiny preset. Plain DDP: sft and train_weak (LoRA) relaunch themselves under
+    `accelerate launch` (two CPU processes, gloo) and the first process alone writes the outputs. Then DeepSpeed
+    ZeRO-2 (base.accelerate_config: presets/accelerate/deepspeed-zero2.yaml; DeepSpeed's CPU accelerator, gloo):
+    train_weak killed after its second checkpoint, which holds one optimizer-state shard per process, resumes from
+    it in both processes."""
     def two(params):
         params["base"]["num_processes"] = 2
 
     repo = _fresh_repo(root, tmp_path / "ddp", two)
-    # Killed after its second checkpoint, both processes die; the next repro resumes from that checkpoint.
-    killed = subprocess.run([DVC, "repro", "train_weak"], cwd=repo, capture_output=True, text=True,
-                            env=_env(dict(os.environ, WEAKALIGN_CRASH_AFTER="train_weak:2")))
-    assert killed.returncode != 0 and "killing train_weak now" in killed.stderr, killed.stderr[-3000:]
-    assert (repo / "checkpoints/train_weak/checkpoint-2/trainer_state.json").is_file()
-    assert not (repo / "models/weak").exists()
     out = _run([DVC, "repro", "train_weak"], repo)
-    assert "resuming from checkpoints/train_weak/checkpoint-2" in out.stderr + out.stdout, out.stderr[-3000:]
-    assert (killed.stderr + out.stderr).count("launching 2 processes") == 3  # sft, then train_weak twice
+    assert out.stderr.count("launching 2 processes") == 2, out.stderr[-3000:]
+    assert "--multi_gpu" in out.stderr and "--config_file" not in out.stderr
     weak = json.loads((repo / "metrics/train_weak.json").read_text())
     sft = json.loads((repo / "metrics/sft.json").read_text())
-    assert weak["num_processes"] == 2 and sft["target_num_processes"] == 2 and weak["resumed_from_step"] == 2
+    assert weak["num_processes"] == 2 and sft["target_num_processes"] == 2
     # 10 labeled pairs, 4 per process and step: 2 processes take 8 pairs a step; max_steps still bounds the run.
     assert weak["steps"] == 3 and sft["target_steps"] == 2
     assert (repo / "models/weak/adapter_model.safetensors").is_file()
     assert (repo / "dvclive/train_weak/plots/metrics/loss.tsv").is_file()
     assert not (repo / "checkpoints/train_weak").exists()  # finished: the work folder is gone
+
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["base"]["accelerate_config"] = "presets/accelerate/deepspeed-zero2.yaml"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # -s: train_weak alone (the SFT model above stays its starting point), killed after checkpoint 2 in both processes.
+    killed = subprocess.run([DVC, "repro", "-s", "train_weak"], cwd=repo, capture_output=True, text=True,
+                            env=_env(dict(os.environ, WEAKALIGN_CRASH_AFTER="train_weak:2")))
+    assert killed.returncode != 0 and "killing train_weak now" in killed.stderr, killed.stderr[-3000:]
+    assert "--config_file presets/accelerate/deepspeed-zero2.yaml" in killed.stderr
+    assert not (repo / "models/weak").exists()
+    shards = sorted(p.name for p in (repo / "checkpoints/train_weak/checkpoint-2").glob("global_step2/*optim_states.pt"))
+    assert len(shards) == 2 and "zero_pp_rank_0" in shards[0] and "zero_pp_rank_1" in shards[1], shards  # ZeRO
+    out = _run([DVC, "repro", "-s", "train_weak"], repo)
+    assert out.stderr.count("resuming from checkpoints/train_weak/checkpoint-2") == 2, out.stderr[-3000:]
+    weak = json.loads((repo / "metrics/train_weak.json").read_text())
+    assert weak["num_processes"] == 2 and weak["steps"] == 3 and weak["resumed_from_step"] == 2
+    assert (repo / "models/weak/adapter_model.safetensors").is_file()
+    assert not (repo / "checkpoints/train_weak").exists()
