@@ -12,9 +12,8 @@ import argparse
 import logging
 
 from weakalign.cli import run
-from weakalign.compare import check_covers, feedback_labels, feedback_metrics, labeler_metrics
+from weakalign.compare import check_covers, feedback_labels, feedback_metrics, judge_feedback_label, labeler_metrics
 from weakalign.io import atomic_dir, iter_jsonl, read_jsonl, write_json, write_jsonl
-from weakalign.pairwise_judge import feedback_label
 from weakalign.schema import JudgeLabel, Pair, WeakLabel
 
 log = logging.getLogger("weakalign.compare")
@@ -35,7 +34,7 @@ def main(args, params):
     metrics.update(labeler_metrics(unlabeled, weak, "rm", rm))
     metrics.update(labeler_metrics(unlabeled, weak, "judge", {k: x.label for k, x in judge.items()}))
     # What `align@judge` trains on: the verdicts, ties left out unless label_judge.break_ties.
-    others = {"rm": rm, "judge": {k: feedback_label(x, params.label_judge.break_ties) for k, x in judge.items()}}
+    others = {"rm": rm, "judge": {k: judge_feedback_label(x, params.label_judge.break_ties) for k, x in judge.items()}}
     log.info("weak-human agreement %.3f; vs gold: human %s, weak %s", metrics["agreement_weak_human"],
              metrics["accuracy_human_vs_gold"], metrics["accuracy_weak_vs_gold"])
     with atomic_dir(args.feedback) as tmp:

@@ -7,7 +7,8 @@ import torch
 
 from weakalign import pairwise_judge
 from weakalign.models import load_model, load_tokenizer
-from weakalign.pairwise_judge import encode, feedback_label, judge_pairs, letter_ids, log_odds
+from weakalign.compare import judge_feedback_label
+from weakalign.pairwise_judge import encode, judge_pairs, letter_ids, log_odds
 from weakalign.resume import BatchLog
 from weakalign.schema import JudgeLabel
 
@@ -77,12 +78,12 @@ def test_ties_are_left_out_unless_broken_by_the_mean_log_odds():
     def lab(label, margin):
         return JudgeLabel(pair_id="x", log_odds_12=0.0, log_odds_21=0.0, margin=margin, label=label)
 
-    assert feedback_label(lab(2, 0.7), break_ties=True) == 2  # a verdict stands
-    assert feedback_label(lab(None, 0.7), break_ties=False) is None
-    assert feedback_label(lab(None, 0.7), break_ties=True) == 1
-    assert feedback_label(lab(None, -0.2), break_ties=True) == 2
-    assert feedback_label(lab(None, 0.0), break_ties=True) is None  # no side at all
-    assert feedback_label(JudgeLabel(pair_id="x", log_odds_12=None, log_odds_21=None, margin=None, label=None),
+    assert judge_feedback_label(lab(2, 0.7), break_ties=True) == 2  # a verdict stands
+    assert judge_feedback_label(lab(None, 0.7), break_ties=False) is None
+    assert judge_feedback_label(lab(None, 0.7), break_ties=True) == 1
+    assert judge_feedback_label(lab(None, -0.2), break_ties=True) == 2
+    assert judge_feedback_label(lab(None, 0.0), break_ties=True) is None  # no side at all
+    assert judge_feedback_label(JudgeLabel(pair_id="x", log_odds_12=None, log_odds_21=None, margin=None, label=None),
                           break_ties=True) is None  # too long to judge
 
 

@@ -6,10 +6,19 @@ from __future__ import annotations
 import random
 
 from .io import DataError
-from .schema import Pair, Preference, WeakLabel
+from .schema import JudgeLabel, Pair, Preference, WeakLabel
 from .stats import quantile_bins, r, wilson
 
 OTHER_LABELERS = ("rm", "judge")  # labelers beside the weak teacher, each with its own stage (label_<name>)
+
+
+def judge_feedback_label(x: JudgeLabel, break_ties: bool) -> int | None:
+    """The label the `judge` feedback source trains on: the pairwise judge's verdict, or for a tie with
+    `break_ties` the response that the mean log-odds over both orders favours (None if it cannot say). Here, not in
+    pairwise_judge, so that `compare` runs without importing torch (5 s per run)."""
+    if x.label is not None or not break_ties or not x.margin:
+        return x.label
+    return 1 if x.margin > 0 else 2
 
 
 def feedback_labels(unlabeled: list[Pair], weak: dict[str, WeakLabel], source: str, seed: int,

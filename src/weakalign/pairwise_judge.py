@@ -37,14 +37,6 @@ class Verdicts(NamedTuple):
     a_share: float | None  # share of the judged orderings whose answer was "A" (position bias; 0.5 is none)
 
 
-def feedback_label(x: JudgeLabel, break_ties: bool) -> int | None:
-    """The label the `judge` feedback source trains on: the verdict, or for a tie with `break_ties` the response
-    that the mean log-odds over both orders favours (None if it cannot say)."""
-    if x.label is not None or not break_ties or not x.margin:
-        return x.label
-    return 1 if x.margin > 0 else 2
-
-
 def letter_ids(tok: PreTrainedTokenizerBase) -> tuple[int, int]:
     """Token ids of the answers "A" and "B"; each must be a single token."""
     ids = [tok.encode(x, add_special_tokens=False) for x in ("A", "B")]
