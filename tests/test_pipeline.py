@@ -245,7 +245,7 @@ def test_a_queued_seed_sweep_runs_from_git_and_aggregates(repo, tmp_path):
     # One source and no other labelers: the queue mechanics are what is tested here, at a third of the cost.
     _run([DVC, "exp", "run", "--queue", "-S", "base.seed=1,2", "-S", "align.sources=[weak]",
           "-S", "label_rm.enabled=false", "-S", "label_judge.enabled=false"], repo)
-    _run([DVC, "exp", "run", "--run-all"], repo)
+    _run([DVC, "exp", "run", "--run-all", "-j", "2"], repo)  # two at a time: the README's `dvc queue start -j N`
     md, rows = tmp_path / "sweep.md", tmp_path / "sweep.json"
     metrics = ["metrics/feedback.json:agreement_weak_human", "metrics/alignment.json:weak.gold_reward_mean",
                "metrics/feedback.json:n_disagree"]
