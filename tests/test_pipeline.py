@@ -28,8 +28,10 @@ def _env(base=None) -> dict:
     return env
 
 
-def _run(cmd, cwd, check=True):
-    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=_env())
+def _run(cmd, cwd, check=True, crash_after=None):
+    """Run a command in the test's environment; `crash_after` sets WEAKALIGN_CRASH_AFTER (see resume.py)."""
+    extra = {"WEAKALIGN_CRASH_AFTER": crash_after} if crash_after else {}
+    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=_env(dict(os.environ, **extra)))
     if check and res.returncode != 0:
         raise AssertionError(f"{cmd} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
     return res
@@ -186,8 +188,7 @@ def test_a_second_clean_clone_killed_six_times_resumes_to_the_same_bytes(repo, r
              ("evaluate:2", "checkpoints/evaluate/base.jsonl", "data/eval/generations.jsonl")]
     logs = []
     for spec, left, absent in kills:
-        env = dict(os.environ, WEAKALIGN_CRASH_AFTER=spec)
-        res = subprocess.run([DVC, "repro"], cwd=crashed, capture_output=True, text=True, env=_env(env))
+        res = _run([DVC, "repro"], crashed, check=False, crash_after=spec)
         logs.append(res.stdout + res.stderr)
         assert res.returncode != 0, f"{spec}: the kill did not happen\n{logs[-1][-2000:]}"
         assert f"killing {spec.rpartition(':')[0]} now" in logs[-1]
@@ -421,8 +422,7 @@ def test_training_stages_run_in_two_processes_under_accelerate_launch(root, tmp_
     params["base"]["accelerate_config"] = "presets/accelerate/deepspeed-zero2.yaml"
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # -s: train_weak alone (the SFT model above stays its starting point), killed after checkpoint 2 in both processes.
-    killed = subprocess.run([DVC, "repro", "-s", "train_weak"], cwd=repo, capture_output=True, text=True,
-                            env=_env(dict(os.environ, WEAKALIGN_CRASH_AFTER="train_weak:2")))
+    killed = _run([DVC, "repro", "-s", "train_weak"], repo, check=False, crash_after="train_weak:2")
     assert killed.returncode != 0 and "killing train_weak now" in killed.stderr, killed.stderr[-3000:]
     assert "--config_file presets/accelerate/deepspeed-zero2.yaml" in killed.stderr
     assert not (repo / "models/weak").exists()
