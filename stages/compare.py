@@ -12,7 +12,8 @@ import argparse
 import logging
 
 from weakalign.cli import run
-from weakalign.compare import check_covers, feedback_labels, feedback_metrics, judge_feedback_label, labeler_metrics
+from weakalign.compare import (check_covers, feedback_labels, feedback_metrics, judge_feedback_label, labeler_metrics,
+                               source_metrics)
 from weakalign.io import atomic_dir, iter_jsonl, read_jsonl, write_json, write_jsonl
 from weakalign.schema import JudgeLabel, Pair, WeakLabel
 
@@ -46,6 +47,7 @@ def main(args, params):
                                  "weak and human always agree; weak_confident: lower compare.confident_margin; "
                                  "judge: every pair is a tie)")
             metrics[f"n_feedback_{source}"] = len(labels)
+            metrics.setdefault("sources", {})[source] = source_metrics(unlabeled, labels)
             # `weight` only where it is not 1: unweighted feedback files keep their two fields.
             write_jsonl(tmp / f"{source}.jsonl", [f.model_dump(exclude_defaults=True) for f in labels])
     write_json(args.metrics, metrics)

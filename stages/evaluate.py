@@ -5,6 +5,7 @@
         --generations data/eval/generations.jsonl --metrics metrics/alignment.json --checkpoints checkpoints/evaluate
 
 Every model samples with the same seed and settings (`evaluate`), so differences come from the weights alone.
+Each target's drift from its start is scored too: its log-ratio to the start model on its own samples (a KL estimate).
 Finished batches are appended to --checkpoints; a killed run resumes after the last one with the same results.
 """
 
@@ -14,11 +15,12 @@ from pathlib import Path
 
 from weakalign import resume
 from weakalign.cli import run, seed_everything
-from weakalign.evaluation import alignment_metrics
+from weakalign.evaluation import alignment_metrics, kl_metrics
 from weakalign.generation import sample
 from weakalign.io import read_jsonl, write_json, write_jsonl
 from weakalign.judge import make_judge
 from weakalign.models import load_model, load_tokenizer
+from weakalign.rewards import log_ratios
 from weakalign.schema import Prompt
 
 log = logging.getLogger("weakalign.evaluate")
@@ -48,6 +50,20 @@ def main(args, params):
         if judge:
             log.info("%s: mean gold reward %.3f", name, sum(scores[name]) / len(scores[name]))
     metrics = alignment_metrics(scores, words)
+    # How far each target moved from its start: log pi_target(y|x) - log pi_start(y|x) on its own samples (a
+    # Monte Carlo estimate of KL(target || start), in nats) and, negated, on the base's samples (of KL(start || target)).
+    responses = {name: [row["response"] for row in rows if row["model"] == name] for name in models}
+    start, tok = load_model(models["base"]), load_tokenizer(models["base"])
+    for name, path in models.items():
+        if name == "base":
+            continue
+        triples = list(zip(texts, responses[name], responses["base"], strict=True))
+        partial = resume.BatchLog(work / f"kl_{name}.jsonl")
+        own, on_base = log_ratios(load_model(path), start, tok, triples, params.align.dpo,
+                                  params.evaluate.batch_size, partial)
+        partial.close()
+        metrics[name] |= kl_metrics(own, on_base)
+        log.info("%s: KL estimate to its start %.2f nats per response", name, metrics[name]["kl_estimate"])
     write_jsonl(args.generations, rows)
     write_json(args.metrics, {"gold_judge": judge.name if judge else "none", **metrics})
     resume.finish(args.checkpoints)

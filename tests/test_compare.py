@@ -132,3 +132,38 @@ def test_weak_confident_weighting_and_the_weighted_draw():
     assert draws == weighted_draw([0.5, 1.0, 1.5] * 200, seed=0) and len(draws) == 600
     share = [sum(d % 3 == k for d in draws) / 600 for k in range(3)]
     assert share == pytest.approx([1 / 6, 2 / 6, 3 / 6], abs=0.05)  # in proportion to the weights
+
+
+def test_calibration_sources_flip_exact_nested_shares_of_gold():
+    # 200 gold-decided pairs and one gold tie: noisy_gold_NN inverts exactly round(NN% of 200) gold labels, seeded,
+    # the flips at a lower rate are among those at a higher one, and `flipped` inverts every one.
+    from weakalign.compare import source_metrics
+
+    pairs = [_pair(i, 1 + i % 2, 1) for i in range(200)]
+    pairs.append(Pair(id="t", prompt_id="t", prompt="p", response_1="a", response_2="b", gold_1=0.5, gold_2=0.5,
+                      human=1))
+    weak = {p.id: _weak(0, 1, 0.1) for p in pairs}
+    gold = {p.id: p.gold for p in pairs}
+
+    def wrong(source, seed=0):
+        labels = feedback_labels(pairs, weak, source, seed)
+        assert len(labels) == 200  # the tie is left out, as for `gold`
+        return {f.pair_id for f in labels if f.chosen != gold[f.pair_id]}
+
+    w10, w20, w30 = wrong("noisy_gold_10"), wrong("noisy_gold_20"), wrong("noisy_gold_30")
+    assert (len(w10), len(w20), len(w30)) == (20, 40, 60)
+    assert w10 < w20 < w30
+    assert len(wrong("flipped")) == 200 and wrong("gold") == set()
+    assert wrong("noisy_gold_10", seed=1) != w10 and wrong("noisy_gold_10") == w10  # seeded
+    m = source_metrics(pairs, feedback_labels(pairs, weak, "noisy_gold_30", 0))
+    assert m == {"n_pairs": 200, "label_accuracy": 0.7, "agreement_human": pytest.approx(m["agreement_human"])}
+    assert source_metrics(pairs, feedback_labels(pairs, weak, "flipped", 0))["label_accuracy"] == 0.0
+
+
+def test_calibration_sources_in_params():
+    from weakalign.params import Params
+
+    assert Params.model_validate({"align": {"sources": ["flipped", "noisy_gold_5", "noisy_gold_99"]}})
+    for bad in ("noisy_gold_0", "noisy_gold_100", "noisy_gold_x", "noisy_gold_05"):
+        with pytest.raises(Exception, match="unknown feedback source"):
+            Params.model_validate({"align": {"sources": [bad]}})

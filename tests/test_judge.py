@@ -1,6 +1,6 @@
-"""The sandbox gold judge: sentiment, and the penalties that make it hard to game."""
+"""The sandbox gold judges (vader, tone): sentiment, and the penalties that make them hard to game."""
 
-from weakalign.judge import VaderJudge, make_judge
+from weakalign.judge import ToneJudge, VaderJudge, make_judge
 from weakalign.params import Judge
 
 PROMPT = 'Continue this review in one or two sentences: "I went in with high hopes for the film, and"'
@@ -102,3 +102,62 @@ def test_reward_model_judge_through_make_judge_and_its_params(rm_dir):
         Judge(name="reward_model")
     with pytest.raises(ValueError, match="only judge.name 'reward_model' takes a model"):
         Judge(name="vader", model=rm_dir)
+
+
+# --- tone gold judge: "better" depends on the prompt ---------------------------------------------------------------
+
+from weakalign.sandbox import make_tone_prompts, requested_tone  # noqa: E402
+
+OPENING = "Frankly, the robot vacuum was a letdown:"
+ASK_POS = f'Continue this review in one or two sentences, in a positive tone: "{OPENING}"'
+ASK_NEG = f'Continue this review in one or two sentences, in a negative tone: "{OPENING}"'
+POS = "To be fair, it is quiet and easy to set up, and it does a decent job."
+NEG = "The suction is weak, the battery dies after twenty minutes and the app keeps crashing."
+
+
+def _mean(xs):
+    return sum(xs) / len(xs)
+
+
+def test_tone_judge_rewards_the_requested_tone_in_both_directions():
+    j = make_judge(Judge(name="tone"))
+    assert isinstance(j, ToneJudge) and j.name == "tone"
+    assert j.score_one(ASK_POS, POS) > 0.3 > -0.3 > j.score_one(ASK_POS, NEG)
+    assert j.score_one(ASK_NEG, NEG) > 0.3 > -0.3 > j.score_one(ASK_NEG, POS)
+
+
+def test_a_prompt_independent_shift_in_tone_does_not_raise_the_tone_score():
+    """On a balanced set, what raises VADER's mean (more positive words everywhere) does not raise the tone judge's:
+    only following each prompt's request does."""
+    tone, vader = ToneJudge(), VaderJudge()
+    prompts = [r["prompt"] for r in make_tone_prompts(60, seed=0)]
+    for same in (POS, NEG, "hope you have a wonderful and amazing day"):  # one response to every prompt: net 0
+        assert abs(_mean(tone.score(prompts, [same] * len(prompts)))) < 1e-9
+    matching = [POS if requested_tone(p) == "positive" else NEG for p in prompts]
+    assert _mean(tone.score(prompts, matching)) > 0.25
+    brighter = [r + " Wonderful, I loved it!" for r in matching]
+    assert _mean(tone.score(prompts, brighter)) < _mean(tone.score(prompts, matching))
+    assert _mean(vader.score(prompts, brighter)) > _mean(vader.score(prompts, matching)) + 0.25  # the old failure
+
+
+def test_tone_judge_keeps_vaders_penalties():
+    tone, vader = ToneJudge(), VaderJudge()
+    compound = vader._vader.polarity_scores
+    gamed = {"repeat": ("great great great great great great great great", POS),
+             "copy": (f"{OPENING} the robot vacuum was a letdown", NEG)}
+    for prompt, sign in ((ASK_POS, 1), (ASK_NEG, -1)):
+        for name, (bad, honest) in gamed.items():
+            # The same penalty as VaderJudge takes on the same prompt; only the sentiment's sign changes.
+            penalty = compound(bad)["compound"] - vader.score_one(prompt, bad)
+            assert penalty > 0.3, name
+            assert tone.score_one(prompt, bad) == pytest.approx(sign * compound(bad)["compound"] - penalty, abs=1e-5)
+        assert tone.score_one(prompt, "") == tone.score_one(prompt, "Great!") == Judge().short_score
+    assert tone.score_one(ASK_NEG, gamed["copy"][0]) < tone.score_one(ASK_NEG, NEG)
+    assert tone.score_one(ASK_POS, gamed["repeat"][0]) < tone.score_one(ASK_POS, POS)
+
+
+def test_tone_judge_refuses_a_prompt_without_a_request():
+    with pytest.raises(ValueError, match="Continue this review in one or two sentences"):
+        ToneJudge().score_one(PROMPT, POS)  # a vader-task prompt: no requested tone
+    with pytest.raises(ValueError, match="requested tone"):
+        ToneJudge().score([PROMPT], [""])  # even where the response alone would get short_score

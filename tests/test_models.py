@@ -11,7 +11,8 @@ import textwrap
 import pytest
 import torch
 
-from weakalign.models import EMBEDDED, TINY, embedded_gguf, load_model, load_tokenizer, n_params, tflop
+from weakalign.models import (EMBEDDED, TINY, embedded_gguf, load_model, load_tokenizer, n_params, prune_layers,
+                              tflop)
 
 
 def test_tiny_model_is_small_and_uses_the_smollm2_tokenizer(tiny_dir):
@@ -78,6 +79,12 @@ def test_embedded_smollm2_loads_offline_and_answers_sensibly():
     assert "Paris" in tok.decode(out[0, ids["input_ids"].shape[1]:])
     # The dequantised model saves like any other (a GGUF-loaded model refuses to).
     assert getattr(model.config, "quantization_config", None) is None
+    # The depth-pruned teacher `embedded:smollm2@layers=8` is this model cut after layer 8 (load_model loads, then
+    # calls prune_layers; tests/test_pruned.py checks that on tiny-random). Cut here rather than loaded a second
+    # time, which would add about 20 s: 8 of 30 layers, 56.6 M of 134.5 M parameters (models.py docstring).
+    pruned = prune_layers(model, 8, f"{EMBEDDED}@layers=8")
+    assert pruned.config.num_hidden_layers == 8 and len(pruned.model.layers) == 8
+    assert n_params(pruned) == 56_632_896
 
 
 def test_pickled_weights_are_refused(tiny_dir, tmp_path):

@@ -37,7 +37,7 @@ def test_presets_have_the_same_keys_as_params(root):
         out = set()
         for k, v in d.items():
             out.add(prefix + k)
-            if isinstance(v, dict):
+            if isinstance(v, dict) and prefix + k not in ("study.set", "study.teachers"):  # free-form maps
                 out |= keys(v, prefix + k + ".")
         return out
 
@@ -212,3 +212,22 @@ def test_labeled_fraction_sizes_d_l():
     assert Split(n_labeled=None, labeled_fraction=0.125).labeled_size(240) == 30
     assert Split(n_labeled=None, labeled_fraction=0.001).labeled_size(240) == 1  # never an empty D_l
     assert Split(n_labeled=64).labeled_size(240) == 64
+
+
+@pytest.mark.parametrize("judge", ["vader", "tone"])
+def test_sandbox_judges_need_sandbox_data(root, judge):
+    raw = _raw(root)
+    raw["judge"]["name"] = judge
+    assert parse_params(raw).judge.name == judge
+    raw["data"]["source"] = "jsonl"
+    with pytest.raises(ParamsError) as e:
+        parse_params(raw)
+    assert f"judge.name: '{judge}' scores the sandbox's review continuations, not data.source 'jsonl'" in str(e.value)
+
+
+def test_tone_preset_is_params_yaml_with_the_tone_task(root):
+    """presets/tone.yaml differs from params.yaml only in the judge and its prompts (keep them in step)."""
+    preset, raw = yaml.safe_load((root / "presets/tone.yaml").read_text()), _raw(root)
+    assert (preset["judge"]["name"], preset["data"]["path"]) == ("tone", "data/raw/tone_prompts.jsonl")
+    preset["judge"]["name"], preset["data"]["path"] = raw["judge"]["name"], raw["data"]["path"]
+    assert preset == raw

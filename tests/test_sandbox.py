@@ -1,9 +1,13 @@
-"""The committed raw prompts are exactly what the seeded generator writes."""
+"""The committed raw prompts (both sandbox tasks) are exactly what the seeded generator writes."""
 
 import json
+from collections import Counter
+
+import pytest
 
 from weakalign.io import read_jsonl
-from weakalign.sandbox import make_prompts
+from weakalign.sandbox import (OPENINGS, SUBJECTS, TONE_TEMPLATES, TONES, make_prompts, make_tone_prompts,
+                               requested_tone)
 from weakalign.schema import Prompt
 
 
@@ -22,3 +26,64 @@ def test_prompts_are_valid_distinct_and_mixed(root):
 
 def test_generator_is_deterministic():
     assert make_prompts(50, 3) == make_prompts(50, 3) != make_prompts(50, 4)
+
+
+# --- the tone task ------------------------------------------------------------------------------------------------
+
+def _opening_tone(prompt: str) -> str:
+    """The tone of the quoted opening, looked up among every opening the grid can write."""
+    quoted = prompt.split('"', 1)[1].rstrip('"')
+    for tone, openings in OPENINGS.items():
+        for opening in openings:
+            for subjects in SUBJECTS.values():
+                for subject in subjects:
+                    o = opening.format(s=subject)
+                    if quoted == o[0].upper() + o[1:]:
+                        return tone
+    raise AssertionError(f"unknown opening in {prompt!r}")
+
+
+def test_committed_tone_prompts_match_the_generator_and_the_vader_set_size(root):
+    rows = [json.loads(line) for line in (root / "data/raw/tone_prompts.jsonl").read_text().splitlines()]
+    assert rows == make_tone_prompts(len(rows), seed=0)
+    assert len(rows) == len((root / "data/raw/prompts.jsonl").read_text().splitlines())
+    prompts = read_jsonl(root / "data/raw/tone_prompts.jsonl", Prompt)
+    assert len({p.id for p in prompts}) == len({p.prompt for p in prompts}) == len(prompts)
+
+
+@pytest.mark.parametrize("n", [600, 50, 2])
+def test_tone_prompts_ask_half_each_way_whatever_the_opening(n):
+    rows = make_tone_prompts(n, seed=1)
+    assert len(rows) == len({r["prompt"] for r in rows}) == n
+    assert [r["id"] for r in rows] == [f"p{i:04d}" for i in range(n)]
+    asked = Counter(requested_tone(r["prompt"]) for r in rows)
+    assert asked == {"positive": n // 2, "negative": n // 2}
+    # Within every opening tone, as many positive as negative requests: the opening does not give the request away.
+    by_opening = Counter((_opening_tone(r["prompt"]), requested_tone(r["prompt"])) for r in rows)
+    for tone in OPENINGS:
+        assert by_opening[tone, "positive"] == by_opening[tone, "negative"], by_opening
+    if n >= 6:
+        assert max(by_opening.values()) - min(by_opening.values()) <= 1, by_opening
+
+
+def test_tone_generator_is_deterministic_and_checks_n():
+    assert make_tone_prompts(50, 3) == make_tone_prompts(50, 3) != make_tone_prompts(50, 4)
+    with pytest.raises(ValueError, match="even"):
+        make_tone_prompts(51, 0)
+    with pytest.raises(ValueError, match="at most 2880"):
+        make_tone_prompts(2886, 0)
+    assert len(make_tone_prompts(2880, 0)) == 2880  # the whole grid
+
+
+def test_requested_tone_round_trips_and_reads_only_the_instruction(root):
+    for template in TONE_TEMPLATES:
+        for tone in TONES:
+            for opening in (o for openings in OPENINGS.values() for o in openings):
+                assert requested_tone(template.format(t=tone, k="film", o=opening.format(s="the film"))) == tone
+    # An opening cannot override the instruction, and the vader task's prompts carry no request.
+    assert requested_tone('Finish this review, in a positive tone: "Written in a negative tone,"') == "positive"
+    for row in make_prompts(50, 0):
+        with pytest.raises(ValueError, match="cannot tell the requested tone"):
+            requested_tone(row["prompt"])
+    with pytest.raises(ValueError, match="Say it in a positive tone and in a negative tone"):
+        requested_tone('Say it in a positive tone and in a negative tone: "x"')

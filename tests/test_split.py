@@ -60,3 +60,21 @@ def test_leakage_guard():
         check_disjoint(labeled, unlabeled + [twin], test)
     with pytest.raises(LeakageError, match="both D_l and D_u"):
         check_disjoint(labeled, unlabeled + labeled[:1], test)
+
+
+def test_split_nests_labeled_sets_and_fixes_unlabeled():
+    # The label-fraction sweep: with n_unlabeled set, D_u is the same for every D_l size and a smaller D_l is a
+    # subset of a larger one, so only the weak teacher's training set changes.
+    pairs = _pairs(_prompts(60))
+    sets = {n: split(pairs, n, 20, seed=3) for n in (5, 10, 40)}
+    assert sets[5][1] == sets[10][1] == sets[40][1]
+    ids = {n: {p.id for p in lab} for n, (lab, _) in sets.items()}
+    assert ids[5] < ids[10] < ids[40]
+    # Without n_unlabeled, D_u is every other pair, and D_l still nests.
+    lab_a, unl_a = split(pairs, 5, None, seed=3)
+    lab_b, _ = split(pairs, 10, None, seed=3)
+    assert {p.id for p in lab_a} < {p.id for p in lab_b} and len(unl_a) == 55
+    # Prompts with several pairs stay whole on one side.
+    multi = pairs + [p.model_copy(update={"id": p.id + "b"}) for p in pairs[:30]]
+    lab, unl = split(multi, 12, 30, seed=1)
+    assert not {p.prompt_id for p in lab} & {p.prompt_id for p in unl}

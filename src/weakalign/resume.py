@@ -50,6 +50,9 @@ def files_digest(path: str | Path) -> str:
     dropped whenever an input may have changed, never reused for a different one.
     """
     path = Path(path)
+    base, at, suffix = str(path).rpartition("@")
+    if not path.exists() and at and "/" not in suffix and Path(base).exists():
+        return f"{files_digest(base)}@{suffix}"  # a depth-pruned reference (models/base@layers=8): its base's files
     if not path.exists():
         return f"{path}:absent"  # e.g. `tiny-random` or `embedded:smollm2`: the reference itself is the identity
     files = sorted(p for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file())

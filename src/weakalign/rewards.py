@@ -140,3 +140,13 @@ def implicit_rewards(policy: PreTrainedModel, ref: PreTrainedModel | None, tok: 
     # Per pair: the prompt head once, then each response after the prompt's last token (response_logps).
     n_tokens = sum(len(p) - 1 + len(a) + 1 + len(b) + 1 for p, a, b in rows)
     return Rewards(out1, out2, n_truncated, n_tokens)
+
+
+def log_ratios(policy: PreTrainedModel, ref: PreTrainedModel, tok: PreTrainedTokenizerBase,
+               triples: list[tuple[str, str, str]], dpo: DPO, batch_size: int,
+               partial: BatchLog | None = None) -> tuple[list[float], list[float]]:
+    """log pi(y|x) - log ref(y|x) (beta 1) for both responses of each (prompt, y_1, y_2): the implicit-reward
+    computation with beta = 1, so the numbers are the trainer's own log-probs (tokenization, truncation)."""
+    out = implicit_rewards(policy, ref, tok, triples, dpo.model_copy(update={"beta": 1.0}), batch_size,
+                           partial=partial)
+    return out.reward_1, out.reward_2

@@ -1,13 +1,20 @@
 """The embedded sandbox's prompts: openings of reviews, of mixed tone, that the model is asked to continue.
 
-A controlled stand-in for real preference data: the gold judge (`judge.py`) knows what "better" means here
-(a positive, non-repetitive continuation that does not parrot the prompt), so every label source can be checked
-against it. `scripts/make_prompts.py` writes `data/raw/prompts.jsonl` from :func:`make_prompts`.
+A controlled stand-in for real preference data: the gold judge (`judge.py`) knows what "better" means here, so
+every label source can be checked against it. Two tasks (docs/SANDBOX.md):
+
+- `vader` (:func:`make_prompts`, `data/raw/prompts.jsonl`): a positive, non-repetitive continuation that does not
+  parrot the prompt is better, whatever the prompt;
+- `tone` (:func:`make_tone_prompts`, `data/raw/tone_prompts.jsonl`): each prompt requests a positive or a negative
+  continuation, and matching the request is better, so "better" depends on the prompt.
+
+`scripts/make_prompts.py` writes both files.
 """
 
 from __future__ import annotations
 
 import random
+import re
 
 SUBJECTS = {
     "film": ["the new space thriller", "this period drama", "the animated sequel", "that indie horror film",
@@ -50,4 +57,56 @@ def make_prompts(n: int, seed: int) -> list[dict]:
         o = opening.format(s=subject)
         o = o[0].upper() + o[1:]
         rows.append({"id": f"p{i:04d}", "prompt": template.format(o=o, k=kind)})
+    return rows
+
+
+# The tone task's templates: the existing ones, each with the requested tone in the instruction (before the quote).
+TONE_TEMPLATES = [
+    'Continue this review in one or two sentences, in a {t} tone: "{o}"',
+    'Write the next sentence of this {k} review, in a {t} tone: "{o}"',
+    'Finish this short review of a {k}, in a {t} tone: "{o}"',
+]
+TONES = ("positive", "negative")
+_REQUEST = re.compile(r"\bin a (positive|negative) tone\b", re.IGNORECASE)
+
+
+def requested_tone(prompt: str) -> str:
+    """The tone ("positive" or "negative") a tone-task prompt asks for; the one place that reads it.
+
+    Only the instruction, before the quoted opening, is read, so an opening cannot change the request.
+    """
+    found = _REQUEST.findall(prompt.split('"', 1)[0])
+    if len({f.lower() for f in found}) != 1:
+        raise ValueError(f"cannot tell the requested tone (positive or negative) of the prompt {prompt[:60]!r}")
+    return found[0].lower()
+
+
+def make_tone_prompts(n: int, seed: int) -> list[dict]:
+    """`n` distinct tone-task prompts, each {"id", "prompt"}: half request a positive continuation, half a negative.
+
+    Each opening tone (positive, negative, mixed) gets the same number of prompts of each request, so the request
+    cannot be guessed from the opening.
+    """
+    if n % 2:
+        raise ValueError(f"asked for {n} tone prompts; it must be even (half per requested tone)")
+    rng = random.Random(seed)
+    half = n // 2
+    # The same split of each half over the opening tones: every opening tone then has as many requests of each kind.
+    share = {tone: half // len(OPENINGS) + (i < half % len(OPENINGS)) for i, tone in enumerate(OPENINGS)}
+    cells = []
+    for requested in TONES:
+        for tone, openings in OPENINGS.items():
+            stratum = [(kind, subject, opening, template)
+                       for kind, subjects in SUBJECTS.items() for subject in subjects
+                       for opening in openings for template in TONE_TEMPLATES]
+            if share[tone] > len(stratum):
+                raise ValueError(f"asked for {n} tone prompts; the tone grid has {len(stratum)} per opening tone "
+                                 f"and request, so at most {len(stratum) * len(OPENINGS) * len(TONES)}")
+            cells += [(requested, *c) for c in rng.sample(stratum, share[tone])]
+    rng.shuffle(cells)  # else the file would list every positive request first
+    rows = []
+    for i, (requested, kind, subject, opening, template) in enumerate(cells):
+        o = opening.format(s=subject)
+        o = o[0].upper() + o[1:]
+        rows.append({"id": f"p{i:04d}", "prompt": template.format(o=o, k=kind, t=requested)})
     return rows

@@ -59,7 +59,11 @@ def holdout(prompts: list[Prompt], n_test: int, seed: int,
 
 
 def split(pairs: list[Pair], n_labeled: int, n_unlabeled: int | None, seed: int) -> tuple[list[Pair], list[Pair]]:
-    """(D_l, D_u), disjoint by prompt id, drawn at random from the pairs."""
+    """(D_l, D_u), disjoint by prompt id, drawn at random from the pairs (both in the pairs' order).
+
+    One seeded order of the prompts serves both sides from opposite ends: D_u fills from its front, D_l from its
+    back. So with `n_unlabeled` set, D_u does not depend on `n_labeled`, and a smaller D_l is a subset of a larger
+    one: a label-fraction sweep changes only what the weak teacher learns from (nested D_l, fixed D_u)."""
     by_prompt: dict[str, list[Pair]] = {}
     for p in pairs:
         by_prompt.setdefault(p.prompt_id, []).append(p)
@@ -70,16 +74,29 @@ def split(pairs: list[Pair], n_labeled: int, n_unlabeled: int | None, seed: int)
     if n_labeled + want_u > n_pairs or want_u < 1:
         raise ValueError(f"split.n_labeled={n_labeled} + split.n_unlabeled={n_unlabeled} need "
                          f"{n_labeled + max(want_u, 1)} pairs; there are {n_pairs}")
-    labeled, unlabeled = [], []
-    for pid in prompt_ids:
-        group = by_prompt[pid]
-        if len(labeled) + len(group) <= n_labeled:
-            labeled += group
-        elif len(unlabeled) + len(group) <= want_u:
-            unlabeled += group
+    taken_u: list[str] = []
+    if n_unlabeled is not None:
+        taken_u = _fill(prompt_ids, by_prompt, want_u)
+    rest = [pid for pid in prompt_ids if pid not in set(taken_u)]
+    taken_l = _fill(rest[::-1], by_prompt, n_labeled)
+    if n_unlabeled is None:
+        taken_u = [pid for pid in rest if pid not in set(taken_l)]
+    labeled_ids, unlabeled_ids = set(taken_l), set(taken_u)
+    labeled = [p for p in pairs if p.prompt_id in labeled_ids]
+    unlabeled = [p for p in pairs if p.prompt_id in unlabeled_ids]
     if len(labeled) != n_labeled or len(unlabeled) != want_u:
         raise ValueError(f"cannot split whole prompts into {n_labeled} labeled and {want_u} unlabeled pairs")
     return labeled, unlabeled
+
+
+def _fill(order: list[str], by_prompt: dict[str, list[Pair]], n: int) -> list[str]:
+    """Prompt ids from the front of `order` whose pairs fill `n` exactly, skipping a prompt that would overflow."""
+    taken, size = [], 0
+    for pid in order:
+        if size + len(by_prompt[pid]) <= n:
+            taken.append(pid)
+            size += len(by_prompt[pid])
+    return taken
 
 
 def check_disjoint(labeled: list[Pair], unlabeled: list[Pair], test: list[Prompt]) -> None:
