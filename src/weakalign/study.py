@@ -1,0 +1,507 @@
+r"""The study: the whole pipeline over seeds, every feedback source beside its floor and ceiling, with seeds (training
+runs), not test prompts, as the unit of analysis.
+
+    make study                                  # run every missing run, then the report
+    python -m weakalign.study plan              # the runs and their `dvc exp run -S` params
+    python -m weakalign.study run [--commit] [--only s0 s1-dl_32]
+    python -m weakalign.study report            # metrics/study.json, reports/study.md (+ .png), plots/study.json
+
+`params.yaml: study` says what runs (weakalign.params.Study). Each run is one queued `dvc exp run` of the pipeline
+with its params set (`--jobs` at a time), so DVC's run cache restores every stage a run shares with an earlier one (the teacher runs of a
+seed reuse its pairs, labels and the human target). When a run ends its summary goes to `study/runs/<params label>/<run>.json`,
+keyed by a digest of its params and of the code (src/, stages/, dvc.yaml); `run` skips runs whose summary is
+current, so a killed study continues where it stopped, and with `--commit` every summary is committed as it lands.
+`report` reads only current summaries, lists missing and stale ones, and never reruns anything.
+
+What the report computes, over seeds (weakalign.stats): per-seed paired contrasts on the same test prompts (each
+source minus the base, weak minus human), their mean and 95% t-interval; TOST of weak against human within
+`study.tost_margin`; Holm-adjusted p-values over every contrast it reports; the performance gap recovered, against
+human and against gold (Fieller intervals); the dose-response of gold reward on label accuracy (Spearman); and the
+calibration checks that must pass before a weak-vs-human claim means anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .io import atomic_file, write_json
+from .params import NOISY_GOLD, Params, load_params
+from .report import md
+from .stats import holm, paired_contrast, pgr, r, spearman, t_interval, tost_paired
+
+log = logging.getLogger("weakalign.study")
+
+RUNS = Path("study/runs")
+CALIBRATION = ("gold", "random", "flipped")  # plus every noisy_gold_NN
+
+
+def is_calibration(source: str) -> bool:
+    return source in CALIBRATION or bool(NOISY_GOLD.fullmatch(source))
+
+
+# --- the plan -----------------------------------------------------------------------------------------------------
+
+def plan(params: Params, extra: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """run name -> the params it sets: `s<seed>` aligns every study source, `s<seed>-<teacher>` only `weak`.
+    Every seed's main run comes first (the calibration over seeds fills in soonest), then the teacher runs.
+    `extra`: params every run sets before the study's own (file_overrides)."""
+    st, extra = params.study, extra or {}
+    runs = {f"s{seed}": {**extra, **st.set, "align.sources": list(st.sources), "base.seed": seed}
+            for seed in st.seeds}
+    for seed in st.seeds:
+        for name, overrides in st.teachers.items():
+            runs[f"s{seed}-{name}"] = {**extra, **st.set, **overrides, "align.sources": ["weak"], "base.seed": seed}
+    return runs
+
+
+def _leaves(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out |= _leaves(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def file_overrides(params_file: Path) -> dict[str, Any]:
+    """Where a params file other than ./params.yaml (a preset) differs from it, as `-S` params: the experiments
+    run on params.yaml, so a study of presets/tone.yaml sets its judge and prompts in every run."""
+    default = Path("params.yaml")
+    if params_file.resolve() == default.resolve():
+        return {}
+    mine, theirs = (_leaves({k: v for k, v in yaml.safe_load(f.read_text()).items() if k != "study"})
+                    for f in (params_file, default))
+    return {k: v for k, v in mine.items() if k not in theirs or theirs[k] != v}
+
+
+def runs_dir(params_file: Path) -> Path:
+    """study/runs/default for ./params.yaml, study/runs/<stem> for another params file (presets/tone.yaml: tone)."""
+    same = params_file.resolve() == Path("params.yaml").resolve()
+    return RUNS / ("default" if same else params_file.stem)
+
+
+def _flow(value: Any) -> str:
+    """A value as `dvc exp run -S` parses it (YAML flow style: lists as [a,b], null, true)."""
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
+
+
+def code_digest(root: Path = Path(".")) -> str:
+    """What the pipeline's code is: every file under src/weakalign and stages, and dvc.yaml."""
+    h = hashlib.sha256()
+    files = sorted([*root.glob("src/weakalign/*.py"), *root.glob("stages/*.py"), root / "dvc.yaml"])
+    for f in files:
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
+def run_digest(params_file: Path, overrides: dict[str, Any], code: str) -> str:
+    """The identity of one run's result: params.yaml without `study`, the run's params, and the code."""
+    raw = yaml.safe_load(params_file.read_text())
+    raw.pop("study", None)
+    blob = json.dumps([raw, overrides, code], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _current(runs: Path, run: str, digest: str) -> dict | None:
+    path = runs / f"{run}.json"
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text())
+    return summary if summary.get("digest") == digest else None
+
+
+# --- running ------------------------------------------------------------------------------------------------------
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], check=True, capture_output=True, text=True).stdout
+
+
+def _exp_ref(name: str) -> str | None:
+    refs = _git("for-each-ref", "--format=%(refname)", "refs/exps").split()
+    return next((x for x in refs if x.rsplit("/", 1)[-1] == name), None)
+
+
+def _show_json(ref: str, path: str) -> dict:
+    return json.loads(_git("show", f"{ref}:{path}"))
+
+
+def summarise(ref: str, run: str, overrides: dict[str, Any], digest: str) -> dict:
+    """The few numbers of one finished run that the study needs, read from its experiment commit."""
+    alignment = _show_json(ref, "metrics/alignment.json")
+    feedback = _show_json(ref, "metrics/feedback.json")
+    sources = {}
+    for s in overrides["align.sources"]:
+        a, f = alignment[s], feedback.get("sources", {}).get(s, {})
+        sources[s] = {"gold_reward": a["gold_reward_mean"], "gain_vs_base": a["gain_vs_base"],
+                      "win_rate_vs_base": a["win_rate_vs_base"], "kl_estimate": a.get("kl_estimate"),
+                      "label_accuracy": f.get("label_accuracy"), "agreement_human": f.get("agreement_human"),
+                      "n_pairs": f.get("n_pairs")}
+    return {"run": run, "seed": overrides["base.seed"], "digest": digest, "experiment": ref.rsplit("/", 1)[-1],
+            "params": overrides, "base": {"gold_reward": alignment["base"]["gold_reward_mean"]},
+            "agreement_weak_human": feedback.get("agreement_weak_human"),
+            "accuracy_weak_vs_gold": feedback.get("accuracy_weak_vs_gold"), "sources": sources}
+
+
+def run_all(params: Params, params_file: Path, only: list[str] | None, commit: bool, dvc: str, jobs: int) -> int:
+    """Queue every planned run whose summary is missing or stale, run the queue `jobs` at a time, and write each
+    run's summary as soon as its experiment exists; return how many runs did not finish."""
+    runs, out_dir = plan(params, file_overrides(params_file)), runs_dir(params_file)
+    if only:
+        unknown = sorted(set(only) - set(runs))
+        if unknown:
+            raise ValueError(f"--only: no run named {unknown[0]!r}; the plan has {', '.join(runs)}")
+        runs = {k: v for k, v in runs.items() if k in only}
+    code = code_digest()
+    todo = {k: v for k, v in runs.items() if _current(out_dir, k, run_digest(params_file, v, code)) is None}
+    log.info("study: %d of %d runs to do (%s)", len(todo), len(runs), ", ".join(todo) or "none")
+    # One work folder for every run's checkpoints, outside the temporary copies DVC runs them in (a kill deletes
+    # those), so a killed run resumes from its last checkpoint. Its path is in every stage command, so it is the
+    # same for all runs and does not split DVC's run cache.
+    checkpoints = str(Path("checkpoints").resolve())
+    pending = {}  # experiment name -> run
+    for run, overrides in todo.items():
+        name = f"study-{run}-{run_digest(params_file, overrides, code)[:8]}"
+        pending[name] = run
+        if _exp_ref(name) is None:  # finished in an earlier, interrupted study: only its summary is missing
+            sets = sum((["-S", f"{k}={_flow(v)}"] for k, v in overrides.items()), [])
+            subprocess.run([dvc, "exp", "run", "--queue", "-n", name, *sets, "-S", f"paths.checkpoints={checkpoints}"],
+                           check=True, stdout=subprocess.DEVNULL)
+
+    def collect() -> None:
+        for name, run in list(pending.items()):
+            ref = _exp_ref(name)
+            if ref is None:
+                continue
+            overrides = todo[run]
+            write_json(out_dir / f"{run}.json", summarise(ref, run, overrides, run_digest(params_file, overrides, code)))
+            log.info("study: %s finished (%d to go)", run, len(pending) - 1)
+            if commit:
+                path = str(out_dir / f"{run}.json")
+                subprocess.run(["git", "add", path], check=True)
+                subprocess.run(["git", "commit", "-q", "-m", f"study: run {run} ({name})", "--", path], check=True)
+            del pending[name]
+
+    collect()
+    if pending:
+        t0 = time.perf_counter()
+        worker = subprocess.Popen([dvc, "exp", "run", "--run-all", "-j", str(jobs)])
+        while worker.poll() is None:
+            time.sleep(10)
+            collect()
+        collect()
+        log.info("study: queue done in %.0f s (exit %d)", time.perf_counter() - t0, worker.returncode)
+    for name, run in pending.items():
+        log.error("study: %s did not finish (experiment %s); `study run` queues it again", run, name)
+    return len(pending)
+
+
+# --- the analysis -------------------------------------------------------------------------------------------------
+
+def _interval(xs: list[float]) -> dict:
+    m, lo, hi = t_interval(xs)
+    return {"mean": r(m), "lo": r(lo), "hi": r(hi)}
+
+
+def _mean(xs: list[float | None]) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return r(sum(xs) / len(xs)) if xs else None
+
+
+def analyse(params: Params, summaries: dict[str, dict]) -> dict:
+    """metrics/study.json from the current run summaries (see the module docstring for what is computed)."""
+    st = params.study
+    seeds = [s for s in st.seeds if f"s{s}" in summaries]
+    main = [summaries[f"s{s}"] for s in seeds]
+    base = [m["base"]["gold_reward"] for m in main]
+
+    def per_seed(source: str, field: str = "gold_reward", teacher: str | None = None) -> list[float | None]:
+        if teacher is None:
+            return [m["sources"].get(source, {}).get(field) for m in main]
+        return [summaries.get(f"s{s}-{teacher}", {}).get("sources", {}).get("weak", {}).get(field) for s in seeds]
+
+    arms = {s: per_seed(s) for s in st.sources}  # gold reward per seed, aligned with `seeds`
+    accuracy = {s: per_seed(s, "label_accuracy") for s in st.sources}
+    kl = {s: per_seed(s, "kl_estimate") for s in st.sources}
+    for name in st.teachers:
+        arms[f"weak@{name}"] = per_seed("weak", teacher=name)
+        accuracy[f"weak@{name}"] = per_seed("weak", "label_accuracy", teacher=name)
+        kl[f"weak@{name}"] = per_seed("weak", "kl_estimate", teacher=name)
+
+    out: dict[str, Any] = {"n_seeds": len(seeds), "seeds": seeds,
+                           "base": {"gold_reward": _interval(base)}, "sources": {}}
+    family: list[tuple[tuple, float | None]] = []  # (where in `out`, p): the contrasts Holm adjusts over
+    for name, golds in arms.items():
+        gain = paired_contrast(golds, base)
+        out["sources"][name] = {
+            "label_accuracy": _mean(accuracy[name]),
+            "gold_reward": _interval([g for g in golds if g is not None]),
+            "gain_vs_base": {k: r(gain[k]) for k in ("mean", "lo", "hi", "p")} | {"n": gain["n"]},
+            "kl_estimate": _mean(kl[name]),
+        }
+        family.append((("sources", name, "gain_vs_base"), gain["p"]))
+    if "weak" in arms and "human" in arms:
+        for name in [n for n in arms if n == "weak" or n.startswith("weak@")]:
+            c = paired_contrast(arms[name], arms["human"])
+            key = "weak_minus_human" if name == "weak" else None
+            entry = {k: r(c[k]) for k in ("mean", "lo", "hi", "p")} | {"n": c["n"]}
+            if key:
+                out[key] = entry
+                family.append(((key,), c["p"]))
+            else:
+                out["sources"][name]["minus_human"] = entry
+                family.append((("sources", name, "minus_human"), c["p"]))
+        diffs = [w - h for w, h in zip(arms["weak"], arms["human"], strict=True) if w is not None and h is not None]
+        t = tost_paired(diffs, st.tost_margin, st.alpha)
+        out["tost"] = {"margin": st.tost_margin, "p": r(t["p"]), "lo90": r(t["lo"]), "hi90": r(t["hi"]),
+                       "equivalent": bool(t["equivalent"])}
+        for key, ceiling in (("pgr", "human"), ("pgr_gold", "gold")):
+            if ceiling in arms:
+                g = pgr(arms["weak"], base, arms[ceiling])
+                out[key] = {"mean": r(g["pgr"]), "lo": r(g["lo"]), "hi": r(g["hi"]), "note": g["reason"]}
+    for (path, p), adj in zip(family, holm([p for _, p in family]), strict=True):
+        node = out
+        for k in path:
+            node = node[k]
+        node["p_holm"] = r(adj)
+    # Dose-response: does a source's label accuracy predict its target's gold reward? Over every arm, and over the
+    # calibration sources alone (whose accuracies are set by construction).
+    points = [(out["sources"][n]["label_accuracy"], out["sources"][n]["gold_reward"]["mean"]) for n in arms]
+    points = [(a, g) for a, g in points if a is not None and g is not None]
+    rho = spearman([a for a, _ in points], [g for _, g in points])
+    out["dose_response_spearman"] = r(rho[0]) if rho else None
+    cal = [(out["sources"][n]["label_accuracy"], out["sources"][n]["gold_reward"]["mean"]) for n in arms
+           if is_calibration(n) and out["sources"][n]["label_accuracy"] is not None]
+    rho_cal = spearman([a for a, _ in cal], [g for _, g in cal])
+    out["calibration_spearman"] = r(rho_cal[0]) if rho_cal else None
+    out["checks"] = calibration_checks(out)
+    teacher_size = {}
+    for name, overrides in st.teachers.items():
+        m = re.search(r"@layers=(\d+)$", str(overrides.get("train_weak.model", "")))
+        if m:
+            s = out["sources"][f"weak@{name}"]
+            teacher_size[m.group(1)] = {"label_accuracy": s["label_accuracy"], "gold_reward": s["gold_reward"]}
+    if teacher_size:
+        out["teacher_size"] = teacher_size
+    return out
+
+
+def calibration_checks(out: dict) -> dict[str, bool | None]:
+    """The sandbox is an instrument only if these hold (None: the arm did not run or has no interval yet)."""
+    s = out["sources"]
+
+    def gain(name: str) -> dict | None:
+        g = s.get(name, {}).get("gain_vs_base")
+        return g if g and g.get("lo") is not None else None
+
+    rnd, flp, gold = gain("random"), gain("flipped"), gain("gold")
+    # Gains over the base, paired within a seed, so the seed's own level (its prompts, its base) cancels.
+    disjoint = None if gold is None or rnd is None else gold["lo"] > rnd["hi"]
+    rho = out.get("calibration_spearman")
+    return {"random_gain_interval_contains_0": None if rnd is None else rnd["lo"] <= 0 <= rnd["hi"],
+            "flipped_below_base": None if flp is None else flp["hi"] < 0,
+            "gold_gain_above_random_disjoint": disjoint,
+            "calibration_spearman_at_least_0.8": None if rho is None else rho >= 0.8}
+
+
+# --- the report ---------------------------------------------------------------------------------------------------
+
+def _cell(d: dict | None) -> str:
+    if not d or d.get("mean") is None:
+        return "–"
+    if d.get("lo") is None:
+        return f"{d['mean']:+.3f} (no interval)"
+    return f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]"
+
+
+def order(names: list[str]) -> list[str]:
+    """Table and figure order: the ceiling, the arms under study, the weak teachers, then the floors by dose."""
+    first = [n for n in ("gold", "human", "weak") if n in names]
+    teachers = sorted(n for n in names if n.startswith("weak@"))
+    noisy = sorted((n for n in names if NOISY_GOLD.fullmatch(n)), key=lambda n: int(n.rsplit("_", 1)[1]))
+    floors = [n for n in ("random", "flipped") if n in names]
+    rest = [n for n in names if n not in {*first, *teachers, *noisy, *floors}]
+    return first + teachers + rest + noisy + floors
+
+
+def figure(out: dict, path: Path) -> None:
+    """Gold reward against label accuracy, one point per arm with its 95% interval over seeds, the base as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    names = [n for n in order(list(out["sources"])) if out["sources"][n]["label_accuracy"] is not None]
+    colours = {"calibration": "#7f7f7f", "human": "#1f77b4", "weak": "#d62728", "teacher": "#ff7f0e"}
+    for n in names:
+        s = out["sources"][n]
+        g = s["gold_reward"]
+        kind = "calibration" if is_calibration(n) else "teacher" if n.startswith("weak@") else \
+            "human" if n == "human" else "weak"
+        err = None if g["lo"] is None else [[g["mean"] - g["lo"]], [g["hi"] - g["mean"]]]
+        ax.errorbar([s["label_accuracy"]], [g["mean"]], yerr=err, fmt="o", capsize=3, color=colours[kind],
+                    label=kind)
+        ax.annotate(n, (s["label_accuracy"], g["mean"]), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    b = out["base"]["gold_reward"]
+    if b["mean"] is not None:
+        ax.axhline(b["mean"], color="black", lw=0.8, ls="--", label="base (before DPO)")
+    ax.axvline(0.5, color="#bbbbbb", lw=0.8, ls=":", label="chance")
+    handles, labels = ax.get_legend_handles_labels()
+    uniq = dict(zip(labels, handles, strict=True))
+    ax.legend(uniq.values(), uniq.keys(), fontsize=8, loc="best")
+    ax.set_xlabel("label accuracy against the gold judge (D_u)")
+    ax.set_ylabel("target's gold reward on the test prompts")
+    ax.set_title(f"Dose-response over {out['n_seeds']} seeds (mean, 95% t-interval)", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path, "wb") as f:
+        fig.savefig(f, format="png")
+    plt.close(fig)
+
+
+def plot_rows(out: dict) -> list[dict]:
+    rows = []
+    for n in order(list(out["sources"])):
+        s = out["sources"][n]
+        if s["label_accuracy"] is None:
+            continue
+        rows.append({"source": n, "label_accuracy": s["label_accuracy"], "gold_reward": s["gold_reward"]["mean"],
+                     "lo": s["gold_reward"]["lo"], "hi": s["gold_reward"]["hi"]})
+    return rows
+
+
+def markdown(out: dict, missing: list[str], stale: list[str], figure_name: str | None) -> str:
+    s = out["sources"]
+    lines = ["# The study: feedback sources over seeds", "",
+             f"{out['n_seeds']} seeds ({', '.join(map(str, out['seeds'])) or 'none'}); each seed is one run of the "
+             "whole pipeline (holdout, sampled pairs, D_l/D_u, annotators, training). Intervals are 95% "
+             "t-intervals over seeds; contrasts are paired within a seed (same test prompts); p-values are "
+             "two-sided, Holm-adjusted over every contrast in this report (`p_holm`).", ""]
+    if missing or stale:
+        lines += [f"**Incomplete**: {len(missing)} planned runs missing ({', '.join(missing) or 'none'}), "
+                  f"{len(stale)} stale (made with other params or code: {', '.join(stale) or 'none'}). "
+                  "`make study` runs them.", ""]
+    if figure_name:
+        lines += [f"![gold reward against label accuracy]({figure_name})", ""]
+    lines += ["| source | label accuracy | gold reward | gain vs base | p (Holm) | KL to start (nats) |",
+              "|---|---|---|---|---|---|",
+              f"| base | – | {_cell(out['base']['gold_reward'])} | – | – | – |"]
+    for n in order(list(s)):
+        x = s[n]
+        acc = "–" if x["label_accuracy"] is None else f"{x['label_accuracy']:.3f}"
+        p = x["gain_vs_base"].get("p_holm")
+        kl = "–" if x["kl_estimate"] is None else f"{x['kl_estimate']:.2f}"
+        lines.append(f"| {md(n)} | {acc} | {_cell(x['gold_reward'])} | {_cell(x['gain_vs_base'])} | "
+                     f"{'–' if p is None else f'{p:.3g}'} | {kl} |")
+    lines.append("")
+    if "weak_minus_human" in out:
+        w, t = out["weak_minus_human"], out["tost"]
+        lines += ["## Weak against human", "",
+                  f"- weak − human, paired by seed: {_cell(w)}, p (Holm) = {w.get('p_holm')}",
+                  f"- equivalence (TOST, margin ±{t['margin']}): 90% interval [{t['lo90']}, {t['hi90']}], "
+                  f"p = {t['p']}: {'equivalent' if t['equivalent'] else 'not shown equivalent'}"]
+        for key, what in (("pgr", "human"), ("pgr_gold", "gold")):
+            if key in out:
+                g = out[key]
+                iv = f"[{g['lo']}, {g['hi']}]" if g["lo"] is not None else f"no bounded interval ({g['note']})"
+                lines.append(f"- performance gap recovered against {what}: {g['mean']} {iv}")
+        for n in order(list(s)):
+            if "minus_human" in s[n]:
+                lines.append(f"- {md(n)} − human: {_cell(s[n]['minus_human'])}, p (Holm) = "
+                             f"{s[n]['minus_human'].get('p_holm')}")
+        lines.append("")
+    lines += ["## Is the instrument calibrated?", "",
+              f"Spearman(label accuracy, gold reward): {out['dose_response_spearman']} over every arm, "
+              f"{out['calibration_spearman']} over the calibration sources.", ""]
+    for check, ok in out["checks"].items():
+        lines.append(f"- {check.replace('_', ' ')}: {'not yet measurable' if ok is None else 'yes' if ok else 'NO'}")
+    lines += ["", "What this does not show: seeds here redraw the data and training of one small model on one "
+              "sandbox task with a lexicon judge; an interval over few seeds is wide, a non-significant contrast is "
+              "not evidence of no difference (only the TOST line can support \"matches\"), and nothing here "
+              "transfers to other models, judges or data without running the study there.", ""]
+    return "\n".join(lines)
+
+
+def report(params: Params, params_file: Path, metrics: Path | None = None, md_out: Path | None = None,
+           plot_out: Path | None = None) -> dict:
+    """Write the study's metrics, report (+ figure) and plot rows; default names carry the params file's label
+    (metrics/study.json for ./params.yaml, metrics/study_tone.json for presets/tone.yaml)."""
+    label = runs_dir(params_file).name
+    suffix = "" if label == "default" else f"_{label}"
+    metrics = metrics or Path(f"metrics/study{suffix}.json")
+    md_out = md_out or Path(f"reports/study{suffix}.md")
+    plot_out = plot_out or Path(f"plots/study{suffix}.json")
+    code = code_digest()
+    summaries, missing, stale = {}, [], []
+    for run, overrides in plan(params, file_overrides(params_file)).items():
+        path = runs_dir(params_file) / f"{run}.json"
+        if not path.is_file():
+            missing.append(run)
+            continue
+        summary = _current(runs_dir(params_file), run, run_digest(params_file, overrides, code))
+        if summary is None:
+            stale.append(run)
+            continue
+        summaries[run] = summary
+    out = analyse(params, summaries)
+    out["n_runs_missing"], out["n_runs_stale"] = len(missing), len(stale)
+    fig = md_out.with_suffix(".png")
+    if plot_rows(out):
+        figure(out, fig)
+    write_json(metrics, out)
+    write_json(plot_out, plot_rows(out))
+    with atomic_file(md_out) as f:
+        f.write(markdown(out, missing, stale, fig.name if plot_rows(out) else None))
+    log.info("study: %d seeds, %d missing, %d stale runs -> %s, %s", out["n_seeds"], len(missing), len(stale),
+             metrics, md_out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m weakalign.study", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("plan", help="print the runs and the params each sets")
+    r_ = sub.add_parser("run", help="run every missing or stale run, one at a time")
+    r_.add_argument("--only", nargs="+", metavar="RUN", help="only these runs (names from `plan`)")
+    r_.add_argument("--commit", action="store_true", help="git-commit each run's summary as it lands")
+    r_.add_argument("--dvc", default="dvc", help="the dvc executable (default: dvc on PATH)")
+    r_.add_argument("-j", "--jobs", type=int, default=1, help="runs at a time (default 1: one per 2-core machine)")
+    rep = sub.add_parser("report", help="metrics/study.json, reports/study.md and its figure, plots/study.json")
+    rep.add_argument("--metrics", type=Path, help="default metrics/study.json (study_<preset>.json for a preset)")
+    rep.add_argument("--out", type=Path, help="default reports/study.md; its figure goes beside it as .png")
+    rep.add_argument("--plot", type=Path, help="default plots/study.json")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("WEAKALIGN_LOG", "INFO"),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        params = load_params(args.params)
+        if args.command == "plan":
+            for run, overrides in plan(params, file_overrides(Path(args.params))).items():
+                print(run, " ".join(f"-S {k}={_flow(v)}" for k, v in overrides.items()))
+            return 0
+        if args.command == "run":
+            return 1 if run_all(params, Path(args.params), args.only, args.commit, args.dvc, args.jobs) else 0
+        report(params, Path(args.params), args.metrics, args.out, args.plot)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"study: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,120 @@
+"""The study's plan and analysis on made-up run summaries whose statistics can be worked by hand."""
+
+import json
+
+import pytest
+
+from weakalign import study
+from weakalign.params import Params
+
+
+def _params(**study_params):
+    return Params.model_validate({"study": {"seeds": [0, 1, 2], "sources": ["gold", "human", "weak", "random",
+                                                                             "flipped", "noisy_gold_20"],
+                                            **study_params}})
+
+
+def _summary(seed, base, golds, accs, run=None, digest="d"):
+    return {"run": run or f"s{seed}", "seed": seed, "digest": digest, "base": {"gold_reward": base},
+            "sources": {s: {"gold_reward": g, "label_accuracy": accs.get(s), "kl_estimate": 1.0}
+                        for s, g in golds.items()}}
+
+
+ACC = {"gold": 1.0, "human": 0.7, "weak": 0.6, "random": 0.5, "flipped": 0.0, "noisy_gold_20": 0.8}
+
+
+def _golds(seed):
+    # Each source's gold reward = base + a fixed gain + a seed effect shared by all arms (what pairing removes).
+    gains = {"gold": 0.6, "human": 0.4, "weak": 0.3 + 0.1 * seed, "random": 0.0 + 0.05 * (seed - 1),
+             "flipped": -0.5, "noisy_gold_20": 0.5}
+    return {s: round(0.1 * seed + g, 6) for s, g in gains.items()}
+
+
+def test_plan_sets_seed_sources_and_teachers():
+    p = _params(set={"split.n_unlabeled": 100}, teachers={"dl_32": {"split.n_labeled": 32}})
+    runs = study.plan(p)
+    assert list(runs) == ["s0", "s1", "s2", "s0-dl_32", "s1-dl_32", "s2-dl_32"]  # every seed's main run first
+    assert runs["s1"] == {"split.n_unlabeled": 100, "align.sources": p.study.sources, "base.seed": 1}
+    assert runs["s2-dl_32"] == {"split.n_unlabeled": 100, "split.n_labeled": 32, "align.sources": ["weak"],
+                                "base.seed": 2}
+    assert study._flow(["a", "b"]) == "[a, b]" and study._flow(None) == "null" and study._flow(0.5) == "0.5"
+
+
+def test_params_refuse_a_teacher_that_changes_d_u_or_the_targets():
+    with pytest.raises(Exception, match="split.n_unlabeled"):
+        _params(teachers={"dl_32": {"split.n_labeled": 32}})
+    with pytest.raises(Exception, match="align.dpo.beta would change more"):
+        _params(teachers={"x": {"align.dpo.beta": 0.2}})
+
+
+def test_analysis_by_hand():
+    p = _params(teachers={"small": {"train_weak.model": "embedded:smollm2@layers=8"}})
+    runs = {f"s{s}": _summary(s, 0.1 * s, _golds(s), ACC) for s in range(3)}
+    for s in range(3):  # the small teacher: gain 0.1 on every seed, label accuracy 0.55
+        runs[f"s{s}-small"] = _summary(s, 0.1 * s, {"weak": round(0.1 * s + 0.1, 6)}, {"weak": 0.55}, f"s{s}-small")
+    out = study.analyse(p, runs)
+    assert out["n_seeds"] == 3
+    src = out["sources"]
+    # Gains with no seed spread have a zero-width interval; weak's are 0.3, 0.4, 0.5: mean 0.4, s.d. 0.1, t(2) =
+    # 4.302653: half-width 0.1 * 4.302653 / sqrt(3) = 0.248414.
+    assert src["gold"]["gain_vs_base"]["mean"] == 0.6 and src["gold"]["gain_vs_base"]["lo"] == 0.6
+    w = src["weak"]["gain_vs_base"]
+    assert (w["mean"], w["lo"], w["hi"]) == pytest.approx((0.4, 0.4 - 0.248414, 0.4 + 0.248414), abs=1e-4)
+    # weak - human = -0.1, 0, 0.1 by seed: mean 0, the same half-width; TOST with margin 0.1: t = (0 + 0.1) /
+    # (0.1 / sqrt 3) = 1.732 on 2 df: one-sided p = 0.1127 > 0.05, so not shown equivalent.
+    d = out["weak_minus_human"]
+    assert d["mean"] == pytest.approx(0.0, abs=1e-9) and d["hi"] == pytest.approx(0.248414, abs=1e-4)
+    assert out["tost"]["margin"] == 0.1 and out["tost"]["p"] == pytest.approx(0.1127, abs=1e-3)
+    assert out["tost"]["equivalent"] is False
+    # PGR against human: mean weak gain 0.4 / mean human gain 0.4 = 1; against gold 0.4 / 0.6.
+    assert out["pgr"]["mean"] == pytest.approx(1.0) and out["pgr_gold"]["mean"] == pytest.approx(0.6667, abs=1e-4)
+    # Holm: every reported contrast has p_holm >= its p, and the zero-spread gains have p 0.
+    assert src["weak"]["gain_vs_base"]["p_holm"] >= src["weak"]["gain_vs_base"]["p"]
+    assert src["gold"]["gain_vs_base"]["p_holm"] == 0.0
+    # Dose-response: accuracy orders the gold rewards exactly except random (0.5, gain ~0) vs weak@small (0.55, 0.1).
+    assert out["calibration_spearman"] == 1.0
+    assert out["teacher_size"] == {"8": {"label_accuracy": 0.55, "gold_reward": src["weak@small"]["gold_reward"]}}
+    assert src["weak@small"]["minus_human"]["mean"] == pytest.approx(-0.3)
+    assert out["checks"] == {"random_gain_interval_contains_0": True, "flipped_below_base": True,
+                             "gold_gain_above_random_disjoint": True, "calibration_spearman_at_least_0.8": True}
+
+
+def test_report_reads_only_current_summaries_and_writes_its_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("study:\n  seeds: [0, 1]\n  sources: [human, weak, random]\n")
+    p = Params.model_validate({"study": {"seeds": [0, 1], "sources": ["human", "weak", "random"]}})
+    (tmp_path / "src/weakalign").mkdir(parents=True)
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    code = study.code_digest()
+    runs = study.plan(p)
+    runs_dir = study.runs_dir(tmp_path / "params.yaml")
+    assert runs_dir == study.RUNS / "default"
+    runs_dir.mkdir(parents=True)
+    golds = {"human": 0.5, "weak": 0.4, "random": 0.1}
+    good = _summary(0, 0.1, golds, {"human": 0.7, "weak": 0.6, "random": 0.5},
+                    digest=study.run_digest(tmp_path / "params.yaml", runs["s0"], code))
+    (runs_dir / "s0.json").write_text(json.dumps(good))
+    (runs_dir / "s1.json").write_text(json.dumps(_summary(1, 0.1, golds, {}, digest="old")))
+    out = study.report(p, tmp_path / "params.yaml", tmp_path / "m.json", tmp_path / "r.md", tmp_path / "p.json")
+    assert out["n_seeds"] == 1 and out["n_runs_stale"] == 1 and out["n_runs_missing"] == 0
+    text = (tmp_path / "r.md").read_text()
+    assert "1 stale" in text and "![gold reward against label accuracy](r.png)" in text
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    assert [row["source"] for row in json.loads((tmp_path / "p.json").read_text())] == ["human", "weak", "random"]
+    # A code change makes every summary stale.
+    (tmp_path / "stages/x.py").write_text("# new stage\n")
+    assert study.report(p, tmp_path / "params.yaml", tmp_path / "m.json", tmp_path / "r.md",
+                        tmp_path / "p.json")["n_runs_stale"] == 2
+
+
+def test_a_preset_study_sets_what_the_preset_changes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("judge: {name: vader}\ndata: {path: a.jsonl, source: sandbox}\n")
+    preset = tmp_path / "tone.yaml"
+    preset.write_text("judge: {name: tone}\ndata: {path: b.jsonl, source: sandbox}\nstudy: {seeds: [0]}\n")
+    assert study.file_overrides(preset) == {"judge.name": "tone", "data.path": "b.jsonl"}
+    assert study.file_overrides(tmp_path / "params.yaml") == {}
+    assert study.runs_dir(preset) == study.RUNS / "tone"
+    p = Params.model_validate({"study": {"seeds": [0], "sources": ["human", "weak"]}})
+    assert study.plan(p, study.file_overrides(preset))["s0"]["judge.name"] == "tone"
