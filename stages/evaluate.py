@@ -1,11 +1,12 @@
 """Stage evaluate: responses of the base and of every aligned target to the test prompts, scored by the gold judge.
 
     python stages/evaluate.py --base models/base --sft-target models/sft/target --targets models/targets \
-        --prompts data/prompts/test.jsonl \
+        --prompts data/prompts/test.jsonl --labeled data/split/labeled.jsonl \
         --generations data/eval/generations.jsonl --metrics metrics/alignment.json --checkpoints checkpoints/evaluate
 
 Every model samples with the same seed and settings (`evaluate`), so differences come from the weights alone.
-Each target's drift from its start is scored too: its log-ratio to the start model on its own samples (a KL estimate).
+Each target's drift from its start is scored too: its log-ratio to the start model on its own samples (a KL estimate),
+and its held-out preference accuracy: its implicit reward's choice on D_l pairs (never in its training) against gold.
 Finished batches are appended to --checkpoints; a killed run resumes after the last one with the same results.
 """
 
@@ -15,13 +16,13 @@ from pathlib import Path
 
 from weakalign import resume
 from weakalign.cli import run, seed_everything
-from weakalign.evaluation import alignment_metrics, kl_metrics
+from weakalign.evaluation import alignment_metrics, heldout_metrics, heldout_pairs, kl_metrics
 from weakalign.generation import sample
 from weakalign.io import read_jsonl, write_json, write_jsonl
 from weakalign.judge import make_judge
 from weakalign.models import load_model, load_tokenizer
 from weakalign.rewards import log_ratios
-from weakalign.schema import Prompt
+from weakalign.schema import Pair, Prompt
 
 log = logging.getLogger("weakalign.evaluate")
 
@@ -35,7 +36,7 @@ def main(args, params):
     models = {"base": params.target_start(args.base, args.sft_target)} | {s: str(Path(args.targets) / s) for s in params.align.sources}
     work = resume.prepare(args.checkpoints, resume.fingerprint(
         "evaluate", params.evaluate.model_dump(), params.base.seed, texts,
-        {name: resume.files_digest(path) for name, path in models.items()}))
+        {name: resume.files_digest(path) for name, path in models.items()}, resume.files_digest(args.labeled)))
     scores, words, rows = {}, {}, []
     for name, path in models.items():
         tok, model = load_tokenizer(path), load_model(path)
@@ -53,6 +54,7 @@ def main(args, params):
     # How far each target moved from its start: log pi_target(y|x) - log pi_start(y|x) on its own samples (a
     # Monte Carlo estimate of KL(target || start), in nats) and, negated, on the base's samples (of KL(start || target)).
     responses = {name: [row["response"] for row in rows if row["model"] == name] for name in models}
+    heldout = heldout_pairs(read_jsonl(args.labeled, Pair), params.evaluate.heldout_pairs, params.base.seed)
     start, tok = load_model(models["base"]), load_tokenizer(models["base"])
     for name, path in models.items():
         if name == "base":
@@ -63,6 +65,12 @@ def main(args, params):
                                   params.evaluate.batch_size, partial)
         partial.close()
         metrics[name] |= kl_metrics(own, on_base)
+        if heldout:  # the target's own preference on pairs it never saw, against gold
+            partial = resume.BatchLog(work / f"heldout_{name}.jsonl")
+            r1, r2 = log_ratios(load_model(path), start, tok, [(p.prompt, p.response_1, p.response_2) for p in heldout],
+                                params.align.dpo, params.evaluate.batch_size, partial)
+            partial.close()
+            metrics[name] |= heldout_metrics(r1, r2, [p.gold for p in heldout])
         log.info("%s: KL estimate to its start %.2f nats per response", name, metrics[name]["kl_estimate"])
     write_jsonl(args.generations, rows)
     write_json(args.metrics, {"gold_judge": judge.name if judge else "none", **metrics})
@@ -71,6 +79,7 @@ def main(args, params):
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(prog="evaluate", description=__doc__)
-    for a in ("--base", "--sft-target", "--targets", "--prompts", "--generations", "--metrics", "--checkpoints"):
+    for a in ("--base", "--sft-target", "--targets", "--prompts", "--labeled", "--generations", "--metrics",
+              "--checkpoints"):
         p.add_argument(a, required=True)
     raise SystemExit(run(main, p))

@@ -61,3 +61,23 @@ def test_no_gold_judge_keeps_every_key_with_nulls():
         assert set(without[name]) == set(with_gold[name])
     assert set(without["head_to_head"]) == set(with_gold["head_to_head"]) == {"human_vs_weak"}
     assert without["head_to_head"]["human_vs_weak"]["win_rate"] is None
+
+
+def test_heldout_accuracy_and_kl_estimate_by_hand():
+    from weakalign.evaluation import heldout_metrics, heldout_pairs, kl_metrics
+    from weakalign.schema import Pair
+
+    # Implicit-reward margins +1, -1, 0 (a tie), +2 against gold 1, 1, 2, 2: right, wrong, one half, wrong.
+    assert heldout_metrics([1.0, 0.0, 0.5, 3.0], [0.0, 1.0, 0.5, 1.0], [1, 1, 2, 2]) == \
+        {"heldout_accuracy": 0.375, "heldout_pairs": 4}
+    assert heldout_metrics([], [], []) == {"heldout_accuracy": None, "heldout_pairs": 0}
+    pairs = [Pair(id=f"x{i}", prompt_id=f"x{i}", prompt="p", response_1="a", response_2="b",
+                  gold_1=float(i % 3 != 0), gold_2=0.0 if i % 3 else 0.0) for i in range(30)]
+    decided = [p for p in pairs if p.gold is not None]
+    picked = heldout_pairs(pairs, 5, seed=0)
+    assert len(picked) == 5 and all(p.gold is not None for p in picked)
+    assert picked == heldout_pairs(pairs, 5, seed=0) != heldout_pairs(pairs, 5, seed=1)
+    assert heldout_pairs(pairs, 100, seed=0) == decided
+    # KL(target || start) from the target's own samples; KL(start || target) from the base's, negated.
+    m = kl_metrics([0.5, 1.5], [-1.0, -3.0])
+    assert m["kl_estimate"] == 1.0 and m["kl_estimate_sem"] == 0.5 and m["reverse_kl_estimate"] == 2.0

@@ -118,3 +118,20 @@ def test_a_preset_study_sets_what_the_preset_changes(tmp_path, monkeypatch):
     assert study.runs_dir(preset) == study.RUNS / "tone"
     p = Params.model_validate({"study": {"seeds": [0], "sources": ["human", "weak"]}})
     assert study.plan(p, study.file_overrides(preset))["s0"]["judge.name"] == "tone"
+
+
+def test_headline_quotes_the_analysis_and_the_readme_block_is_replaced(tmp_path):
+    p = _params()
+    runs = {f"s{s}": _summary(s, 0.1 * s, _golds(s), ACC) for s in range(3)}
+    out = study.analyse(p, runs)
+    text = study.headline(out)
+    assert "Over 3 seeds" in text and study._cell(out["sources"]["weak"]["gain_vs_base"]) in text
+    assert study._cell(out["weak_minus_human"]) in text and "not shown" in text  # TOST fails here (see above)
+    assert "flipped below base: yes" in text
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{study.README_BEGIN}\nold\n{study.README_END}\nrest\n")
+    assert study.update_readme(readme, text)
+    assert readme.read_text() == f"# x\n{study.README_BEGIN}\n{text}\n{study.README_END}\nrest\n"
+    (tmp_path / "plain.md").write_text("no markers\n")
+    assert not study.update_readme(tmp_path / "plain.md", text)
+    assert "no finished seed" in study.headline(study.analyse(p, {}))

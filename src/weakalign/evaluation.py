@@ -75,3 +75,24 @@ def kl_metrics(own: list[float], on_base: list[float]) -> dict:
     with top-k/top-p truncation, so both are estimates on the sampled distribution, not exact KLs."""
     m, se = mean_sem(own)
     return {"kl_estimate": r(m), "kl_estimate_sem": r(se), "reverse_kl_estimate": r(-mean_sem(on_base)[0])}
+
+
+def heldout_pairs(labeled: list, n: int, seed: int) -> list:
+    """Up to `n` gold-decided D_l pairs, a seeded choice in file order: no target trains on D_l, so its implicit
+    reward's choice there is a held-out preference accuracy (the weak teacher did train on them; it is not scored)."""
+    import random
+
+    decided = [p for p in labeled if p.gold is not None]
+    if n >= len(decided):
+        return decided
+    keep = set(random.Random(f"heldout:{seed}").sample(range(len(decided)), n))
+    return [p for i, p in enumerate(decided) if i in keep]
+
+
+def heldout_metrics(reward_1: list[float], reward_2: list[float], gold: list[int]) -> dict:
+    """`heldout_accuracy`: share of held-out pairs where the target's implicit reward prefers the gold judge's
+    response (an exact tie counts one half); `heldout_pairs`: how many."""
+    if not gold:
+        return {"heldout_accuracy": None, "heldout_pairs": 0}
+    hits = [0.5 if a == b else float((a > b) == (g == 1)) for a, b, g in zip(reward_1, reward_2, gold, strict=True)]
+    return {"heldout_accuracy": r(sum(hits) / len(hits)), "heldout_pairs": len(hits)}

@@ -453,6 +453,10 @@ class Compare(_Section):
 
 class Evaluate(Generation):
     batch_size: int = Field(64, ge=1, description="Prompts per generate() call.")
+    heldout_pairs: int = Field(64, ge=0, description="D_l pairs (never seen by a target) on which each target's "
+                               "own implicit reward is scored against the gold labels: its held-out preference "
+                               "accuracy, which says whether DPO learned the labels' preference or memorised "
+                               "pairs. 0: not measured.")
 
 
 class Report(_Section):

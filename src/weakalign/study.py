@@ -147,7 +147,7 @@ def summarise(ref: str, run: str, overrides: dict[str, Any], digest: str) -> dic
         a, f = alignment[s], feedback.get("sources", {}).get(s, {})
         sources[s] = {"gold_reward": a["gold_reward_mean"], "gain_vs_base": a["gain_vs_base"],
                       "win_rate_vs_base": a["win_rate_vs_base"], "kl_estimate": a.get("kl_estimate"),
-                      "label_accuracy": f.get("label_accuracy"), "agreement_human": f.get("agreement_human"),
+                      "heldout_accuracy": a.get("heldout_accuracy"), "label_accuracy": f.get("label_accuracy"), "agreement_human": f.get("agreement_human"),
                       "n_pairs": f.get("n_pairs")}
     return {"run": run, "seed": overrides["base.seed"], "digest": digest, "experiment": ref.rsplit("/", 1)[-1],
             "params": overrides, "base": {"gold_reward": alignment["base"]["gold_reward_mean"]},
@@ -167,18 +167,16 @@ def run_all(params: Params, params_file: Path, only: list[str] | None, commit: b
     code = code_digest()
     todo = {k: v for k, v in runs.items() if _current(out_dir, k, run_digest(params_file, v, code)) is None}
     log.info("study: %d of %d runs to do (%s)", len(todo), len(runs), ", ".join(todo) or "none")
-    # One work folder for every run's checkpoints, outside the temporary copies DVC runs them in (a kill deletes
-    # those), so a killed run resumes from its last checkpoint. Its path is in every stage command, so it is the
-    # same for all runs and does not split DVC's run cache.
-    checkpoints = str(Path("checkpoints").resolve())
+    # Every run keeps the stage commands of params.yaml (no path is overridden), so DVC's run cache serves a run's
+    # finished stages to any later run with the same inputs, a rerun after a kill and `dvc repro` in the workspace
+    # (the seed-0 run computes the default's targets). A killed run loses only the stage it was in.
     pending = {}  # experiment name -> run
     for run, overrides in todo.items():
         name = f"study-{run}-{run_digest(params_file, overrides, code)[:8]}"
         pending[name] = run
         if _exp_ref(name) is None:  # finished in an earlier, interrupted study: only its summary is missing
             sets = sum((["-S", f"{k}={_flow(v)}"] for k, v in overrides.items()), [])
-            subprocess.run([dvc, "exp", "run", "--queue", "-n", name, *sets, "-S", f"paths.checkpoints={checkpoints}"],
-                           check=True, stdout=subprocess.DEVNULL)
+            subprocess.run([dvc, "exp", "run", "--queue", "-n", name, *sets], check=True, stdout=subprocess.DEVNULL)
 
     def collect() -> None:
         for name, run in list(pending.items()):
@@ -235,10 +233,12 @@ def analyse(params: Params, summaries: dict[str, dict]) -> dict:
     arms = {s: per_seed(s) for s in st.sources}  # gold reward per seed, aligned with `seeds`
     accuracy = {s: per_seed(s, "label_accuracy") for s in st.sources}
     kl = {s: per_seed(s, "kl_estimate") for s in st.sources}
+    heldout = {s: per_seed(s, "heldout_accuracy") for s in st.sources}
     for name in st.teachers:
         arms[f"weak@{name}"] = per_seed("weak", teacher=name)
         accuracy[f"weak@{name}"] = per_seed("weak", "label_accuracy", teacher=name)
         kl[f"weak@{name}"] = per_seed("weak", "kl_estimate", teacher=name)
+        heldout[f"weak@{name}"] = per_seed("weak", "heldout_accuracy", teacher=name)
 
     out: dict[str, Any] = {"n_seeds": len(seeds), "seeds": seeds,
                            "base": {"gold_reward": _interval(base)}, "sources": {}}
@@ -250,6 +250,7 @@ def analyse(params: Params, summaries: dict[str, dict]) -> dict:
             "gold_reward": _interval([g for g in golds if g is not None]),
             "gain_vs_base": {k: r(gain[k]) for k in ("mean", "lo", "hi", "p")} | {"n": gain["n"]},
             "kl_estimate": _mean(kl[name]),
+            "heldout_accuracy": _mean(heldout[name]),
         }
         family.append((("sources", name, "gain_vs_base"), gain["p"]))
     if "weak" in arms and "human" in arms:
@@ -383,6 +384,55 @@ def plot_rows(out: dict) -> list[dict]:
     return rows
 
 
+def headline(out: dict) -> str:
+    """The study's answer in a few sentences, every number from `out` (README block and report)."""
+    s = out["sources"]
+    if not out["n_seeds"] or "weak_minus_human" not in out:
+        return "The study has no finished seed yet: `make study` runs it (docs/STUDY.md)."
+    n, c = out["n_seeds"], out["checks"]
+
+    def gain(name: str) -> str:
+        return _cell(s[name]["gain_vs_base"]) if name in s else "–"
+
+    t, w = out["tost"], out["weak_minus_human"]
+    calibrated = all(v is True for v in c.values())
+    lines = [f"Over {n} seed{'s' * (n != 1)} (each a whole pipeline run; 95% t-intervals over seeds), the target "
+             f"aligned on weak labels gains {gain('weak')} in gold reward over the base, the one aligned on human "
+             f"labels {gain('human')}, on gold labels {gain('gold')}, on coin flips {gain('random')}. "
+             f"Weak minus human, paired by seed: {_cell(w)} (Holm-adjusted p = {w.get('p_holm')}); "
+             f"equivalence within ±{t['margin']} is {'shown' if t['equivalent'] else 'not shown'} (TOST p = "
+             f"{t['p']}).",
+             "Calibration: " + "; ".join(f"{k.replace('_', ' ')}: "
+                                         f"{'not measurable yet' if v is None else 'yes' if v else 'NO'}"
+                                         for k, v in c.items()) + ". "
+             + ("The instrument ranks the calibration sources as it should, so the weak-vs-human contrast can be "
+                "read." if calibrated else "Until every check holds, no weak-vs-human claim should be read "
+                "from these numbers."),
+             "What it does not show: this is one 135M model aligning itself (or a depth-pruned copy teaching it) on "
+             "a sentiment sandbox with a lexicon judge; nothing here transfers to other models, judges or data "
+             "without running the study there."]
+    if out.get("n_runs_missing") or out.get("n_runs_stale"):
+        lines.append(f"Incomplete: {out['n_runs_missing']} planned runs missing, {out['n_runs_stale']} stale.")
+    return "\n\n".join(lines)
+
+
+README_BEGIN, README_END = "<!-- study:begin (written by `make study-report`) -->", "<!-- study:end -->"
+
+
+def update_readme(readme: Path, text: str) -> bool:
+    """Replace the README's study block (between the markers) with `text`; False where there are no markers."""
+    if not readme.is_file():
+        return False
+    doc = readme.read_text()
+    if README_BEGIN not in doc or README_END not in doc:
+        return False
+    head, rest = doc.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    with atomic_file(readme) as f:
+        f.write(f"{head}{README_BEGIN}\n{text}\n{README_END}{tail}")
+    return True
+
+
 def markdown(out: dict, missing: list[str], stale: list[str], figure_name: str | None) -> str:
     s = out["sources"]
     lines = ["# The study: feedback sources over seeds", "",
@@ -390,22 +440,25 @@ def markdown(out: dict, missing: list[str], stale: list[str], figure_name: str |
              "whole pipeline (holdout, sampled pairs, D_l/D_u, annotators, training). Intervals are 95% "
              "t-intervals over seeds; contrasts are paired within a seed (same test prompts); p-values are "
              "two-sided, Holm-adjusted over every contrast in this report (`p_holm`).", ""]
+    lines += [headline(out), ""]
     if missing or stale:
         lines += [f"**Incomplete**: {len(missing)} planned runs missing ({', '.join(missing) or 'none'}), "
                   f"{len(stale)} stale (made with other params or code: {', '.join(stale) or 'none'}). "
                   "`make study` runs them.", ""]
     if figure_name:
         lines += [f"![gold reward against label accuracy]({figure_name})", ""]
-    lines += ["| source | label accuracy | gold reward | gain vs base | p (Holm) | KL to start (nats) |",
-              "|---|---|---|---|---|---|",
-              f"| base | – | {_cell(out['base']['gold_reward'])} | – | – | – |"]
+    lines += ["| source | label accuracy | gold reward | gain vs base | p (Holm) | held-out pref. accuracy | "
+              "KL to start (nats) |",
+              "|---|---|---|---|---|---|---|",
+              f"| base | – | {_cell(out['base']['gold_reward'])} | – | – | – | – |"]
     for n in order(list(s)):
         x = s[n]
         acc = "–" if x["label_accuracy"] is None else f"{x['label_accuracy']:.3f}"
         p = x["gain_vs_base"].get("p_holm")
         kl = "–" if x["kl_estimate"] is None else f"{x['kl_estimate']:.2f}"
+        ho = "–" if x.get("heldout_accuracy") is None else f"{x['heldout_accuracy']:.3f}"
         lines.append(f"| {md(n)} | {acc} | {_cell(x['gold_reward'])} | {_cell(x['gain_vs_base'])} | "
-                     f"{'–' if p is None else f'{p:.3g}'} | {kl} |")
+                     f"{'–' if p is None else f'{p:.3g}'} | {ho} | {kl} |")
     lines.append("")
     if "weak_minus_human" in out:
         w, t = out["weak_minus_human"], out["tost"]
@@ -465,6 +518,8 @@ def report(params: Params, params_file: Path, metrics: Path | None = None, md_ou
     write_json(plot_out, plot_rows(out))
     with atomic_file(md_out) as f:
         f.write(markdown(out, missing, stale, fig.name if plot_rows(out) else None))
+    if label == "default" and update_readme(Path("README.md"), headline(out)):
+        log.info("study: README.md's study block updated")
     log.info("study: %d seeds, %d missing, %d stale runs -> %s, %s", out["n_seeds"], len(missing), len(stale),
              metrics, md_out)
     return out
