@@ -176,7 +176,11 @@ def run_all(params: Params, params_file: Path, only: list[str] | None, commit: b
         pending[name] = run
         if _exp_ref(name) is None:  # finished in an earlier, interrupted study: only its summary is missing
             sets = sum((["-S", f"{k}={_flow(v)}"] for k, v in overrides.items()), [])
-            subprocess.run([dvc, "exp", "run", "--queue", "-n", name, *sets], check=True, stdout=subprocess.DEVNULL)
+            queue = [dvc, "exp", "run", "--queue", "-n", name, *sets]
+            if subprocess.run(queue, stdout=subprocess.DEVNULL).returncode != 0:
+                # Left queued or failed by an interrupted study: drop that entry and queue the run afresh.
+                subprocess.run([dvc, "queue", "remove", name], stdout=subprocess.DEVNULL)
+                subprocess.run(queue, check=True, stdout=subprocess.DEVNULL)
 
     def collect() -> None:
         for name, run in list(pending.items()):
