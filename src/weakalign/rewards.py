@@ -146,7 +146,8 @@ def log_ratios(policy: PreTrainedModel, ref: PreTrainedModel, tok: PreTrainedTok
                triples: list[tuple[str, str, str]], dpo: DPO, batch_size: int,
                partial: BatchLog | None = None) -> tuple[list[float], list[float]]:
     """log pi(y|x) - log ref(y|x) (beta 1) for both responses of each (prompt, y_1, y_2): the implicit-reward
-    computation with beta = 1, so the numbers are the trainer's own log-probs (tokenization, truncation)."""
-    out = implicit_rewards(policy, ref, tok, triples, dpo.model_copy(update={"beta": 1.0}), batch_size,
-                           partial=partial)
+    computation with beta = 1, so the numbers are the trainer's own log-probs (tokenization, chat template).
+    Nothing is truncated: test prompts may be longer than training's max_length (HH-RLHF dialogues are)."""
+    out = implicit_rewards(policy, ref, tok, triples, dpo.model_copy(update={"beta": 1.0, "max_length": None}),
+                           batch_size, partial=partial)
     return out.reward_1, out.reward_2
