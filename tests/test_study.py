@@ -38,6 +38,9 @@ def test_plan_sets_seed_sources_and_teachers():
     assert runs["s2-dl_32"] == {"split.n_unlabeled": 100, "split.n_labeled": 32, "align.sources": ["weak"],
                                 "base.seed": 2}
     assert study._flow(["a", "b"]) == "[a, b]" and study._flow(None) == "null" and study._flow(0.5) == "0.5"
+    # Hydra's override grammar (dvc exp run -S) reads `=`, `@` and `:` as syntax: such strings go quoted.
+    assert study._flow("base@layers=8") == "'base@layers=8'" and study._flow("embedded:smollm2") == "'embedded:smollm2'"
+    assert study._flow(["noisy_gold_10", "it's"]) == "[noisy_gold_10, 'it\\'s']"
 
 
 def test_params_refuse_a_teacher_that_changes_d_u_or_the_targets():

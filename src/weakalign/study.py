@@ -94,7 +94,12 @@ def runs_dir(params_file: Path) -> Path:
 
 
 def _flow(value: Any) -> str:
-    """A value as `dvc exp run -S` parses it (YAML flow style: lists as [a,b], null, true)."""
+    """A value as `dvc exp run -S` parses it (Hydra's override grammar: lists as [a, b], null, true; a string
+    with anything but letters, digits and `_.-` quoted, so `base@layers=8` or `embedded:smollm2` stay strings)."""
+    if isinstance(value, str) and not re.fullmatch(r"[A-Za-z0-9_.-]+", value):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
     return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
 
 
@@ -134,6 +139,13 @@ def _exp_ref(name: str) -> str | None:
     return next((x for x in refs if x.rsplit("/", 1)[-1] == name), None)
 
 
+def _queued(dvc: str) -> dict[str, str]:
+    """Task name -> status (Queued, Running, Failed, ...) of the study's tasks in DVC's experiment queue."""
+    out = subprocess.run([dvc, "queue", "status"], capture_output=True, text=True).stdout
+    rows = [line.split() for line in out.splitlines()]
+    return {r[1]: r[-1] for r in rows if len(r) >= 4 and r[1].startswith("study-")}
+
+
 def _show_json(ref: str, path: str) -> dict:
     return json.loads(_git("show", f"{ref}:{path}"))
 
@@ -171,10 +183,12 @@ def run_all(params: Params, params_file: Path, only: list[str] | None, commit: b
     # finished stages to any later run with the same inputs, a rerun after a kill and `dvc repro` in the workspace
     # (the seed-0 run computes the default's targets). A killed run loses only the stage it was in.
     pending = {}  # experiment name -> run
+    queued = _queued(dvc)
     for run, overrides in todo.items():
         name = f"study-{run}-{run_digest(params_file, overrides, code)[:8]}"
         pending[name] = run
-        if _exp_ref(name) is None:  # finished in an earlier, interrupted study: only its summary is missing
+        # Finished in an earlier, interrupted study (only its summary is missing), or still queued by it: no new task.
+        if _exp_ref(name) is None and queued.get(name) != "Queued":
             sets = sum((["-S", f"{k}={_flow(v)}"] for k, v in overrides.items()), [])
             queue = [dvc, "exp", "run", "--queue", "-n", name, *sets]
             if subprocess.run(queue, stdout=subprocess.DEVNULL).returncode != 0:
