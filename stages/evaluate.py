@@ -54,7 +54,9 @@ def main(args, params):
     # How far each target moved from its start: log pi_target(y|x) - log pi_start(y|x) on its own samples (a
     # Monte Carlo estimate of KL(target || start), in nats) and, negated, on the base's samples (of KL(start || target)).
     responses = {name: [row["response"] for row in rows if row["model"] == name] for name in models}
-    heldout = heldout_pairs(read_jsonl(args.labeled, Pair), params.evaluate.heldout_pairs, params.base.seed)
+    # With sft on, every start has fine-tuned on D_l's chosen responses: D_l is then not held out, so not scored.
+    n_heldout = 0 if params.sft.enabled else params.evaluate.heldout_pairs
+    heldout = heldout_pairs(read_jsonl(args.labeled, Pair), n_heldout, params.base.seed)
     start, tok = load_model(models["base"]), load_tokenizer(models["base"])
     for name, path in models.items():
         if name == "base":

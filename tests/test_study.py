@@ -46,8 +46,9 @@ def test_plan_sets_seed_sources_and_teachers():
 def test_params_refuse_a_teacher_that_changes_d_u_or_the_targets():
     with pytest.raises(Exception, match="split.n_unlabeled"):
         _params(teachers={"dl_32": {"split.n_labeled": 32}})
-    with pytest.raises(Exception, match="align.dpo.beta would change more"):
-        _params(teachers={"x": {"align.dpo.beta": 0.2}})
+    for key in ("align.dpo.beta", "judge.name", "split.n_unlabeled", "sft.enabled"):
+        with pytest.raises(Exception, match=f"{key} would change more"):
+            _params(teachers={"x": {key: 1}})
 
 
 def test_analysis_by_hand():

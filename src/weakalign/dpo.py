@@ -19,7 +19,7 @@ from trl import DPOConfig, DPOTrainer
 
 from . import resume
 from .generation import chat_prompt
-from .models import lora_config
+from .models import lora_config, warn_slow_cpu_bf16
 from .params import DPO, Lora
 from .schema import Pair
 
@@ -99,6 +99,7 @@ def dpo_config(dpo: DPO, seed: int, output_dir: str, **overrides) -> DPOConfig:
 def _bf16_ok() -> bool:
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
+    warn_slow_cpu_bf16()
     return True  # CPU autocast to bf16 works everywhere; it is fast with AMX / AVX-512 bf16
 
 

@@ -70,9 +70,11 @@ def head_to_head(scores: dict[str, list[float]]) -> dict:
 
 def kl_metrics(own: list[float], on_base: list[float]) -> dict:
     """A target's drift from its start, in nats per response: `kl_estimate`, the mean log-ratio
-    log pi_target - log pi_start on the target's own samples (E[.] = KL(target || start)), with its standard error,
-    and `reverse_kl_estimate`, minus the mean on the base's samples (E[.] = KL(start || target)). Samples come
-    with top-k/top-p truncation, so both are estimates on the sampled distribution, not exact KLs."""
+    log pi_target - log pi_start on the target's own evaluation samples (a Monte Carlo estimate of
+    KL(target || start)), with its standard error, and `reverse_kl_estimate`, minus the mean on the base's samples
+    (of KL(start || target)). Approximate: the samples were drawn with top-k/top-p truncation and `max_new_tokens`,
+    and the scored text is the decoded response re-tokenized with the chat template's end of turn, so these are
+    mean log-ratios on the evaluation samples, not exact KLs; they rank how far targets moved."""
     m, se = mean_sem(own)
     return {"kl_estimate": r(m), "kl_estimate_sem": r(se), "reverse_kl_estimate": r(-mean_sem(on_base)[0])}
 

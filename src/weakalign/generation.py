@@ -8,6 +8,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from .models import warn_slow_cpu_bf16
 from .params import Generation
 from .resume import BatchLog
 
@@ -30,6 +31,8 @@ def sample(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list[s
     """
     model.eval()
     if gen.bf16:
+        if model.device.type == "cpu":
+            warn_slow_cpu_bf16()
         model = model.to(torch.bfloat16)
     encoded = [tok.apply_chat_template(chat_prompt(p), add_generation_prompt=True, tokenize=True, return_dict=False)
                for p in prompts]

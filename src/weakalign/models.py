@@ -112,6 +112,28 @@ def _require_safetensors(ref: str) -> None:
             "safe_serialization=True)` where you trust them")
 
 
+_warned_bf16 = False
+
+
+def warn_slow_cpu_bf16() -> None:
+    """Warn once per process when bf16 is asked for on a CPU without native bf16 arithmetic.
+
+    PyTorch then emulates bf16 matmuls: on an AVX2-only AMD EPYC (no avx512_bf16, no amx_bf16) a 1024² bf16
+    matmul ran at 0.6 GFLOP/s against 43.6 in fp32 on one thread (docs/PERFORMANCE.md), so the embedded default
+    crawls. The results stay correct and seeded, so this only advises; Linux's CPU flags tell, elsewhere no word."""
+    global _warned_bf16
+    if _warned_bf16 or torch.cuda.is_available():
+        return
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return
+    if flags and not flags & {"avx512_bf16", "amx_bf16"}:
+        log.warning("bf16 is on, but this CPU has no native bf16 (no avx512_bf16 or amx_bf16): PyTorch emulates it, "
+                    "measured up to 70x slower than fp32; for a model of real size set the `bf16` keys to false")
+    _warned_bf16 = True
+
+
 def n_params(model: torch.nn.Module) -> int:
     """Parameters one forward pass runs through (under LoRA: the base's plus the adapter's)."""
     return sum(p.numel() for p in model.parameters())

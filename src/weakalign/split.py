@@ -63,7 +63,9 @@ def split(pairs: list[Pair], n_labeled: int, n_unlabeled: int | None, seed: int)
 
     One seeded order of the prompts serves both sides from opposite ends: D_u fills from its front, D_l from its
     back. So with `n_unlabeled` set, D_u does not depend on `n_labeled`, and a smaller D_l is a subset of a larger
-    one: a label-fraction sweep changes only what the weak teacher learns from (nested D_l, fixed D_u)."""
+    one: a label-fraction sweep changes only what the weak teacher learns from (nested D_l, fixed D_u). Exactly
+    so with one pair per prompt (the sandbox); with several, a prompt that would overflow a side is skipped, so
+    nesting and exact sizes can fail (the sizes then raise)."""
     by_prompt: dict[str, list[Pair]] = {}
     for p in pairs:
         by_prompt.setdefault(p.prompt_id, []).append(p)

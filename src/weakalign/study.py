@@ -96,28 +96,63 @@ def runs_dir(params_file: Path) -> Path:
 def _flow(value: Any) -> str:
     """A value as `dvc exp run -S` parses it (Hydra's override grammar: lists as [a, b], null, true; a string
     with anything but letters, digits and `_.-` quoted, so `base@layers=8` or `embedded:smollm2` stay strings)."""
-    if isinstance(value, str) and not re.fullmatch(r"[A-Za-z0-9_.-]+", value):
+    if isinstance(value, str) and (not re.fullmatch(r"[A-Za-z0-9_.-]+", value)
+                                   or yaml.safe_load(value) != value):  # `1e-3`, `null`, `true` stay strings
         return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
     if isinstance(value, list):
         return "[" + ", ".join(_flow(v) for v in value) + "]"
     return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
 
 
+# Modules no stage runs: changing them changes no result (the study's own analysis, the sweep aggregator).
+NOT_PIPELINE = {"study.py", "aggregate.py"}
+
+
 def code_digest(root: Path = Path(".")) -> str:
-    """What the pipeline's code is: every file under src/weakalign and stages, and dvc.yaml."""
+    """What the pipeline's code is: the stage scripts, the library modules they can import (all but
+    NOT_PIPELINE), dvc.yaml's stages, and pyproject.toml (the pinned library versions)."""
     h = hashlib.sha256()
-    files = sorted([*root.glob("src/weakalign/*.py"), *root.glob("stages/*.py"), root / "dvc.yaml"])
+    files = sorted([*(f for f in root.glob("src/weakalign/*.py") if f.name not in NOT_PIPELINE),
+                    *root.glob("stages/*.py"), *root.glob("pyproject.toml")])
     for f in files:
         h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    stages = yaml.safe_load((root / "dvc.yaml").read_text()).get("stages", {})
+    h.update(json.dumps(stages, sort_keys=True).encode())
     return h.hexdigest()[:12]
 
 
-def run_digest(params_file: Path, overrides: dict[str, Any], code: str) -> str:
-    """The identity of one run's result: params.yaml without `study`, the run's params, and the code."""
-    raw = yaml.safe_load(params_file.read_text())
+def effective_params(overrides: dict[str, Any]) -> dict:
+    """./params.yaml (without `study`) as one run of the study sees it: with the run's params set."""
+    raw = yaml.safe_load(Path("params.yaml").read_text())
     raw.pop("study", None)
-    blob = json.dumps([raw, overrides, code], sort_keys=True, default=str)
+    for key, value in overrides.items():
+        node = raw
+        *parents, leaf = key.split(".")
+        for k in parents:
+            node = node.setdefault(k, {})
+        node[leaf] = value
+    return raw
+
+
+def run_digest(params_file: Path, overrides: dict[str, Any], code: str) -> str:
+    """The identity of one run's result: the params it runs with (params.yaml with its overrides) and the code.
+    `params_file` is kept for the call sites; a preset enters through the overrides (file_overrides)."""
+    blob = json.dumps([effective_params(overrides), code], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def check_runs(runs: dict[str, dict[str, Any]]) -> None:
+    """Every planned run's params must validate before anything is queued (a typo in `study.set`, a teacher
+    that sets n_labeled beside a labeled_fraction): one clear error instead of a failed experiment an hour in."""
+    from .params import ParamsError, parse_params
+
+    for run, overrides in runs.items():
+        raw = effective_params(overrides)
+        raw["study"] = {}
+        try:
+            parse_params(raw, f"study run {run}")
+        except ParamsError as e:
+            raise ValueError(str(e)) from None
 
 
 def _current(runs: Path, run: str, digest: str) -> dict | None:
@@ -139,11 +174,12 @@ def _exp_ref(name: str) -> str | None:
     return next((x for x in refs if x.rsplit("/", 1)[-1] == name), None)
 
 
-def _queued(dvc: str) -> dict[str, str]:
-    """Task name -> status (Queued, Running, Failed, ...) of the study's tasks in DVC's experiment queue."""
+def _queued(dvc: str, prefix: str = "study-") -> dict[str, str]:
+    """Task name -> status (Queued, Running, Failed, ...) of the tasks in DVC's experiment queue (the study's:
+    names starting with `prefix`)."""
     out = subprocess.run([dvc, "queue", "status"], capture_output=True, text=True).stdout
-    rows = [line.split() for line in out.splitlines()]
-    return {r[1]: r[-1] for r in rows if len(r) >= 4 and r[1].startswith("study-")}
+    rows = [line.split() for line in out.splitlines()[1:]]
+    return {r[1]: r[-1] for r in rows if len(r) >= 4 and r[1].startswith(prefix)}
 
 
 def _show_json(ref: str, path: str) -> dict:
@@ -182,19 +218,29 @@ def run_all(params: Params, params_file: Path, only: list[str] | None, commit: b
     # Every run keeps the stage commands of params.yaml (no path is overridden), so DVC's run cache serves a run's
     # finished stages to any later run with the same inputs, a rerun after a kill and `dvc repro` in the workspace
     # (the seed-0 run computes the default's targets). A killed run loses only the stage it was in.
+    check_runs(todo)
     pending = {}  # experiment name -> run
     queued = _queued(dvc)
     for run, overrides in todo.items():
         name = f"study-{run}-{run_digest(params_file, overrides, code)[:8]}"
         pending[name] = run
         # Finished in an earlier, interrupted study (only its summary is missing), or still queued by it: no new task.
-        if _exp_ref(name) is None and queued.get(name) != "Queued":
+        if _exp_ref(name) is None and queued.get(name) not in ("Queued", "Running"):
             sets = sum((["-S", f"{k}={_flow(v)}"] for k, v in overrides.items()), [])
-            queue = [dvc, "exp", "run", "--queue", "-n", name, *sets]
-            if subprocess.run(queue, stdout=subprocess.DEVNULL).returncode != 0:
-                # Left queued or failed by an interrupted study: drop that entry and queue the run afresh.
+            if name in queued:  # failed in an interrupted study: drop that entry and queue the run afresh
                 subprocess.run([dvc, "queue", "remove", name], stdout=subprocess.DEVNULL)
-                subprocess.run(queue, check=True, stdout=subprocess.DEVNULL)
+            if subprocess.run([dvc, "exp", "run", "--queue", "-n", name, *sets]).returncode != 0:
+                raise ValueError(f"dvc could not queue run {run} ({name}); its params: {' '.join(sets)}")
+    # `--run-all` runs every queued task: drop the study's tasks that this plan no longer has (other params or
+    # code) and refuse to run someone else's.
+    stale = [n for n, status in _queued(dvc).items() if n not in pending and status == "Queued"]
+    if stale:
+        subprocess.run([dvc, "queue", "remove", *stale], stdout=subprocess.DEVNULL)
+    foreign = _queued(dvc, prefix="")
+    foreign = [n for n, status in foreign.items() if not n.startswith("study-") and status == "Queued"]
+    if foreign:
+        raise ValueError(f"DVC's queue holds other experiments ({', '.join(foreign)}); `dvc exp run --run-all` "
+                         "would run them too: run or remove them first (`dvc queue remove --queued`)")
 
     def collect() -> None:
         for name, run in list(pending.items()):
@@ -258,7 +304,8 @@ def analyse(params: Params, summaries: dict[str, dict]) -> dict:
         kl[f"weak@{name}"] = per_seed("weak", "kl_estimate", teacher=name)
         heldout[f"weak@{name}"] = per_seed("weak", "heldout_accuracy", teacher=name)
 
-    out: dict[str, Any] = {"n_seeds": len(seeds), "seeds": seeds,
+    out: dict[str, Any] = {"n_seeds": len(seeds), "seeds": seeds, "model": params.base.model,
+                           "judge": params.judge.name,
                            "base": {"gold_reward": _interval(base)}, "sources": {}}
     family: list[tuple[tuple, float | None]] = []  # (where in `out`, p): the contrasts Holm adjusts over
     for name, golds in arms.items():
@@ -290,6 +337,9 @@ def analyse(params: Params, summaries: dict[str, dict]) -> dict:
             if ceiling in arms:
                 g = pgr(arms["weak"], base, arms[ceiling])
                 out[key] = {"mean": r(g["pgr"]), "lo": r(g["lo"]), "hi": r(g["hi"]), "note": g["reason"]}
+    if "gold" in arms and "random" in arms:
+        c = paired_contrast(arms["gold"], arms["random"])
+        out["gold_minus_random"] = {k: r(c[k]) for k in ("mean", "lo", "hi", "p")} | {"n": c["n"]}
     for (path, p), adj in zip(family, holm([p for _, p in family]), strict=True):
         node = out
         for k in path:
@@ -326,7 +376,8 @@ def calibration_checks(out: dict) -> dict[str, bool | None]:
         return g if g and g.get("lo") is not None else None
 
     rnd, flp, gold = gain("random"), gain("flipped"), gain("gold")
-    # Gains over the base, paired within a seed, so the seed's own level (its prompts, its base) cancels.
+    # The issue's bar: the two gain intervals (paired with the base within each seed) do not overlap. Stricter
+    # than a paired gold - random test, which `gold_minus_random` in the output reports.
     disjoint = None if gold is None or rnd is None else gold["lo"] > rnd["hi"]
     rho = out.get("calibration_spearman")
     return {"random_gain_interval_contains_0": None if rnd is None else rnd["lo"] <= 0 <= rnd["hi"],
@@ -405,8 +456,10 @@ def plot_rows(out: dict) -> list[dict]:
 def headline(out: dict) -> str:
     """The study's answer in a few sentences, every number from `out` (README block and report)."""
     s = out["sources"]
-    if not out["n_seeds"] or "weak_minus_human" not in out:
+    if not out["n_seeds"]:
         return "The study has no finished seed yet: `make study` runs it (docs/STUDY.md)."
+    if "weak_minus_human" not in out:
+        return f"{out['n_seeds']} seeds finished; the study's sources lack `weak` or `human`, so there is no headline."
     n, c = out["n_seeds"], out["checks"]
 
     def gain(name: str) -> str:
@@ -418,19 +471,17 @@ def headline(out: dict) -> str:
              f"aligned on weak labels gains {gain('weak')} in gold reward over the base, the one aligned on human "
              f"labels {gain('human')}, on gold labels {gain('gold')}, on coin flips {gain('random')}. "
              f"Weak minus human, paired by seed: {_cell(w)} (Holm-adjusted p = {w.get('p_holm')}); "
-             f"equivalence within ±{t['margin']} is {'shown' if t['equivalent'] else 'not shown'} (TOST p = "
-             f"{t['p']}).",
+             f"equivalence within ±{t['margin']} is {'shown' if t['equivalent'] else 'not shown'} "
+             f"({'TOST p = ' + str(t['p']) if t['p'] is not None else 'TOST needs 2 seeds'}).",
              "Calibration: " + "; ".join(f"{k.replace('_', ' ')}: "
                                          f"{'not measurable yet' if v is None else 'yes' if v else 'NO'}"
                                          for k, v in c.items()) + ". "
              + ("The instrument ranks the calibration sources as it should, so the weak-vs-human contrast can be "
                 "read." if calibrated else "Until every check holds, no weak-vs-human claim should be read "
                 "from these numbers."),
-             "What it does not show: this is one 135M model aligning itself (or a depth-pruned copy teaching it) on "
-             "a sentiment sandbox with a lexicon judge; nothing here transfers to other models, judges or data "
-             "without running the study there."]
-    if out.get("n_runs_missing") or out.get("n_runs_stale"):
-        lines.append(f"Incomplete: {out['n_runs_missing']} planned runs missing, {out['n_runs_stale']} stale.")
+             f"What it does not show: this is one target model ({out.get('model')}) on one task (gold judge "
+             f"{out.get('judge')}); a seed redraws data and training but not the model, the task or the machine, so "
+             "nothing here transfers to other models, judges or data without running the study there."]
     return "\n\n".join(lines)
 
 
@@ -570,7 +621,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return 1 if run_all(params, Path(args.params), args.only, args.commit, args.dvc, args.jobs) else 0
         report(params, Path(args.params), args.metrics, args.out, args.plot)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, subprocess.CalledProcessError) as e:
         print(f"study: error: {e}", file=sys.stderr)
         return 2
     return 0
