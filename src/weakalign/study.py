@@ -587,7 +587,8 @@ def report(params: Params, params_file: Path, metrics: Path | None = None, md_ou
     write_json(plot_out, plot_rows(out))
     with atomic_file(md_out) as f:
         f.write(markdown(out, missing, stale, fig.name if plot_rows(out) else None))
-    if label == "default" and update_readme(Path("README.md"), headline(out)):
+    figure_link = f"\n\n![gold reward against label accuracy, over seeds]({fig.as_posix()})" if plot_rows(out) else ""
+    if label == "default" and update_readme(Path("README.md"), headline(out) + figure_link):
         log.info("study: README.md's study block updated")
     log.info("study: %d seeds, %d missing, %d stale runs -> %s, %s", out["n_seeds"], len(missing), len(stale),
              metrics, md_out)
