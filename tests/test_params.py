@@ -231,3 +231,17 @@ def test_tone_preset_is_params_yaml_with_the_tone_task(root):
     assert (preset["judge"]["name"], preset["data"]["path"]) == ("tone", "data/raw/tone_prompts.jsonl")
     preset["judge"]["name"], preset["data"]["path"] = raw["judge"]["name"], raw["data"]["path"]
     assert preset == raw
+
+
+def test_params_command_has_help_and_checks_several_files(root):
+    import subprocess
+    import sys
+
+    run = lambda *a: subprocess.run([sys.executable, "-m", "weakalign.params", *a], capture_output=True, text=True,
+                                    cwd=root)
+    help_ = run("--help")
+    assert help_.returncode == 0 and "usage: python -m weakalign.params" in help_.stdout
+    both = run("params.yaml", "presets/tiny.yaml")
+    assert both.returncode == 0 and both.stdout.splitlines() == ["params.yaml: ok", "presets/tiny.yaml: ok"]
+    missing = run("params.yaml", "no-such.yaml")
+    assert missing.returncode == 2 and "no-such.yaml" in missing.stderr

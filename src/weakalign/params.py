@@ -595,14 +595,20 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    path = argv[0] if argv else "params.yaml"
-    try:
-        load_params(path)
-    except ParamsError as e:
-        print(e, file=sys.stderr)
-        return 2
-    print(f"{path}: ok")
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m weakalign.params",
+                                     description="Validate params files (types, ranges, unknown keys) without "
+                                     "running anything; exit 2 naming the first bad key.")
+    parser.add_argument("files", nargs="*", default=["params.yaml"], help="params files (default: params.yaml)")
+    args = parser.parse_args(argv)
+    for path in args.files:
+        try:
+            load_params(path)
+        except ParamsError as e:
+            print(e, file=sys.stderr)
+            return 2
+        print(f"{path}: ok")
     return 0
 
 
