@@ -245,3 +245,13 @@ def test_params_command_has_help_and_checks_several_files(root):
     assert both.returncode == 0 and both.stdout.splitlines() == ["params.yaml: ok", "presets/tiny.yaml: ok"]
     missing = run("params.yaml", "no-such.yaml")
     assert missing.returncode == 2 and "no-such.yaml" in missing.stderr
+
+
+def test_every_stage_depends_on_the_modules_its_code_imports(root):
+    """dvc.yaml's code deps are the import closure of each stage script (scripts/stage_deps.py), so a change to
+    any module a stage can run re-runs it; `python scripts/stage_deps.py --write` mends a missing one."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, str(root / "scripts/stage_deps.py")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-3000:]

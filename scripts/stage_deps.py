@@ -1,0 +1,79 @@
+"""Each stage's code deps in dvc.yaml: the project modules its script imports, directly or through other modules.
+
+    python scripts/stage_deps.py           # exit 1 listing what dvc.yaml lacks or lists in excess
+    python scripts/stage_deps.py --write   # rewrite the src/weakalign/ lines of every stage's deps
+
+Imports inside functions count too (a lazy import still runs the module), so the closure is conservative: a change
+to any module a stage can execute re-runs that stage. tests/test_params.py runs the check.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LIB = ROOT / "src/weakalign"
+
+
+def _imports(path: Path) -> set[str]:
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("weakalign")):
+            mod = (node.module or "").removeprefix("weakalign").lstrip(".")
+            out |= {mod.split(".")[0]} if mod else {a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            out |= {a.name.split(".")[1] for a in node.names if a.name.startswith("weakalign.")}
+    return {m for m in out if (LIB / f"{m}.py").is_file()}
+
+
+def closure(script: Path) -> list[str]:
+    """src/weakalign/<m>.py for every module `script` can import, sorted."""
+    seen: set[str] = set()
+    todo = _imports(script)
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo |= _imports(LIB / f"{m}.py")
+    return [f"src/weakalign/{m}.py" for m in sorted(seen)]
+
+
+_SCRIPT = re.compile(r"^(\s+)- (stages/\w+\.py)$")
+_LIB_DEP = re.compile(r"^\s+- src/weakalign/\w+\.py$")
+
+
+def render(text: str) -> str:
+    """dvc.yaml with every stage's src/weakalign/ deps replaced by the computed closure, right after its script."""
+    out = []
+    for line in text.splitlines():
+        if _LIB_DEP.match(line):
+            continue
+        out.append(line)
+        m = _SCRIPT.match(line)
+        if m:
+            out += [f"{m.group(1)}- {dep}" for dep in closure(ROOT / m.group(2))]
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    path = ROOT / "dvc.yaml"
+    text = path.read_text()
+    want = render(text)
+    if "--write" in argv:
+        path.write_text(want)
+        return 0
+    if want != text:
+        import difflib
+
+        sys.stdout.writelines(difflib.unified_diff(text.splitlines(True), want.splitlines(True), "dvc.yaml",
+                                                   "dvc.yaml (computed deps)"))
+        return 1
+    print("dvc.yaml: every stage depends on the modules its code imports")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
