@@ -57,14 +57,14 @@ study: setup
 study-report: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m weakalign.study report
 
-# Sweeps: DVC queues the cross product of the comma-separated values (each seed is a whole pipeline run, about
-# 19 minutes on 2 cores for the embedded default), runs them JOBS at a time, then aggregates mean and 95% interval
+# Sweeps: DVC queues the cross product of the comma-separated values (each seed is a whole pipeline run; docs/STUDY.md
+# gives what one costs), runs them JOBS at a time, then aggregates mean and 95% interval
 # per configuration. `dvc exp show` lists every run; `dvc exp remove --all-commits` clears them.
-# The fraction sweep holds D_u at the default's 112 pairs, so only the weak teacher's D_l changes (15 to 120 pairs);
+# The fraction sweep holds D_u at the default's 96 pairs, so only the weak teacher's D_l changes (8 to 64 of 160);
 # SOURCES='[weak]' aligns on weak labels only (half the training time).
 sweep-fraction: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc exp run --queue -S split.n_labeled=null -S split.n_unlabeled=112 \
-		-S 'split.labeled_fraction=0.0625,0.125,0.25,0.5' -S 'align.sources=$(SOURCES)' -S 'base.seed=$(SEEDS)'
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc exp run --queue -S split.n_labeled=null -S split.n_unlabeled=96 \
+		-S 'split.labeled_fraction=0.05,0.1,0.2,0.4' -S 'align.sources=$(SOURCES)' -S 'base.seed=$(SEEDS)'
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc exp run --run-all -j $(JOBS)
 	$(MAKE) aggregate
 

@@ -19,7 +19,7 @@ from trl import DPOConfig, DPOTrainer
 
 from . import resume
 from .generation import chat_prompt
-from .models import lora_config, warn_slow_cpu_bf16
+from .models import bf16_usable, lora_config
 from .params import DPO, Lora
 from .schema import Pair
 
@@ -87,20 +87,13 @@ def trainer_kwargs(cfg, seed: int, output_dir: str) -> dict:
     if cfg.fp16 and not torch.cuda.is_available():
         log.warning("fp16 needs a CUDA GPU: training in fp32 on this machine")
     return dict(cfg.model_dump(), output_dir=output_dir, seed=seed, data_seed=seed, report_to=[],
-                use_cpu=not torch.cuda.is_available(), bf16=cfg.bf16 and _bf16_ok(),
+                use_cpu=not torch.cuda.is_available(), bf16=bf16_usable(cfg.bf16),
                 fp16=cfg.fp16 and torch.cuda.is_available(), dataloader_num_workers=0,
                 disable_tqdm=False, logging_first_step=True)
 
 
 def dpo_config(dpo: DPO, seed: int, output_dir: str, **overrides) -> DPOConfig:
     return DPOConfig(**{**trainer_kwargs(dpo, seed, output_dir), **overrides})
-
-
-def _bf16_ok() -> bool:
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    warn_slow_cpu_bf16()
-    return True  # CPU autocast to bf16 works everywhere; it is fast with AMX / AVX-512 bf16
 
 
 def truncation_counts(trainer: DPOTrainer, n_in: int, max_length: int | None) -> dict:

@@ -8,7 +8,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .models import warn_slow_cpu_bf16
+from .models import bf16_usable
 from .params import Generation
 from .resume import BatchLog
 
@@ -30,9 +30,7 @@ def sample(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list[s
     appended to it and batches it already holds are skipped: a killed run resumes with the same results.
     """
     model.eval()
-    if gen.bf16:
-        if model.device.type == "cpu":
-            warn_slow_cpu_bf16()
+    if bf16_usable(gen.bf16):
         model = model.to(torch.bfloat16)
     encoded = [tok.apply_chat_template(chat_prompt(p), add_generation_prompt=True, tokenize=True, return_dict=False)
                for p in prompts]

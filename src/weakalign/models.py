@@ -112,26 +112,38 @@ def _require_safetensors(ref: str) -> None:
             "safe_serialization=True)` where you trust them")
 
 
-_warned_bf16 = False
+_said_bf16: set[str] = set()
 
 
-def warn_slow_cpu_bf16() -> None:
-    """Warn once per process when bf16 is asked for on a CPU without native bf16 arithmetic.
-
-    PyTorch then emulates bf16 matmuls: on an AVX2-only AMD EPYC (no avx512_bf16, no amx_bf16) a 1024² bf16
-    matmul ran at 0.6 GFLOP/s against 43.6 in fp32 on one thread (docs/PERFORMANCE.md), so the embedded default
-    crawls. The results stay correct and seeded, so this only advises; Linux's CPU flags tell, elsewhere no word."""
-    global _warned_bf16
-    if _warned_bf16 or torch.cuda.is_available():
-        return
+def native_bf16() -> bool | None:
+    """Whether this machine computes bf16 natively: a CUDA GPU that supports it, or a CPU with AVX-512 BF16 or AMX.
+    None where the CPU cannot be asked (no /proc/cpuinfo): then bf16 is assumed to work."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
     try:
         flags = set(Path("/proc/cpuinfo").read_text().split())
     except OSError:
-        return
-    if flags and not flags & {"avx512_bf16", "amx_bf16"}:
-        log.warning("bf16 is on, but this CPU has no native bf16 (no avx512_bf16 or amx_bf16): PyTorch emulates it, "
-                    "measured up to 70x slower than fp32; for a model of real size set the `bf16` keys to false")
-    _warned_bf16 = True
+        return None
+    return bool(flags & {"avx512_bf16", "amx_bf16"}) if flags else None
+
+
+def bf16_usable(requested: bool) -> bool:
+    """The `bf16` keys mean "bf16 where the hardware has it": asked-for bf16 runs in fp32 where it would be emulated.
+
+    Without native bf16 PyTorch emulates the matmuls: on an AVX2-only AMD EPYC (no avx512_bf16, no amx_bf16) a
+    1024² bf16 matmul ran at 0.6 GFLOP/s against 43.6 in fp32 on one thread, and sampling 64 x 48 tokens from the
+    embedded model took 173 s against 26 s in fp32 (docs/PERFORMANCE.md). The fallback is logged once per process;
+    fp32 is exact, so results differ from a bf16 machine's only as two bf16 machines' already do."""
+    if not requested:
+        return False
+    native = native_bf16()
+    if native is False:
+        where = "GPU" if torch.cuda.is_available() else "CPU (no avx512_bf16 or amx_bf16)"
+        if where not in _said_bf16:
+            log.info("bf16 asked for, but this %s has no native bf16: running in fp32, which is faster here", where)
+            _said_bf16.add(where)
+        return False
+    return True
 
 
 def n_params(model: torch.nn.Module) -> int:

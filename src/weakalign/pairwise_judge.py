@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from .models import bf16_usable
 from .resume import BatchLog
 from .schema import JudgeLabel
 
@@ -90,7 +91,7 @@ def judge_pairs(model: PreTrainedModel, tok: PreTrainedTokenizerBase, pairs: lis
         if b in done:
             result = done[b]
         else:
-            with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+            with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16_usable(bf16)):
                 result = log_odds(model, [rows[i] for i in idx], pad_id, ab)
             if partial is not None:
                 partial.add(b, result)

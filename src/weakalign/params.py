@@ -171,7 +171,7 @@ class Generation(_Section):
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
     top_k: int = Field(50, ge=0, description="Sample from the k most likely tokens; 0 disables the cut.")
     batch_size: int = Field(64, ge=1, description="Prompts per generate() call.")
-    bf16: bool = Field(True, description="Run generation in bfloat16 (fast on CPUs with AMX and on GPUs).")
+    bf16: bool = Field(True, description="Run generation in bfloat16 (fast on CPUs with AMX and on GPUs). Only where the hardware has native bf16 (a GPU that supports it, a CPU with AMX or AVX-512 BF16); elsewhere fp32, logged (weakalign.models.bf16_usable).")
 
 
 class GeneratePairs(Generation):
@@ -271,7 +271,7 @@ class _Training(_Section):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     bf16: bool = Field(True, description="bfloat16 autocast (TRL's default; fast with AMX and on GPUs). Where the "
-                       "GPU has no bf16 (before Ampere) it is skipped: set fp16 instead.")
+                       "GPU has no bf16 (before Ampere) it is skipped: set fp16 instead. Only where the hardware has native bf16 (a GPU that supports it, a CPU with AMX or AVX-512 BF16); elsewhere fp32, logged (weakalign.models.bf16_usable).")
     fp16: bool = Field(False, description="float16 mixed precision with loss scaling, for GPUs without bf16 (V100, "
                        "T4). CUDA only: ignored, with a warning, on CPU. Not together with bf16.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass instead "
@@ -382,7 +382,7 @@ class LabelWeak(_Section):
     batch_size: int = Field(32, ge=1, description="Pairs per forward pass.")
     bf16: bool = Field(True, description="Score in bfloat16 autocast (about 1.3x faster here) instead of exact "
                        "fp32. On the default run the bf16 margins are within 0.26 of fp32 (mean 0.06) and 110 of "
-                       "112 labels equal the fp32 ones; the two flips are near-ties (docs/PERFORMANCE.md).")
+                       "112 labels equal the fp32 ones; the two flips are near-ties (docs/PERFORMANCE.md). Only where the hardware has native bf16 (a GPU that supports it, a CPU with AMX or AVX-512 BF16); elsewhere fp32, logged (weakalign.models.bf16_usable).")
 
 
 class Reward(_Training):
@@ -413,7 +413,7 @@ class LabelJudge(_Section):
     batch_size: int = Field(16, ge=1, description="Judge prompts per forward pass.")
     max_length: int = Field(1024, ge=16, description="Tokens of one judge prompt (prompt and both responses); a "
                             "longer one is not judged and counts as undecided (`n_too_long`).")
-    bf16: bool = Field(True, description="bfloat16 autocast instead of exact fp32.")
+    bf16: bool = Field(True, description="bfloat16 autocast instead of exact fp32. Only where the hardware has native bf16 (a GPU that supports it, a CPU with AMX or AVX-512 BF16); elsewhere fp32, logged (weakalign.models.bf16_usable).")
     break_ties: bool = Field(False, description="For the feedback source `judge` only: label a tie by the sign of "
                              "its mean log-odds over both orders (position bias cancels in the mean) instead of "
                              "leaving it out. The labels file and the agreement metrics keep ties as ties.")
