@@ -1,6 +1,7 @@
 """The study's plan and analysis on made-up run summaries whose statistics can be worked by hand."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -139,3 +140,25 @@ def test_headline_quotes_the_analysis_and_the_readme_block_is_replaced(tmp_path)
     (tmp_path / "plain.md").write_text("no markers\n")
     assert not study.update_readme(tmp_path / "plain.md", text)
     assert "no finished seed" in study.headline(study.analyse(p, {}))
+
+
+def test_a_study_refuses_to_queue_over_uncommitted_pipeline_changes(tmp_path, monkeypatch):
+    # Queued experiments run HEAD; a digest of an edited workspace would label their results with the wrong code.
+    import subprocess
+
+    from weakalign import study
+
+    monkeypatch.chdir(tmp_path)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q"], check=True)
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "stages/a.py").write_text("x = 1\n")
+    (tmp_path / "README.md").write_text("doc\n")
+    subprocess.run(["git", "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], check=True)
+    assert study._uncommitted(Path("params.yaml")) == []
+    (tmp_path / "README.md").write_text("docs may change while a study runs\n")
+    assert study._uncommitted(Path("params.yaml")) == []
+    (tmp_path / "stages/a.py").write_text("x = 2\n")
+    assert study._uncommitted(Path("params.yaml")) == ["stages/a.py"]
+    assert study._uncommitted(Path("/elsewhere/params.yaml")) == ["stages/a.py"]

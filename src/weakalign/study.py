@@ -169,6 +169,16 @@ def _git(*args: str) -> str:
     return subprocess.run(["git", *args], check=True, capture_output=True, text=True).stdout
 
 
+def _uncommitted(params_file: Path) -> list[str]:
+    """Files that decide a run's result (the pipeline's code, dvc.yaml, params) and differ from HEAD."""
+    paths = ["src/weakalign", "stages", "dvc.yaml", "params.yaml", "pyproject.toml"]
+    if params_file.resolve().is_relative_to(Path.cwd().resolve()):  # a params file outside the repo has no HEAD
+        paths.append(str(params_file))
+    out = _git("status", "--porcelain", "--untracked-files=no", "--", *paths)
+    return [line[3:] for line in out.splitlines()
+            if not any(line[3:].endswith(n) for n in NOT_PIPELINE)]
+
+
 def _exp_ref(name: str) -> str | None:
     refs = _git("for-each-ref", "--format=%(refname)", "refs/exps").split()
     return next((x for x in refs if x.rsplit("/", 1)[-1] == name), None)
@@ -212,8 +222,15 @@ def run_all(params: Params, params_file: Path, only: list[str] | None, commit: b
         if unknown:
             raise ValueError(f"--only: no run named {unknown[0]!r}; the plan has {', '.join(runs)}")
         runs = {k: v for k, v in runs.items() if k in only}
+    dirty = _uncommitted(params_file)
+    if dirty:
+        raise ValueError(f"uncommitted changes to {', '.join(dirty[:3])}: queued experiments run the committed "
+                         "code and params, so the study's record would not describe them; commit or stash first")
+    # Digests once, now: params.yaml or the code may be edited while the queue runs (hours); a run's summary must
+    # name what it ran with, which is HEAD at queue time.
     code = code_digest()
-    todo = {k: v for k, v in runs.items() if _current(out_dir, k, run_digest(params_file, v, code)) is None}
+    digests = {k: run_digest(params_file, v, code) for k, v in runs.items()}
+    todo = {k: v for k, v in runs.items() if _current(out_dir, k, digests[k]) is None}
     log.info("study: %d of %d runs to do (%s)", len(todo), len(runs), ", ".join(todo) or "none")
     # Every run keeps the stage commands of params.yaml (no path is overridden), so DVC's run cache serves a run's
     # finished stages to any later run with the same inputs, a rerun after a kill and `dvc repro` in the workspace
@@ -222,7 +239,7 @@ def run_all(params: Params, params_file: Path, only: list[str] | None, commit: b
     pending = {}  # experiment name -> run
     queued = _queued(dvc)
     for run, overrides in todo.items():
-        name = f"study-{run}-{run_digest(params_file, overrides, code)[:8]}"
+        name = f"study-{run}-{digests[run][:8]}"
         pending[name] = run
         # Finished in an earlier, interrupted study (only its summary is missing), or still queued by it: no new task.
         if _exp_ref(name) is None and queued.get(name) not in ("Queued", "Running"):
@@ -248,7 +265,7 @@ def run_all(params: Params, params_file: Path, only: list[str] | None, commit: b
             if ref is None:
                 continue
             overrides = todo[run]
-            write_json(out_dir / f"{run}.json", summarise(ref, run, overrides, run_digest(params_file, overrides, code)))
+            write_json(out_dir / f"{run}.json", summarise(ref, run, overrides, digests[run]))
             log.info("study: %s finished (%d to go)", run, len(pending) - 1)
             if commit:
                 path = str(out_dir / f"{run}.json")
