@@ -80,7 +80,7 @@ def test_analysis_by_hand():
     assert out["calibration_spearman"] == 1.0
     assert out["teacher_size"] == {"8": {"label_accuracy": 0.55, "gold_reward": src["weak@small"]["gold_reward"]}}
     assert src["weak@small"]["minus_human"]["mean"] == pytest.approx(-0.3)
-    assert out["checks"] == {"random_gain_interval_contains_0": True, "flipped_below_base": True,
+    assert out["checks"] == {"at_least_5_seeds": False, "random_gain_interval_contains_0": True, "flipped_below_base": True,
                              "gold_gain_above_random_disjoint": True, "calibration_spearman_at_least_0.8": True}
 
 
@@ -162,3 +162,16 @@ def test_a_study_refuses_to_queue_over_uncommitted_pipeline_changes(tmp_path, mo
     (tmp_path / "stages/a.py").write_text("x = 2\n")
     assert study._uncommitted(Path("params.yaml")) == ["stages/a.py"]
     assert study._uncommitted(Path("/elsewhere/params.yaml")) == ["stages/a.py"]
+
+
+def test_effective_accuracy_inverts_each_seeds_calibration_line():
+    # Seed 0: calibration points on gold = 2 * acc - 1 exactly (random 0.5 -> 0, noisy_gold_20 0.8 -> 0.6, gold 1 -> 1);
+    # human at 0.4 gold reward sits at accuracy 0.7. Seed 1: a flat line cannot be inverted, so no value.
+    arms = {"gold": [1.0, 0.3], "noisy_gold_20": [0.6, 0.3], "random": [0.0, 0.3], "flipped": [-9.0, -9.0],
+            "human": [0.4, 0.3]}
+    acc = {"gold": [1.0, 1.0], "noisy_gold_20": [0.8, 0.8], "random": [0.5, 0.5], "flipped": [0.0, 0.0],
+           "human": [0.72, 0.7]}
+    eff = study.effective_accuracies(arms, acc)
+    assert set(eff) == {"human"}  # calibration arms are the scale, not points on it
+    assert eff["human"][0] == pytest.approx(0.7) and eff["human"][1] is None  # flipped (-9) left out of the fit
+    assert study.noise_line([(0.5, 0.0), (1.0, 1.0)]) is None  # two points: no line claimed

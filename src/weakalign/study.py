@@ -299,6 +299,39 @@ def _mean(xs: list[float | None]) -> float | None:
     return r(sum(xs) / len(xs)) if xs else None
 
 
+def noise_line(points: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """Least-squares line gold reward = a + b * label accuracy through one seed's calibration points, or None
+    where it cannot be inverted (fewer than 3 points, or a slope that is not positive)."""
+    from scipy.stats import linregress
+
+    if len(points) < 3 or len({x for x, _ in points}) < 2:
+        return None
+    fit = linregress([x for x, _ in points], [y for _, y in points])
+    return (float(fit.intercept), float(fit.slope)) if fit.slope > 0 else None
+
+
+def effective_accuracies(arms: dict[str, list], accuracy: dict[str, list]) -> dict[str, list[float | None]]:
+    """Per seed, the accuracy that gold labels with random flips would need to give an arm's gold reward.
+
+    Within one seed, the calibration arms from the coin (accuracy 0.5) to gold (1.0) - random, noisy_gold_NN,
+    gold; `flipped` lies outside the range an arm is compared in - give a line of gold reward on label accuracy;
+    an arm's effective accuracy is where its gold reward meets that line. For `human` it answers the study's
+    question: how accurate must labels be to do as well as the human labels? Extrapolated, not clipped."""
+    cal = [n for n in arms if is_calibration(n) and n != "flipped"]
+    out: dict[str, list[float | None]] = {}
+    for name in arms:
+        if is_calibration(name):
+            continue
+        per_seed = []
+        for i, g in enumerate(arms[name]):
+            pts = [(accuracy[c][i], arms[c][i]) for c in cal
+                   if accuracy[c][i] is not None and arms[c][i] is not None]
+            line = noise_line(pts)
+            per_seed.append(None if line is None or g is None else (g - line[0]) / line[1])
+        out[name] = per_seed
+    return out
+
+
 def analyse(params: Params, summaries: dict[str, dict]) -> dict:
     """metrics/study.json from the current run summaries (see the module docstring for what is computed)."""
     st = params.study
@@ -357,6 +390,11 @@ def analyse(params: Params, summaries: dict[str, dict]) -> dict:
     if "gold" in arms and "random" in arms:
         c = paired_contrast(arms["gold"], arms["random"])
         out["gold_minus_random"] = {k: r(c[k]) for k in ("mean", "lo", "hi", "p")} | {"n": c["n"]}
+    for name, eff in effective_accuracies(arms, accuracy).items():
+        xs = [x for x in eff if x is not None]
+        out["sources"][name]["effective_accuracy"] = _interval(xs) | {"n": len(xs)}
+    if "human" in out["sources"] and "effective_accuracy" in out["sources"]["human"]:
+        out["accuracy_to_match_human"] = out["sources"]["human"]["effective_accuracy"]
     for (path, p), adj in zip(family, holm([p for _, p in family]), strict=True):
         node = out
         for k in path:
@@ -397,7 +435,8 @@ def calibration_checks(out: dict) -> dict[str, bool | None]:
     # than a paired gold - random test, which `gold_minus_random` in the output reports.
     disjoint = None if gold is None or rnd is None else gold["lo"] > rnd["hi"]
     rho = out.get("calibration_spearman")
-    return {"random_gain_interval_contains_0": None if rnd is None else rnd["lo"] <= 0 <= rnd["hi"],
+    return {"at_least_5_seeds": out["n_seeds"] >= 5,  # the bar; fewer seeds give intervals too wide to calibrate
+            "random_gain_interval_contains_0": None if rnd is None else rnd["lo"] <= 0 <= rnd["hi"],
             "flipped_below_base": None if flp is None else flp["hi"] < 0,
             "gold_gain_above_random_disjoint": disjoint,
             "calibration_spearman_at_least_0.8": None if rho is None else rho >= 0.8}
@@ -490,6 +529,10 @@ def headline(out: dict) -> str:
              f"Weak minus human, paired by seed: {_cell(w)} (Holm-adjusted p = {w.get('p_holm')}); "
              f"equivalence within ±{t['margin']} is {'shown' if t['equivalent'] else 'not shown'} "
              f"({'TOST p = ' + str(t['p']) if t['p'] is not None else 'TOST needs 2 seeds'}).",
+             *([f"To do as well as the human labels, gold labels with random errors would need an accuracy of "
+                f"{_cell(out['accuracy_to_match_human']).replace('+', '')} (the human labels' own: "
+                f"{s['human']['label_accuracy']}; the weak labels': {s['weak']['label_accuracy']})."]
+               if (out.get("accuracy_to_match_human") or {}).get("mean") is not None else []),
              "Calibration: " + "; ".join(f"{k.replace('_', ' ')}: "
                                          f"{'not measurable yet' if v is None else 'yes' if v else 'NO'}"
                                          for k, v in c.items()) + ". "
@@ -557,6 +600,12 @@ def markdown(out: dict, missing: list[str], stale: list[str], figure_name: str |
                 g = out[key]
                 iv = f"[{g['lo']}, {g['hi']}]" if g["lo"] is not None else f"no bounded interval ({g['note']})"
                 lines.append(f"- performance gap recovered against {what}: {g['mean']} {iv}")
+        for n in order(list(s)):
+            e = s[n].get("effective_accuracy")
+            if e and e.get("mean") is not None:
+                lines.append(f"- {md(n)}: labels {s[n]['label_accuracy']} accurate against gold, worth gold labels "
+                             f"of accuracy {_cell(e).replace('+', '')} (effective accuracy: where its gold reward "
+                             f"meets the seed's line through random, noisy_gold_NN and gold; {e['n']} seeds)")
         for n in order(list(s)):
             if "minus_human" in s[n]:
                 lines.append(f"- {md(n)} − human: {_cell(s[n]['minus_human'])}, p (Holm) = "
