@@ -40,3 +40,55 @@ def test_performance_doc_quotes_the_benchmark_results(root):
         for side in ("ours", "baseline"):
             assert f"{c[side]['rate']} {c[side]['unit']}" in text, (case, side)
     assert f"{results['cases']['dvc_repro_noop']['ours']['seconds']} s" in text
+
+
+STUDY_BEGIN, STUDY_END = "<!-- study:begin (written by `make study-report`) -->", "<!-- study:end -->"
+
+
+def _first_screen(text: str) -> str:
+    """Everything before the second line that starts with `## ` (the README's first screen)."""
+    lines = text.splitlines(keepends=True)
+    headings = [i for i, line in enumerate(lines) if line.startswith("## ")]
+    return "".join(lines[: headings[1]]) if len(headings) > 1 else text
+
+
+def test_readme_first_screen_leads_with_the_answer(root):
+    """Issue 16: description, the study block (its headline), the two commands and the tiny demo, in few words."""
+    from weakalign import study
+
+    assert (study.README_BEGIN, study.README_END) == (STUDY_BEGIN, STUDY_END)
+    first = _first_screen((root / "README.md").read_text())
+    for needed in ("make repro", "make test", "presets/tiny.yaml", STUDY_BEGIN, STUDY_END, "presets/tone.yaml"):
+        assert needed in first, f"README's first screen lacks {needed!r}"
+    assert first.index(STUDY_BEGIN) < first.index("## Quick start"), "the study block comes before the quick start"
+    # The block's inside is written by `make study-report` and grows once seeds finish: count the words around it.
+    around = first[: first.index(STUDY_BEGIN)] + first[first.index(STUDY_END):]
+    assert len(around.split()) <= 300, f"README's first screen has {len(around.split())} words (at most 300)"
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    import re
+
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_relative_link_of_the_readme_and_usage_resolves(root):
+    """Every relative markdown link of README.md and docs/USAGE.md names an existing file (and heading, if any)."""
+    import re
+
+    for doc in (root / "README.md", root / "docs/USAGE.md"):
+        text = doc.read_text()
+        links = re.findall(r"\]\(([^)\s]+)\)", re.sub(r"(?ms)^```.*?^```", "", text))
+        assert links, doc
+        for link in links:
+            if re.match(r"[a-z][a-z0-9+.-]*:", link):  # http(s), mailto
+                continue
+            path, _, anchor = link.partition("#")
+            if path == "reports/study.png" or (doc.parent / path).resolve() == (root / "reports/study.png"):
+                continue  # written by the study, once it has finished seeds
+            target = (doc.parent / path).resolve() if path else doc
+            assert target.exists(), f"{doc.name}: link {link} points to nothing"
+            if anchor and target.suffix == ".md":
+                slugs = {_slug(line.lstrip("#")) for line in target.read_text().splitlines() if line.startswith("#")}
+                assert anchor in slugs, f"{doc.name}: link {link}: no heading #{anchor} in {target.name}"
