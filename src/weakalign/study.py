@@ -184,6 +184,21 @@ def _exp_ref(name: str) -> str | None:
     return next((x for x in refs if x.rsplit("/", 1)[-1] == name), None)
 
 
+def baseline(ref: str | None) -> str | None:
+    """The commit an experiment ran on: DVC files it under refs/exps/<sha[:2]>/<sha[2:]>/<name>."""
+    parts = (ref or "").split("/")
+    return parts[2] + parts[3] if len(parts) == 5 and parts[:2] == ["refs", "exps"] else None
+
+
+def _commit_of(summary: dict) -> str | None:
+    if summary.get("commit"):
+        return summary["commit"]
+    try:
+        return baseline(_exp_ref(summary["experiment"])) if summary.get("experiment") else None
+    except (subprocess.CalledProcessError, OSError):  # not a git checkout, or git absent
+        return None
+
+
 def _queued(dvc: str, prefix: str = "study-") -> dict[str, str]:
     """Task name -> status (Queued, Running, Failed, ...) of the tasks in DVC's experiment queue (the study's:
     names starting with `prefix`)."""
@@ -208,6 +223,7 @@ def summarise(ref: str, run: str, overrides: dict[str, Any], digest: str) -> dic
                       "heldout_accuracy": a.get("heldout_accuracy"), "label_accuracy": f.get("label_accuracy"), "agreement_human": f.get("agreement_human"),
                       "n_pairs": f.get("n_pairs")}
     return {"run": run, "seed": overrides["base.seed"], "digest": digest, "experiment": ref.rsplit("/", 1)[-1],
+            "commit": baseline(ref),
             "params": overrides, "base": {"gold_reward": alignment["base"]["gold_reward_mean"]},
             "agreement_weak_human": feedback.get("agreement_weak_human"),
             "accuracy_weak_vs_gold": feedback.get("accuracy_weak_vs_gold"), "sources": sources}
@@ -523,7 +539,8 @@ def headline(out: dict) -> str:
 
     t, w = out["tost"], out["weak_minus_human"]
     calibrated = all(v is True for v in c.values())
-    lines = [f"Over {n} seed{'s' * (n != 1)} (each a whole pipeline run; 95% t-intervals over seeds), the target "
+    made = f" of commit {', '.join(out['commits'])}" if out.get("commits") else ""
+    lines = [f"Over {n} seed{'s' * (n != 1)} (each a whole pipeline run{made}; 95% t-intervals over seeds), the target "
              f"aligned on weak labels gains {gain('weak')} in gold reward over the base, the one aligned on human "
              f"labels {gain('human')}, on gold labels {gain('gold')}, on coin flips {gain('random')}. "
              f"Weak minus human, paired by seed: {_cell(w)} (Holm-adjusted p = {w.get('p_holm')}); "
@@ -645,6 +662,9 @@ def report(params: Params, params_file: Path, metrics: Path | None = None, md_ou
             continue
         summaries[run] = summary
     out = analyse(params, summaries)
+    # Which code made the results: summaries written before the commit was recorded carry the experiment's name,
+    # whose ref still says it (while the experiment is kept).
+    out["commits"] = sorted({c[:7] for c in map(_commit_of, summaries.values()) if c})
     out["n_runs_missing"], out["n_runs_stale"] = len(missing), len(stale)
     fig = md_out.with_suffix(".png")
     if plot_rows(out):
