@@ -211,7 +211,13 @@ def attach_adapter(model: PreTrainedModel, adapter_dir: str | Path):
     """`model` (the adapter's base) with the adapter on top, unmerged: `with m.disable_adapter():` gives the base."""
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(model, str(adapter_dir))
+    folder = Path(adapter_dir)
+    if folder.is_dir() and not (folder / "adapter_model.safetensors").is_file():
+        pickled = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+        raise FileNotFoundError(
+            f"LoRA adapter {str(folder)!r} has no adapter_model.safetensors{f' (only {pickled})' if pickled else ''}; "
+            "weakalign does not load pickled weights, which can run code (the same rule as for full models)")
+    return PeftModel.from_pretrained(model, str(folder))
 
 
 # For base models without a chat template (OPT, GPT-2, Pythia, ...): the plain-text dialogue format of HH-RLHF,
@@ -287,9 +293,11 @@ def load_model(ref: str | Path, dtype: torch.dtype = torch.float32, seed: int = 
         model.generation_config = gguf_model.generation_config
         return model
     if is_adapter(ref):
-        import json
+        from .io import read_json
 
-        base = json.loads((Path(ref) / "adapter_config.json").read_text())["base_model_name_or_path"]
+        base = read_json(Path(ref) / "adapter_config.json").get("base_model_name_or_path")
+        if not isinstance(base, str) or not base:
+            raise ValueError(f"{Path(ref) / 'adapter_config.json'}: no base_model_name_or_path to load the adapter on")
         log.info("%s is a LoRA adapter on %s: merging it in", ref, base)
         return attach_adapter(load_model(base, dtype, seed, trust_remote_code), ref).merge_and_unload()
     _check_local(ref)
