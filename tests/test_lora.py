@@ -120,3 +120,13 @@ def test_a_pickled_adapter_is_refused_before_torch_load(tmp_path, lora_weak):
     (bad / "adapter_model.safetensors").rename(bad / "adapter_model.bin")  # what a stranger's pickle looks like
     with pytest.raises(FileNotFoundError, match=r"has no adapter_model.safetensors \(only \['adapter_model.bin'\]\)"):
         load_model(bad)
+
+
+def test_lora_target_modules_the_model_lacks_fail_before_training(tiny_dir):
+    from weakalign.params import Lora
+
+    model = load_model(tiny_dir)
+    with pytest.raises(ValueError, match=r"lora.lora_target_modules: \['q_projj'\] are not modules of this model; its "
+                                         r"linear layers are .*q_proj"):
+        dpo.train(model, load_tokenizer(tiny_dir), TRIPLES, DPO(bf16=False), 0, "unused", "unused", "tiny",
+                  Lora(use_peft=True, lora_target_modules=["q_projj", "v_proj"]))

@@ -197,6 +197,18 @@ def is_adapter(ref: str | Path) -> bool:
     return (Path(ref) / "adapter_config.json").is_file()
 
 
+def check_lora_targets(model: torch.nn.Module, lora) -> None:
+    """`lora_target_modules` must name modules the model has: PEFT finds out only once training is set up."""
+    if lora is None or not lora.use_peft or not lora.lora_target_modules:
+        return
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    missing = sorted(set(lora.lora_target_modules) - names)
+    if missing:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+        raise ValueError(f"lora.lora_target_modules: {missing} are not modules of this model; its linear layers are "
+                         f"{', '.join(linear)}")
+
+
 def lora_config(lora, task: str):
     """PEFT's LoraConfig for our `Lora` params (TRL ModelConfig names, so TRL's own factory builds it), or None
     when LoRA is off. `task`: CAUSAL_LM for policies, SEQ_CLS for reward models (PEFT then trains the score head)."""
@@ -367,6 +379,10 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out: 
     from accelerate.utils import is_peft_model
 
     out = Path(out)
+    bad = next((n for n, p in model.named_parameters() if not torch.isfinite(p).all()), None)
+    if bad is not None:  # a diverged run (a learning rate too high) must not leave a model that looks fine
+        raise ValueError(f"the model to save has non-finite weights (NaN or infinity, first in {bad}): training "
+                         "diverged; lower the learning rate")
     if is_peft_model(model):
         if base is None:
             raise ValueError("saving a LoRA adapter needs the reference of its base model")
