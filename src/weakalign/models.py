@@ -223,13 +223,18 @@ def attach_adapter(model: PreTrainedModel, adapter_dir: str | Path):
     """`model` (the adapter's base) with the adapter on top, unmerged: `with m.disable_adapter():` gives the base."""
     from peft import PeftModel
 
-    folder = Path(adapter_dir)
+    _require_safe_adapter(adapter_dir)
+    return PeftModel.from_pretrained(model, str(adapter_dir))
+
+
+def _require_safe_adapter(ref: str | Path) -> None:
+    """A LoRA adapter folder must hold adapter_model.safetensors, as a full model must hold safetensors."""
+    folder = Path(ref)
     if folder.is_dir() and not (folder / "adapter_model.safetensors").is_file():
         pickled = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
         raise FileNotFoundError(
             f"LoRA adapter {str(folder)!r} has no adapter_model.safetensors{f' (only {pickled})' if pickled else ''}; "
             "weakalign does not load pickled weights, which can run code (the same rule as for full models)")
-    return PeftModel.from_pretrained(model, str(folder))
 
 
 # For base models without a chat template (OPT, GPT-2, Pythia, ...): the plain-text dialogue format of HH-RLHF,
@@ -255,6 +260,8 @@ def load_tokenizer(ref: str | Path, trust_remote_code: bool = False) -> PreTrain
         tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
     else:
         _check_local(ref)
+        if is_adapter(ref):  # refused here too: the stages load the tokenizer before the weights
+            _require_safe_adapter(ref)
         tok = AutoTokenizer.from_pretrained(ref, trust_remote_code=trust_remote_code)
     if tok.pad_token is None:
         # Causal LMs often have no pad token; padding positions are masked out everywhere, so EOS serves.
