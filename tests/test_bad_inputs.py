@@ -6,6 +6,7 @@ and none of the stage's outputs left behind, or a drop counted by reason. docs/R
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -86,7 +87,8 @@ def test_bad_input_fails_cleanly(case, tmp_path):
     cmd, outs = _stage_command(case["stage"], params)
     for out in outs:  # as `dvc repro` does: the stage's outputs are gone before it runs
         p = tmp_path / out
-        shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        with contextlib.suppress(NotADirectoryError):  # a case may put a file where an output's folder goes
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
     env = dict(os.environ, WEAKALIGN_DEBUG="")
     res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 2, f"exit {res.returncode}\n{res.stderr[-3000:]}"
