@@ -62,14 +62,15 @@ def main(args, params):
         if name == "base":
             continue
         triples = list(zip(texts, responses[name], responses["base"], strict=True))
+        target = load_model(path)  # once for both scorings
         partial = resume.BatchLog(work / f"kl_{name}.jsonl")
-        own, on_base = log_ratios(load_model(path), start, tok, triples, params.align.dpo,
+        own, on_base = log_ratios(target, start, tok, triples, params.align.dpo,
                                   params.evaluate.batch_size, partial)
         partial.close()
         metrics[name] |= kl_metrics(own, on_base)
         if heldout:  # the target's own preference on pairs it never saw, against gold
             partial = resume.BatchLog(work / f"heldout_{name}.jsonl")
-            r1, r2 = log_ratios(load_model(path), start, tok, [(p.prompt, p.response_1, p.response_2) for p in heldout],
+            r1, r2 = log_ratios(target, start, tok, [(p.prompt, p.response_1, p.response_2) for p in heldout],
                                 params.align.dpo, params.evaluate.batch_size, partial)
             partial.close()
             metrics[name] |= heldout_metrics(r1, r2, [p.gold for p in heldout])

@@ -18,15 +18,15 @@ from weakalign.cli import run, seed_everything
 from weakalign.generation import chat_prompt, sample
 from weakalign.io import read_jsonl, write_json, write_jsonl
 from weakalign.models import load_model, load_tokenizer
-from weakalign.schema import Pair, Prompt
+from weakalign.schema import Pair, Prompt, visible
 
 log = logging.getLogger("weakalign.generate_pairs")
 
 
 def problem(a: str, b: str) -> str | None:
-    if not a.strip() or not b.strip():
+    if not visible(a) or not visible(b):  # as the pair schema sees text (weakalign.schema.visible)
         return "empty_response"
-    if a.strip() == b.strip():
+    if visible(a) == visible(b):
         return "identical_responses"
     return None
 

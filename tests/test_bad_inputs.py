@@ -6,6 +6,7 @@ and none of the stage's outputs left behind, or a drop counted by reason. docs/R
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -80,11 +81,14 @@ def test_bad_input_fails_cleanly(case, tmp_path):
     for dest, src in (GOOD | case.get("files", {})).items():
         (tmp_path / dest).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(CORPUS / src, tmp_path / dest)
+    for folder in case.get("dirs", []):  # a folder where the case expects a file
+        (tmp_path / folder).mkdir(parents=True)
     shutil.copytree(ROOT / "stages", tmp_path / "stages")
     cmd, outs = _stage_command(case["stage"], params)
     for out in outs:  # as `dvc repro` does: the stage's outputs are gone before it runs
         p = tmp_path / out
-        shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        with contextlib.suppress(NotADirectoryError):  # a case may put a file where an output's folder goes
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
     env = dict(os.environ, WEAKALIGN_DEBUG="")
     res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 2, f"exit {res.returncode}\n{res.stderr[-3000:]}"
@@ -94,6 +98,7 @@ def test_bad_input_fails_cleanly(case, tmp_path):
     assert not left, f"outputs left behind: {left}"
     leftovers = [p for p in tmp_path.rglob("*.tmp")]
     assert not leftovers, f"temporary files left behind: {leftovers}"
+    assert not list(tmp_path.rglob("pwned")), "a command from params or data was run"
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c["stage"] == "hh"], ids=lambda c: c["id"])
@@ -112,3 +117,22 @@ def test_bad_hh_rows(case, tmp_path, monkeypatch):
         with pytest.raises(DataError) as e:
             read_hh(dest)
         assert case["expect"] in str(e.value)
+
+
+def test_outputs_of_a_stage_run_directly_honour_the_umask(tmp_path):
+    """As each stage's docstring shows it (not under `dvc repro`, whose checkout would repair the modes)."""
+    params = yaml.safe_load((ROOT / "presets" / "tiny.yaml").read_text())
+    params["holdout"] |= {"n_test": 2, "n_train": None}  # the corpus's six good prompts
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for dest, src in GOOD.items():
+        (tmp_path / dest).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(CORPUS / src, tmp_path / dest)
+    shutil.copytree(ROOT / "stages", tmp_path / "stages")
+    cmd, outs = _stage_command("holdout", params)
+    for out in outs:
+        (tmp_path / out).unlink(missing_ok=True)
+    res = subprocess.run(["sh", "-c", 'umask 027 && exec "$@"', "sh", *cmd], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    for out in outs:
+        assert (tmp_path / out).stat().st_mode & 0o777 == 0o640, out  # mkstemp alone would give 0600

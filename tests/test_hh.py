@@ -69,3 +69,23 @@ def test_every_row_of_the_shared_hh_file_is_accounted_for():
     assert len(pairs) + sum(dropped.values()) == 1200
     assert len(pairs) == 1196 and dropped["empty_response"] == 4  # measured: four rows end in an empty turn
     assert len({p.id for p in pairs}) == len(pairs)
+
+
+def test_last_turns_are_parsed_by_the_shared_start_or_dropped_with_a_reason():
+    from weakalign.hh import Unusable, split_dialogue
+
+    p = "\n\nHuman: How do I say hi?"
+    assert split_dialogue(p + "\n\nAssistant: Say hi.", p + "\n\nAssistant: Wave.") == (p.strip(), "Say hi.", "Wave.")
+    # rfind on each side took the quoted marker as the turn's start and moved "Say hi." into the prompt: now dropped.
+    with pytest.raises(Unusable) as e:
+        split_dialogue(p + "\n\nAssistant: Say hi.\n\nAssistant: is a label", p + "\n\nAssistant: Wave.")
+    assert e.value.reason == "nested_assistant_turn"
+    with pytest.raises(Unusable) as e:  # both final turns open the same way, then quote the marker
+        split_dialogue(p + "\n\nAssistant: Sure.\n\nAssistant: x", p + "\n\nAssistant: Sure.\n\nAssistant: y")
+    assert e.value.reason == "nested_assistant_turn"
+    with pytest.raises(Unusable) as e:  # the dialogue ends with the human: no final Assistant turn to compare
+        split_dialogue(p + "\n\nAssistant: Hi.\n\nHuman: thanks", p + "\n\nAssistant: Yo.\n\nHuman: thanks")
+    assert e.value.reason == "ends_with_human_turn"
+    with pytest.raises(Unusable) as e:
+        split_dialogue(p + "\n\nAssistant: \u200b", p + "\n\nAssistant: Wave.")
+    assert e.value.reason == "empty_response"

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import stat
 
 import pytest
 
-from weakalign.io import DataError, atomic_dir, atomic_file, read_jsonl, write_jsonl
+from weakalign.io import (DataError, atomic_dir, atomic_file, iter_jsonl, read_json, read_jsonl, stage_outputs,
+                          write_json, write_jsonl)
 from weakalign.schema import MAX_CHARS, Pair, Prompt
 
 GOOD = {"id": "a", "prompt_id": "a", "prompt": "Say hi", "response_1": "Hi there", "response_2": "Hello"}
@@ -101,3 +104,81 @@ def test_atomic_dir(tmp_path):
     with atomic_dir(target) as d:
         (d / "weights").write_text("full")
     assert (target / "weights").read_text() == "full"
+
+
+# --- reliability, round 2 (issue 17): unreadable files, strict JSON, umask, and outputs that land together ---
+
+def _err(path) -> str:
+    with pytest.raises(DataError) as e:
+        list(iter_jsonl(path))
+    return str(e.value)
+
+
+def test_unreadable_files_name_the_file_and_never_raise_raw(tmp_path):
+    full = gzip.compress(b'{"a": 1}\n' * 1000)
+    cases = {"plain.jsonl.gz": b'{"a": 1}\n', "truncated.jsonl.gz": full[: len(full) // 2],
+             "corrupt.jsonl.gz": full[:30] + b"x" * 30 + full[60:]}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        msg = _err(tmp_path / name)
+        assert msg.startswith(f"{tmp_path / name}: not a readable gzip file"), msg
+    assert _err(tmp_path) == f"{tmp_path}: is a directory, not a file"
+
+
+@pytest.mark.parametrize("line, expect", [
+    ('{"a": 1, "a": 2}', "malformed JSON (duplicate key 'a')"),
+    ('{"a": NaN}', "malformed JSON (NaN is not a number JSON allows)"),
+    ('{"a": -Infinity}', "malformed JSON (-Infinity is not a number JSON allows)"),
+    ('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}", "malformed JSON (nested too deep)"),
+    ('{"a": ' + "9" * 5000 + "}", "malformed JSON (Exceeds the limit"),
+])
+def test_strict_json_rows(tmp_path, line, expect):
+    p = tmp_path / "rows.jsonl"
+    p.write_text('{"ok": 1}\n' + line + "\n")
+    assert _err(p).startswith(f"{p}:2: {expect}")
+
+
+def test_nothing_non_finite_is_written(tmp_path):
+    with pytest.raises(DataError, match="row 2 holds NaN or infinity"):
+        write_jsonl(tmp_path / "x.jsonl", [{"a": 1.0}, {"a": float("nan")}])
+    with pytest.raises(DataError, match="NaN or infinity"):
+        write_json(tmp_path / "m.json", {"loss": float("inf")})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_outputs_get_the_mode_the_umask_gives(tmp_path):
+    old = os.umask(0o027)
+    try:
+        write_jsonl(tmp_path / "x.jsonl", [{"a": 1}])
+        with atomic_dir(tmp_path / "model") as d:
+            (d / "w").write_text("1")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "x.jsonl").stat().st_mode) == 0o640  # not mkstemp's 0600
+    assert stat.S_IMODE((tmp_path / "model").stat().st_mode) == 0o750  # not mkdtemp's 0700
+
+
+def test_a_stage_lands_all_its_outputs_or_none(tmp_path):
+    with pytest.raises(RuntimeError), stage_outputs():
+        with atomic_dir(tmp_path / "model") as d:
+            (d / "w").write_text("1")
+        write_json(tmp_path / "metrics.json", {"a": 1})
+        assert not (tmp_path / "model").exists()  # held back until the stage's last write
+        raise RuntimeError("the stage fails after saving its model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    with stage_outputs():
+        write_json(tmp_path / "m.json", {"a": 1})
+        write_json(tmp_path / "m.json", {"a": 2})
+    assert read_json(tmp_path / "m.json") == {"a": 2}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]
+
+
+def test_an_output_that_cannot_be_written_is_a_one_line_error(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DataError, match="a file stands where a folder of its path should be"):
+        write_json(tmp_path / "file" / "m.json", {})
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o500)
+        with pytest.raises(DataError, match="permission denied"):
+            write_json(ro / "m.json", {})

@@ -9,6 +9,7 @@ merged model against a separate copy of the base).
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -110,3 +111,22 @@ def test_lora_reward_model_trains_adapters_and_its_score_head(tiny_dir, tmp_path
     assert trained_heads and not torch.allclose(trained_heads[0], head)
     r1, r2, _ = score_pairs(model, tok, triples, batch_size=4, max_length=96)
     assert all(a > b for a, b in zip(r1, r2, strict=True))
+
+
+def test_a_pickled_adapter_is_refused_before_torch_load(tmp_path, lora_weak):
+    out = lora_weak[0]
+    bad = tmp_path / "adapter"
+    shutil.copytree(out, bad)
+    (bad / "adapter_model.safetensors").rename(bad / "adapter_model.bin")  # what a stranger's pickle looks like
+    with pytest.raises(FileNotFoundError, match=r"has no adapter_model.safetensors \(only \['adapter_model.bin'\]\)"):
+        load_model(bad)
+
+
+def test_lora_target_modules_the_model_lacks_fail_before_training(tiny_dir):
+    from weakalign.params import Lora
+
+    model = load_model(tiny_dir)
+    with pytest.raises(ValueError, match=r"lora.lora_target_modules: \['q_projj'\] are not modules of this model; its "
+                                         r"linear layers are .*q_proj"):
+        dpo.train(model, load_tokenizer(tiny_dir), TRIPLES, DPO(bf16=False), 0, "unused", "unused", "tiny",
+                  Lora(use_peft=True, lora_target_modules=["q_projj", "v_proj"]))

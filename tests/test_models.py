@@ -143,3 +143,15 @@ def test_bf16_is_used_only_where_the_hardware_has_it(monkeypatch, caplog):
     for native in (True, None):  # None: the CPU could not be asked, so bf16 is taken to work
         monkeypatch.setattr(models, "native_bf16", lambda native=native: native)
         assert models.bf16_usable(True) is True and models.bf16_usable(False) is False
+
+
+def test_a_diverged_model_is_never_saved(tmp_path):
+    from weakalign.io import atomic_dir
+    from weakalign.models import TINY, load_model, load_tokenizer, save_model
+
+    model, tok = load_model(TINY), load_tokenizer(TINY)
+    with torch.no_grad():
+        next(model.parameters())[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="non-finite weights"), atomic_dir(tmp_path / "m") as d:
+        save_model(model, tok, d)
+    assert list(tmp_path.iterdir()) == []

@@ -70,6 +70,21 @@ def test_paper_presets_are_the_papers_models_on_its_data_with_a_reward_model_gol
     (("align", "sources"), ["human", "judge"], "align.sources: 'judge' needs its labels; set label_judge.enabled"),
     (("label_rm", "reward", "beta"), 0.1, "label_rm.reward.beta: unknown key"),
     (("label_judge", "max_length"), 4, "label_judge.max_length"),
+    # Issue 17: non-finite numbers, a seed NumPy refuses, a scheduler transformers does not have, unsafe paths.
+    (("align", "dpo", "learning_rate"), float("nan"), "align.dpo.learning_rate: Input should be a finite number"),
+    (("annotate", "length_bias"), float("inf"), "annotate.length_bias: Input should be a finite number"),
+    (("generate_pairs", "temperature"), float("inf"), "generate_pairs.temperature: Input should be a finite"),
+    (("train_weak", "dpo", "num_train_epochs"), float("nan"), "train_weak.dpo.num_train_epochs: Input should be a"),
+    (("base", "seed"), 2**32, "base.seed: Input should be less than or equal to 4294967295"),
+    (("base", "seed"), -1, "base.seed: Input should be greater than or equal to 0"),
+    (("align", "dpo", "lr_scheduler_type"), "cosinus", "align.dpo.lr_scheduler_type: Value error, unknown scheduler"),
+    (("paths", "weak_labels"), "data/labels/rm.jsonl", "paths.rm_labels and paths.weak_labels are the same path"),
+    (("paths", "weak_labels"), "data/labels/./rm.jsonl", "paths.rm_labels and paths.weak_labels are the same path"),
+    (("paths", "checkpoints"), "models/weak/ckpt", "paths.checkpoints ('models/weak/ckpt') lies inside paths.weak_"),
+    (("paths", "report"), "reports/my report.md", "paths.report: Value error, 'reports/my report.md' holds ' '"),
+    (("paths", "report"), "r.md;touch pwned", "paths.report: Value error, 'r.md;touch pwned' holds ' ', ';'"),
+    (("paths", "metrics"), "$(touch pwned)", "paths.metrics: Value error"),
+    (("data", "path"), "data/prompts/all.jsonl", "data.path ('data/prompts/all.jsonl') is, or lies inside, paths."),
 ])
 def test_bad_params_name_the_key(root, path, value, expect):
     raw = _raw(root)
@@ -255,3 +270,21 @@ def test_every_stage_depends_on_the_modules_its_code_imports(root):
 
     res = subprocess.run([sys.executable, str(root / "scripts/stage_deps.py")], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout[-3000:]
+
+
+def test_params_with_a_duplicate_key_are_refused_naming_the_line(tmp_path):
+    # yaml.safe_load keeps the last value; DVC refuses the file; the stages and the checker must agree with DVC.
+    p = tmp_path / "params.yaml"
+    p.write_text("base:\n  seed: 0\n  seed: 1\n")
+    with pytest.raises(ParamsError, match=r"params.yaml:3: not valid YAML \(duplicate key 'seed' \(first on line 2\)\)"):
+        load_params(p)
+    with pytest.raises(ParamsError, match="is a directory, not a file"):
+        load_params(tmp_path)
+
+
+def test_the_scheduler_names_are_transformers_own():
+    from transformers.trainer_utils import SchedulerType
+
+    from weakalign.params import _scheduler_names
+
+    assert _scheduler_names() == tuple(s.value for s in SchedulerType)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 
+import pytest
 from markdown_it import MarkdownIt
 
 from weakalign.report import md, summary_markdown
@@ -43,3 +44,25 @@ def test_summary_table_survives_hostile_pairs():
     rows = tables[-1].split("<tr>")[1:]
     assert len(rows) == 1 + len(HOSTILE)  # header + one row per pair: no row was split or swallowed
     assert all(r.count("<td>") == 5 for r in rows[1:])
+
+
+AUTOLINKS = ["see www.example.com today", "WWW.EXAMPLE.ORG/x", "go to https://evil.example/p?q=1 now",
+             "http://x.org", "ftp://files.example", "write to jane.doe+spam@example.co.uk", "mailto:a@b.com",
+             "xmpp:me@chat.example/res", "(www.paren.example)"]
+
+
+def test_no_autolinks_under_github_flavoured_markdown():
+    # CommonMark has no bare-URL autolinks; GitHub's and GitLab's renderer (cmark-gfm) does.
+    cmarkgfm = pytest.importorskip("cmarkgfm", reason="cmarkgfm (the test extra) renders GitHub-flavoured Markdown")
+    for text in AUTOLINKS + HOSTILE:
+        table = f"| a |\n|---|\n| {md(text, limit=10_000)} |\n"
+        out = cmarkgfm.github_flavored_markdown_to_html(table)
+        assert "<a " not in out and "<img" not in out and "<script" not in out, (text, out)
+        cell = out.split("<td>")[1].split("</td>")[0]
+        assert html.unescape(re.sub("<!--.*?-->", "", cell)) == " ".join(text.split())  # the text, nothing else
+
+
+def test_bidirectional_controls_are_written_out():
+    out = md("invoice_\u202egpj.exe and \u2066isolate\u2069")
+    assert not re.search("[\u202a-\u202e\u2066-\u2069]", out)
+    assert "\\[U\\+202E\\]" in out and "\\[U\\+2066\\]" in out

@@ -78,3 +78,29 @@ def test_split_nests_labeled_sets_and_fixes_unlabeled():
     multi = pairs + [p.model_copy(update={"id": p.id + "b"}) for p in pairs[:30]]
     lab, unl = split(multi, 12, 30, seed=1)
     assert not {p.prompt_id for p in lab} & {p.prompt_id for p in unl}
+
+
+def test_look_alike_prompts_are_one_prompt_for_the_duplicate_check_and_the_leakage_guard():
+    # Full-width letters and zero-width characters render like the plain text; byte-unequal but the same prompt.
+    from weakalign.io import DataError
+    from weakalign.schema import normalise
+    from weakalign.split import check_unique
+
+    plain = "Continue this review: the kettle"
+    fullwidth = "Ｃｏｎｔｉｎｕｅ this review: the kettle"
+    zero_width = "Continue\u200b this re\u200dview: the\ufeff kettle"
+    assert normalise(plain) == normalise(fullwidth) == normalise(zero_width)
+    numbered = [(1, Prompt(id="a", prompt=plain)), (2, Prompt(id="b", prompt=zero_width))]
+    with pytest.raises(DataError, match="prompts.jsonl:2: prompt 'b' has the same text as 'a'"):
+        check_unique(numbered, "prompts.jsonl")
+    test = [Prompt(id="t", prompt=fullwidth)]
+    pair = Pair(id="p", prompt_id="x", prompt=plain, response_1="one", response_2="two")
+    with pytest.raises(LeakageError, match="test prompt 'x' occurs in D_u"):
+        check_disjoint([], [pair], test)
+
+
+def test_a_text_of_invisible_characters_is_empty():
+    with pytest.raises(ValueError, match="prompt is empty \\(only invisible characters\\)"):
+        Prompt(id="a", prompt="\u200b\u200c\u2060\ufeff")
+    with pytest.raises(ValueError, match="identical"):  # differ only by a zero-width space
+        Pair(id="p", prompt_id="x", prompt="hi", response_1="good one", response_2="good\u200b one")

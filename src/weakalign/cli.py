@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from . import resume
-from .io import DataError
+from .io import DataError, stage_outputs
 from .params import Params, ParamsError, load_params
 from .split import LeakageError
 
@@ -41,7 +41,8 @@ def run(main: Callable[[argparse.Namespace, Params], None], parser: argparse.Arg
             return launch(sys.argv[0], argv, params.base.num_processes, params.base.accelerate_config)
         t0 = time.perf_counter()
         log.info("%s: start", stage)
-        main(args, params)
+        with stage_outputs():  # every output lands together, after the last write, or none does
+            main(args, params)
         log.info("%s: done in %.1f s", stage, time.perf_counter() - t0)
     except (DataError, ParamsError, LeakageError, FileNotFoundError, ValueError) as e:
         if os.environ.get("WEAKALIGN_DEBUG"):

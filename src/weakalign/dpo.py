@@ -19,7 +19,7 @@ from trl import DPOConfig, DPOTrainer
 
 from . import resume
 from .generation import chat_prompt
-from .models import bf16_usable, lora_config
+from .models import bf16_usable, check_lora_targets, lora_config
 from .params import DPO, Lora
 from .schema import Pair
 
@@ -69,6 +69,19 @@ def preference_dataset(triples: list[tuple[str, str, str]]) -> Dataset:
          "rejected": [{"role": "assistant", "content": r}]}
         for p, c, r in triples
     ])
+
+
+def _check_room(tok: PreTrainedTokenizerBase, triples: list[tuple[str, str, str]], max_length: int | None) -> None:
+    """TRL drops a pair whose prompt alone fills max_length; if it drops them all it fails deep inside with an
+    empty torch.cat. Say so first, naming the key."""
+    if max_length is None or not triples:
+        return
+    shortest = min(len(tok.apply_chat_template(chat_prompt(p), add_generation_prompt=True, tokenize=True,
+                                               return_dict=False)) for p, _, _ in triples)
+    if shortest >= max_length:
+        raise ValueError(f"dpo.max_length {max_length}: the prompt alone fills it in every one of the "
+                         f"{len(triples)} pairs (the shortest prompt has {shortest} tokens), so nothing is left to "
+                         "train on; raise it")
 
 
 def triples(pairs: list[Pair], choice: dict[str, int]) -> list[tuple[str, str, str]]:
@@ -159,6 +172,8 @@ def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, triples: list[tu
     it and the dvclive curves are replayed from its log history. The caller deletes `work_dir` when done.
     """
     torch.manual_seed(seed)
+    check_lora_targets(model, lora)
+    _check_room(tok, triples, dpo.max_length)
     peft = lora_config(lora, "CAUSAL_LM") if lora is not None else None
     work = resume.prepare(work_dir, resume.fingerprint("dpo", dpo.model_dump(), seed, triples, model_id,
                                                        *([lora.model_dump()] if peft else [])))

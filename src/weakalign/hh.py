@@ -11,13 +11,15 @@ This is the parsing layer of the HH data source (weakalign.sources); `read_hh` r
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from .schema import MAX_CHARS, Pair
+from .schema import MAX_CHARS, Pair, visible
 
 ASSISTANT = "\n\nAssistant:"
-DROP_REASONS = ("no_assistant_turn", "prompt_mismatch", "empty_prompt", "empty_response", "identical_responses",
-                "too_long")
+HUMAN = "\n\nHuman:"
+DROP_REASONS = ("no_assistant_turn", "prompt_mismatch", "ends_with_human_turn", "nested_assistant_turn",
+                "empty_prompt", "empty_response", "identical_responses", "too_long")
 
 
 class Unusable(ValueError):
@@ -29,23 +31,37 @@ class Unusable(ValueError):
 
 
 def split_dialogue(chosen: str, rejected: str) -> tuple[str, str, str]:
-    """(shared prompt, chosen response, rejected response) of one HH row, or raise Unusable."""
-    i, j = chosen.rfind(ASSISTANT), rejected.rfind(ASSISTANT)
-    if i < 0 or j < 0:
+    """(shared prompt, chosen response, rejected response) of one HH row, or raise Unusable.
+
+    The prompt is the two dialogues' common start up to its last Assistant marker, so an "Assistant:" quoted
+    inside a final turn cannot move assistant text into the prompt. After that marker each side must be one
+    Assistant turn: a Human turn after it (the dialogue ends with the human, or goes on) or a second Assistant
+    marker is dropped with its reason, never guessed at."""
+    if ASSISTANT not in chosen or ASSISTANT not in rejected:
         raise Unusable("no_assistant_turn")
-    if chosen[:i] != rejected[:j]:
+    common = os.path.commonprefix([chosen, rejected])
+    i = common.rfind(ASSISTANT)
+    if i < 0:
         raise Unusable("prompt_mismatch")  # the two dialogues must differ only in the last Assistant turn
-    return usable(chosen[:i], chosen[i + len(ASSISTANT):], rejected[j + len(ASSISTANT):])
+    a, b = chosen[i + len(ASSISTANT):], rejected[i + len(ASSISTANT):]
+    prompt = chosen[:i]
+    if prompt.rfind(ASSISTANT) > prompt.rfind(HUMAN):  # the marker split an Assistant turn that both sides share
+        raise Unusable("nested_assistant_turn")
+    if HUMAN in a or HUMAN in b:
+        raise Unusable("ends_with_human_turn")
+    if ASSISTANT in a or ASSISTANT in b:
+        raise Unusable("nested_assistant_turn")
+    return usable(chosen[:i], a, b)
 
 
 def usable(prompt: str, a: str, b: str) -> tuple[str, str, str]:
     """The (prompt, chosen, rejected) texts stripped, or Unusable with the reason: the checks every source shares."""
     prompt, a, b = prompt.strip(), a.strip(), b.strip()
-    if not prompt:
+    if not visible(prompt):  # as the schema sees text: zero-width characters alone are empty
         raise Unusable("empty_prompt")
-    if not a or not b:
+    if not visible(a) or not visible(b):
         raise Unusable("empty_response")
-    if a == b:
+    if visible(a) == visible(b):
         raise Unusable("identical_responses")
     if max(len(prompt), len(a), len(b)) > MAX_CHARS:
         raise Unusable("too_long")

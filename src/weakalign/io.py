@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -29,6 +30,39 @@ def _open_bytes(path: Path):
     return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    """json.loads keeps the last of two equal keys; a row that says two things is an error instead."""
+    out: dict = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def parse_json_line(line: str):
+    """One JSON document, strictly: no duplicate keys, no NaN/Infinity (Python's json accepts both)."""
+    return json.loads(line, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+
+
+def check_readable(path: Path) -> None:
+    """A path the readers can open: a file (not a folder), readable; DataError naming it otherwise."""
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not a file")
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    if not os.access(path, os.R_OK):
+        raise DataError(f"{path}: cannot read it (permission denied)")
+
+
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object) for each non-blank line; raise DataError naming file and line otherwise.
 
@@ -36,23 +70,39 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
     reader decodes ahead in chunks and would blame an earlier one).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    with _open_bytes(path) as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(f"{path}:{lineno}: invalid UTF-8 ({e.reason} at byte {e.start + 1})") from None
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+    check_readable(path)
+    lineno = 0
+    try:
+        with _open_bytes(path) as f:
+            for lineno, raw in enumerate(f, start=1):
+                obj = _parse_row(path, lineno, raw)
+                if obj is not None:
+                    yield lineno, obj
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:  # not gzip, truncated, or corrupt inside
+        where = f" after line {lineno}" if lineno else ""
+        raise DataError(f"{path}: not a readable gzip file{where} ({e})") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read it ({e.strerror or e})") from None
+
+
+def _parse_row(path: Path, lineno: int, raw: bytes) -> dict | None:
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}:{lineno}: invalid UTF-8 ({e.reason} at byte {e.start + 1})") from None
+    if not line.strip():
+        return None
+    try:
+        obj = parse_json_line(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+    except RecursionError:
+        raise DataError(f"{path}:{lineno}: malformed JSON (nested too deep)") from None
+    except ValueError as e:  # a duplicate key, NaN/Infinity, an integer too long to convert
+        raise DataError(f"{path}:{lineno}: malformed JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+    return obj
 
 
 def _describe(e: ValidationError) -> str:
@@ -83,35 +133,110 @@ def read_jsonl(path: str | Path, schema: type[M], allow_empty: bool = False) -> 
     return [row for _, row in read_numbered(path, schema, allow_empty)]
 
 
+# Renames that wait for the whole stage: inside `stage_outputs()`, a finished atomic_file/atomic_dir is not moved
+# into place until the stage's last write has succeeded, so a stage that fails late (a NaN metric after the model
+# was saved) leaves none of its outputs behind for DVC to cache.
+_pending: list[tuple[Path, Path]] | None = None
+
+
+def _mode(is_dir: bool) -> int:
+    """The mode a plain open()/mkdir() would give under the current umask (mkstemp/mkdtemp make 0600/0700)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if is_dir else 0o666) & ~mask
+
+
+def _land(tmp: Path, path: Path) -> None:
+    if tmp.is_dir():
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    os.replace(tmp, path)
+
+
+def _discard(tmp: Path) -> None:
+    if tmp.is_dir():
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _finish(tmp: Path, path: Path) -> None:
+    os.chmod(tmp, _mode(tmp.is_dir()))
+    if _pending is None:
+        _land(tmp, path)
+        return
+    for i, (t, p) in enumerate(_pending):  # written twice in one stage: the later write wins
+        if p == path:
+            _discard(t)
+            del _pending[i]
+            break
+    _pending.append((tmp, path))
+
+
+@contextlib.contextmanager
+def _writable(path: Path) -> Iterator[None]:
+    """An output folder that cannot be written is bad input (the path or its permissions), not a crash."""
+    try:
+        yield
+    except PermissionError:
+        raise DataError(f"{path}: cannot write it (permission denied on {path.parent})") from None
+    except (NotADirectoryError, FileExistsError):
+        raise DataError(f"{path}: cannot write it (a file stands where a folder of its path should be)") from None
+
+
+@contextlib.contextmanager
+def stage_outputs() -> Iterator[None]:
+    """Hold back every atomic write of the block; land them all, in order, only if the block succeeds."""
+    global _pending
+    if _pending is not None:  # nested: the outer block decides
+        yield
+        return
+    _pending = []
+    try:
+        yield
+        for tmp, path in _pending:
+            _land(tmp, path)
+    except BaseException:
+        for tmp, _ in _pending:
+            _discard(tmp)
+        raise
+    finally:
+        _pending = None
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | Path, mode: str = "w") -> Iterator:
-    """Open a temporary file beside `path`; rename it onto `path` only if the block succeeds."""
+    """Open a temporary file beside `path`; rename it onto `path` only if the block succeeds (and, inside
+    `stage_outputs`, only when the whole stage has). The file gets the mode the umask gives, not mkstemp's 0600."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with _writable(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
             yield f
-        os.replace(tmp, path)
+        _finish(Path(tmp), path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        _discard(Path(tmp))
         raise
 
 
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory beside `path`; it replaces `path` only if the block succeeds."""
+    """Yield a temporary directory beside `path`; it replaces `path` only if the block succeeds (inside
+    `stage_outputs`, only when the whole stage has)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    with _writable(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        _finish(tmp, path)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _discard(tmp)
         raise
 
 
@@ -123,22 +248,33 @@ def write_jsonl(path: str | Path, rows: Iterable) -> int:
     n = 0
     with atomic_file(path) as f:
         for row in rows:
-            f.write(json.dumps(_dump(row), ensure_ascii=False, sort_keys=False) + "\n")
+            try:
+                f.write(json.dumps(_dump(row), ensure_ascii=False, sort_keys=False, allow_nan=False) + "\n")
+            except ValueError:
+                raise DataError(f"{path}: row {n + 1} holds NaN or infinity; nothing written") from None
             n += 1
     return n
 
 
 def write_json(path: str | Path, obj) -> None:
+    try:
+        text = json.dumps(_dump(obj), indent=2, sort_keys=False, allow_nan=False)
+    except ValueError:
+        raise DataError(f"{path}: a value is NaN or infinity; nothing written") from None
     with atomic_file(path) as f:
-        json.dump(_dump(obj), f, indent=2, sort_keys=False, allow_nan=False)
-        f.write("\n")
+        f.write(text + "\n")
 
 
 def read_json(path: str | Path) -> dict:
     path = Path(path)
+    check_readable(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
+        return parse_json_line(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: invalid UTF-8 ({e.reason} at byte {e.start + 1})") from None
+    except RecursionError:
+        raise DataError(f"{path}: malformed JSON (nested too deep)") from None
+    except ValueError as e:
+        raise DataError(f"{path}: malformed JSON ({e})") from None

@@ -197,6 +197,18 @@ def is_adapter(ref: str | Path) -> bool:
     return (Path(ref) / "adapter_config.json").is_file()
 
 
+def check_lora_targets(model: torch.nn.Module, lora) -> None:
+    """`lora_target_modules` must name modules the model has: PEFT finds out only once training is set up."""
+    if lora is None or not lora.use_peft or not lora.lora_target_modules:
+        return
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    missing = sorted(set(lora.lora_target_modules) - names)
+    if missing:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+        raise ValueError(f"lora.lora_target_modules: {missing} are not modules of this model; its linear layers are "
+                         f"{', '.join(linear)}")
+
+
 def lora_config(lora, task: str):
     """PEFT's LoraConfig for our `Lora` params (TRL ModelConfig names, so TRL's own factory builds it), or None
     when LoRA is off. `task`: CAUSAL_LM for policies, SEQ_CLS for reward models (PEFT then trains the score head)."""
@@ -211,7 +223,18 @@ def attach_adapter(model: PreTrainedModel, adapter_dir: str | Path):
     """`model` (the adapter's base) with the adapter on top, unmerged: `with m.disable_adapter():` gives the base."""
     from peft import PeftModel
 
+    _require_safe_adapter(adapter_dir)
     return PeftModel.from_pretrained(model, str(adapter_dir))
+
+
+def _require_safe_adapter(ref: str | Path) -> None:
+    """A LoRA adapter folder must hold adapter_model.safetensors, as a full model must hold safetensors."""
+    folder = Path(ref)
+    if folder.is_dir() and not (folder / "adapter_model.safetensors").is_file():
+        pickled = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+        raise FileNotFoundError(
+            f"LoRA adapter {str(folder)!r} has no adapter_model.safetensors{f' (only {pickled})' if pickled else ''}; "
+            "weakalign does not load pickled weights, which can run code (the same rule as for full models)")
 
 
 # For base models without a chat template (OPT, GPT-2, Pythia, ...): the plain-text dialogue format of HH-RLHF,
@@ -237,6 +260,8 @@ def load_tokenizer(ref: str | Path, trust_remote_code: bool = False) -> PreTrain
         tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
     else:
         _check_local(ref)
+        if is_adapter(ref):  # refused here too: the stages load the tokenizer before the weights
+            _require_safe_adapter(ref)
         tok = AutoTokenizer.from_pretrained(ref, trust_remote_code=trust_remote_code)
     if tok.pad_token is None:
         # Causal LMs often have no pad token; padding positions are masked out everywhere, so EOS serves.
@@ -287,9 +312,11 @@ def load_model(ref: str | Path, dtype: torch.dtype = torch.float32, seed: int = 
         model.generation_config = gguf_model.generation_config
         return model
     if is_adapter(ref):
-        import json
+        from .io import read_json
 
-        base = json.loads((Path(ref) / "adapter_config.json").read_text())["base_model_name_or_path"]
+        base = read_json(Path(ref) / "adapter_config.json").get("base_model_name_or_path")
+        if not isinstance(base, str) or not base:
+            raise ValueError(f"{Path(ref) / 'adapter_config.json'}: no base_model_name_or_path to load the adapter on")
         log.info("%s is a LoRA adapter on %s: merging it in", ref, base)
         return attach_adapter(load_model(base, dtype, seed, trust_remote_code), ref).merge_and_unload()
     _check_local(ref)
@@ -359,6 +386,10 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out: 
     from accelerate.utils import is_peft_model
 
     out = Path(out)
+    bad = next((n for n, p in model.named_parameters() if not torch.isfinite(p).all()), None)
+    if bad is not None:  # a diverged run (a learning rate too high) must not leave a model that looks fine
+        raise ValueError(f"the model to save has non-finite weights (NaN or infinity, first in {bad}): training "
+                         "diverged; lower the learning rate")
     if is_peft_model(model):
         if base is None:
             raise ValueError("saving a LoRA adapter needs the reference of its base model")

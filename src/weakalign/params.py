@@ -10,6 +10,7 @@ Check a params file by hand: ``python -m weakalign.params params.yaml``.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -34,11 +35,58 @@ Source = Annotated[str, AfterValidator(_check_source)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: YAML's .nan and .inf are floats, and every range check passes NaN (NaN > 0 is False
+    # but so is NaN <= 0); a NaN learning rate or bias only shows up as NaN labels or a NaN model much later.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _scheduler_names() -> tuple[str, ...] | None:
+    """The values of transformers' SchedulerType, read from its source: importing transformers (and torch) takes
+    seconds, and params are checked in well under one. None where transformers is not installed."""
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec("transformers")
+    if spec is None or not spec.origin:
+        return None
+    try:
+        tree = ast.parse((Path(spec.origin).parent / "trainer_utils.py").read_text(encoding="utf-8"))
+    except OSError:
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == "SchedulerType":
+            return tuple(a.value.value for a in node.body if isinstance(a, ast.Assign)
+                         and isinstance(a.value, ast.Constant) and isinstance(a.value.value, str))
+    return None
+
+
+def _check_scheduler(name: str) -> str:
+    names = _scheduler_names()
+    if names and name not in names:
+        raise ValueError(f"unknown scheduler {name!r}: transformers has {', '.join(names)}")
+    return name
+
+
+# Characters a path may hold: dvc.yaml puts ${paths.x} into shell commands unquoted, so a space splits an
+# argument and `;`, `$(...)` or a backquote would run as a command.
+SAFE_PATH = re.compile(r"[A-Za-z0-9_./+-]+")
+
+
+def _check_path(value: str) -> str:
+    if not SAFE_PATH.fullmatch(value) or value.startswith("-"):
+        bad = sorted({c for c in value if not SAFE_PATH.fullmatch(c)}) or ["a leading '-'"]
+        raise ValueError(f"{value!r} holds {', '.join(map(repr, bad))}: dvc.yaml passes paths to shell commands "
+                         "unquoted, so a path may hold only letters, digits and . _ / + -")
+    return value
+
+
+SafePath = Annotated[str, AfterValidator(_check_path)]
 
 
 class Base(_Section):
-    seed: int = Field(0, description="Seed for every random choice: sampling, annotators, splits, training.")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed for every random choice: sampling, annotators, "
+                      "splits, training. From 0 to 2**32 - 1, what NumPy's seeding (through transformers' "
+                      "set_seed) accepts.")
     model: str = Field(
         "embedded:smollm2",
         description="Starting policy of the target (and, by default, of the weak teacher): `embedded:smollm2`, "
@@ -57,29 +105,42 @@ class Base(_Section):
 class Paths(_Section):
     """Every path of the pipeline. dvc.yaml refers to these as ${paths.x}; stages get them as arguments."""
 
-    source_pairs: str = "data/source/pairs.jsonl"  # ingest: the pairs of a jsonl/hf source (empty for the sandbox)
-    prompts_all: str = "data/prompts/all.jsonl"  # ingest: every prompt, before the holdout
-    prompts_train: str = "data/prompts/train.jsonl"
-    prompts_test: str = "data/prompts/test.jsonl"
-    base_model: str = "models/base"
-    pairs: str = "data/pairs.jsonl"
-    annotated: str = "data/annotated.jsonl"
-    labeled: str = "data/split/labeled.jsonl"
-    unlabeled: str = "data/split/unlabeled.jsonl"
-    sft_target: str = "models/sft/target"  # sft: the target's starting point (a note only, unless sft.enabled)
-    sft_weak: str = "models/sft/weak"  # sft: the weak LLM's, when train_weak.model is not `base`
-    weak_model: str = "models/weak"
-    weak_labels: str = "data/labels/weak.jsonl"
-    rm_labels: str = "data/labels/rm.jsonl"  # label_rm (empty unless label_rm.enabled)
-    judge_labels: str = "data/labels/judge.jsonl"  # label_judge (empty unless label_judge.enabled)
-    feedback: str = "data/feedback"
-    targets: str = "models/targets"
-    generations: str = "data/eval/generations.jsonl"
-    report: str = "reports/summary.md"
-    metrics: str = "metrics"
-    plots: str = "plots"
-    dvclive: str = "dvclive"
-    checkpoints: str = "checkpoints"  # work folders that let a killed stage resume; not DVC outputs, git-ignored
+    source_pairs: SafePath = "data/source/pairs.jsonl"  # ingest: the pairs of a jsonl/hf source (empty for the sandbox)
+    prompts_all: SafePath = "data/prompts/all.jsonl"  # ingest: every prompt, before the holdout
+    prompts_train: SafePath = "data/prompts/train.jsonl"
+    prompts_test: SafePath = "data/prompts/test.jsonl"
+    base_model: SafePath = "models/base"
+    pairs: SafePath = "data/pairs.jsonl"
+    annotated: SafePath = "data/annotated.jsonl"
+    labeled: SafePath = "data/split/labeled.jsonl"
+    unlabeled: SafePath = "data/split/unlabeled.jsonl"
+    sft_target: SafePath = "models/sft/target"  # sft: the target's starting point (a note only, unless sft.enabled)
+    sft_weak: SafePath = "models/sft/weak"  # sft: the weak LLM's, when train_weak.model is not `base`
+    weak_model: SafePath = "models/weak"
+    weak_labels: SafePath = "data/labels/weak.jsonl"
+    rm_labels: SafePath = "data/labels/rm.jsonl"  # label_rm (empty unless label_rm.enabled)
+    judge_labels: SafePath = "data/labels/judge.jsonl"  # label_judge (empty unless label_judge.enabled)
+    feedback: SafePath = "data/feedback"
+    targets: SafePath = "models/targets"
+    generations: SafePath = "data/eval/generations.jsonl"
+    report: SafePath = "reports/summary.md"
+    metrics: SafePath = "metrics"
+    plots: SafePath = "plots"
+    dvclive: SafePath = "dvclive"
+    checkpoints: SafePath = "checkpoints"  # work folders that let a killed stage resume; not DVC outputs, git-ignored
+
+    @model_validator(mode="after")
+    def _apart(self) -> Paths:
+        """Two keys naming one file make one stage overwrite another's output; a path inside another (say
+        `checkpoints: models/weak/ckpt`) is deleted with it when DVC clears that output before a run."""
+        seen = {k: os.path.normpath(v) for k, v in self.model_dump().items()}
+        for a, pa in seen.items():
+            for b, pb in seen.items():
+                if a < b and pa == pb:
+                    raise ValueError(f"paths.{a} and paths.{b} are the same path ({pa!r}): each output needs its own")
+                if a != b and pa.startswith(pb.rstrip("/") + "/"):
+                    raise ValueError(f"paths.{a} ({pa!r}) lies inside paths.{b} ({pb!r}); keep them apart")
+        return self
 
 
 class Data(_Section):
@@ -92,7 +153,7 @@ class Data(_Section):
     source: Literal["sandbox", "jsonl", "hf"] = Field(
         "sandbox", description="`sandbox`: pairs generated by the pipeline for the prompts in `path`; `jsonl`: a "
         "local preference file (`path`); `hf`: a dataset loaded with `datasets.load_dataset` (`name`).")
-    path: str = Field(
+    path: SafePath = Field(
         "data/raw/prompts.jsonl", description="The local file the source reads, tracked by DVC: the prompts "
         "(`sandbox`), or the preference file (`jsonl`; `.jsonl` or `.jsonl.gz`, prompt/chosen/rejected or HH "
         "dialogues). `hf` does not read it; leave the default.")
@@ -266,7 +327,8 @@ class _Training(_Section):
     gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     max_length: int | None = Field(192, ge=8, description="Tokens of prompt + response kept; longer pairs are "
                                    "truncated by TRL and counted in the metrics.")
-    lr_scheduler_type: str = Field("linear", description="Transformers scheduler name.")
+    lr_scheduler_type: Annotated[str, AfterValidator(_check_scheduler)] = Field(
+        "linear", description="A transformers scheduler name (transformers.SchedulerType).")
     warmup_steps: float = Field(0.1, ge=0, description="Warm-up steps, or a fraction of all steps if < 1.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
@@ -527,6 +589,16 @@ class Params(_Section):
     study: Study = Study()
 
     @model_validator(mode="after")
+    def _input_is_not_an_output(self) -> Params:
+        src = os.path.normpath(self.data.path)
+        for key, out in self.paths.model_dump().items():
+            out = os.path.normpath(out)
+            if src == out or src.startswith(out.rstrip("/") + "/"):
+                raise ValueError(f"data.path ({src!r}) is, or lies inside, paths.{key} ({out!r}): the pipeline "
+                                 "would overwrite its own input")
+        return self
+
+    @model_validator(mode="after")
     def _judge_fits_data(self) -> Params:
         if self.data.source == "sandbox" and self.judge.name == "none":
             raise ValueError("judge.name: the sandbox's simulated humans label by the gold judge; it cannot be "
@@ -583,15 +655,41 @@ def parse_params(raw: Any, source: str = "params") -> Params:
         raise ParamsError(f"{source}: invalid params\n" + "\n".join(lines)) from None
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.safe_load keeps the last of two equal keys; DVC refuses such a file, so the stages must too."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: str | Path):
+    """A YAML file, strictly (no duplicate keys); ParamsError naming the file (and line) otherwise."""
     path = Path(path)
+    if path.is_dir():
+        raise ParamsError(f"{path}: is a directory, not a file")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
     except FileNotFoundError:
         raise ParamsError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ParamsError(f"{path}: cannot read it ({e})") from None
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ParamsError(f"{path}{where}: not valid YAML ({e.problem})") from None
     except yaml.YAMLError as e:
         raise ParamsError(f"{path}: not valid YAML ({e})") from None
-    return parse_params(raw, str(path))
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    return parse_params(read_yaml(path), str(path))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,13 +12,25 @@ from .schema import Pair, WeakLabel
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]()#+!|~])")
 
 
+# GitHub/GitLab (GFM) turn bare URLs, www. addresses and e-mail addresses into links, after backslash escapes are
+# resolved: an escaped "." after www and an escaped ":" after a scheme stop it (checked with cmark-gfm); for "@"
+# nothing but markup between the two halves does, so an empty HTML comment (invisible when rendered) goes there.
+_WWW = re.compile(r"(?i)\b(www)\.")
+_SCHEME = re.compile(r"(?i)\b(https?|ftp|mailto|xmpp)(?=:)")
+# Bidirectional controls reorder what a reader sees (U+202E shows "txt.exe" as "exe.txt"): shown by code point.
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
 def md(text: str, limit: int = 300) -> str:
     """Text from data, inert inside a Markdown table cell: one line, shortened, HTML-escaped (no tags, no
-    entities), and Markdown punctuation backslash-escaped (no links, images, code or emphasis; no cell breaks)."""
-    text = " ".join(text.split())
+    entities), Markdown punctuation backslash-escaped (no links, images, code or emphasis; no cell breaks), no GFM
+    autolinks, and bidirectional controls written out as [U+202E]."""
+    text = _BIDI.sub(lambda m: f"[U+{ord(m.group()):04X}]", " ".join(text.split()))
     if len(text) > limit:
         text = text[:limit - 1] + "…"
-    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))  # quotes are inert outside tags
+    text = _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))  # quotes are inert outside tags
+    text = _SCHEME.sub(r"\1\\", _WWW.sub(r"\1\\.", text))
+    return text.replace("@", "<!-- -->@")
 
 
 def _f(x, nd: int = 3) -> str:

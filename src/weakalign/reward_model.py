@@ -21,7 +21,7 @@ from trl import RewardConfig, RewardTrainer
 from . import resume
 from .dpo import _Checkpoints, dvclive_curves, preference_dataset, trainer_kwargs
 from .judge import RewardModelJudge
-from .models import lora_config
+from .models import check_lora_targets, lora_config
 from .params import Lora, Reward
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, triples: list[tu
     Checkpoints go to `work_dir` and a killed run resumes from the newest one, as in dpo.train. With
     `lora.use_peft` only LoRA adapters and the score head train (a PEFT model is returned; it scores as is)."""
     torch.manual_seed(seed)
+    check_lora_targets(model, lora)
     peft = lora_config(lora, "SEQ_CLS") if lora is not None else None
     work = resume.prepare(work_dir, resume.fingerprint("rm", cfg.model_dump(), seed, triples, model_id,
                                                        *([lora.model_dump()] if peft else [])))

@@ -9,6 +9,8 @@ Files between stages (see docs/ARCHITECTURE.md):
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -22,9 +24,25 @@ class _Row(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def visible(text: str) -> str:
+    """Text as a reader sees it: NFKC (full-width letters, ligatures and other compatibility forms become the
+    plain ones), without format characters (zero-width spaces and joiners, the BOM, bidirectional controls:
+    Unicode category Cf), runs of whitespace as one space, trimmed."""
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(c for c in text if unicodedata.category(c) != "Cf")
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def normalise(text: str) -> str:
+    """The key under which two prompts are the same prompt: `visible` text, case-folded. The duplicate check,
+    the leakage guard and the prompt ids of real data all use it, so look-alike text cannot pass one and not the
+    other."""
+    return visible(text).casefold()
+
+
 def _text(v: str, what: str) -> str:
-    if not v.strip():
-        raise ValueError(f"{what} is empty")
+    if not visible(v):
+        raise ValueError(f"{what} is empty" + (" (only invisible characters)" if v.strip() else ""))
     if len(v) > MAX_CHARS:
         raise ValueError(f"{what} has {len(v)} characters, over the limit of {MAX_CHARS}")
     return v
@@ -59,7 +77,7 @@ class Pair(_Row):
 
     @model_validator(mode="after")
     def _distinct(self) -> Pair:
-        if self.response_1.strip() == self.response_2.strip():
+        if visible(self.response_1) == visible(self.response_2):
             raise ValueError("response_1 and response_2 are identical: the pair carries no preference")
         return self
 

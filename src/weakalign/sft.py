@@ -19,7 +19,7 @@ from trl import SFTConfig, SFTTrainer
 from . import resume
 from .dpo import _Checkpoints, dvclive_curves, trainer_kwargs
 from .generation import chat_prompt
-from .models import lora_config
+from .models import check_lora_targets, lora_config
 from .params import Lora, SFTFields
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, pairs: list[tupl
     Checkpoints, resume and dvclive curves work as in dpo.train; under `lora.use_peft` a PEFT model is returned.
     """
     torch.manual_seed(seed)
+    check_lora_targets(model, lora)
     peft = lora_config(lora, "CAUSAL_LM") if lora is not None else None
     work = resume.prepare(work_dir, resume.fingerprint("sft", cfg.model_dump(), seed, pairs, model_id,
                                                        *([lora.model_dump()] if peft else [])))

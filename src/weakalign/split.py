@@ -7,18 +7,13 @@ normalised text) may occur in D_l or D_u, and no pair or prompt may be in both D
 from __future__ import annotations
 
 import random
-import re
 
 from .io import DataError
-from .schema import Pair, Prompt
+from .schema import Pair, Prompt, normalise  # noqa: F401 (normalise: the one definition, used here and in sources)
 
 
 class LeakageError(ValueError):
     pass
-
-
-def normalise(text: str) -> str:
-    return re.sub(r"\s+", " ", text.strip().lower())
 
 
 def check_unique(numbered: list[tuple[int, Prompt]], path: str) -> None:
@@ -34,7 +29,7 @@ def check_unique(numbered: list[tuple[int, Prompt]], path: str) -> None:
         if key in texts:
             other, line = texts[key]
             raise DataError(f"{path}:{lineno}: prompt {p.id!r} has the same text as {other!r} (line {line}), "
-                            "up to case and spacing")
+                            "up to case, spacing and look-alike characters")
         texts[key] = (p.id, lineno)
 
 
