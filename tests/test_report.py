@@ -66,3 +66,18 @@ def test_bidirectional_controls_are_written_out():
     out = md("invoice_\u202egpj.exe and \u2066isolate\u2069")
     assert not re.search("[\u202a-\u202e\u2066-\u2069]", out)
     assert "\\[U\\+202E\\]" in out and "\\[U\\+2066\\]" in out
+
+
+def test_the_summary_report_has_no_autolinks_under_github_flavoured_markdown():
+    # The whole report, as the report stage writes it, with pairs whose texts are addresses and bidi tricks.
+    cmarkgfm = pytest.importorskip("cmarkgfm", reason="cmarkgfm (the test extra) renders GitHub-flavoured Markdown")
+    texts = AUTOLINKS + ["invoice_\u202egpj.exe"]
+    pairs = [Pair(id=f"x{i}", prompt_id=f"x{i}", prompt=t, response_1=t + " one", response_2="two " + t,
+                  gold_1=0.1, gold_2=0.2, human=2) for i, t in enumerate(texts)]
+    weak = [WeakLabel(pair_id=p.id, reward_1=1.0, reward_2=0.0, margin=1.0, label=1) for p in pairs]
+    feedback = {"n_labeled": 3, "n_unlabeled": 5, "agreement_weak_human": 0.0, "accuracy_human_vs_gold": 1.0,
+                "accuracy_weak_vs_gold": 0.0, "gold_backs_weak_when_disagree": 0.0, "n_disagree": 5}
+    report = summary_markdown(feedback, {"gold_judge": "vader"}, {}, list(zip(pairs, weak, strict=True)))
+    out = cmarkgfm.github_flavored_markdown_to_html(report)
+    assert "<a " not in out and "\u202e" not in out
+    assert out.count("[U+202E]") >= 1 and "jane.doe+spam" in out and "evil.example/p" in out  # the texts are there
