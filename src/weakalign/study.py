@@ -540,10 +540,11 @@ def headline(out: dict) -> str:
     t, w = out["tost"], out["weak_minus_human"]
     calibrated = all(v is True for v in c.values())
     made = f" of commit {', '.join(out['commits'])}" if out.get("commits") else ""
+    holm_p = "" if w.get("p_holm") is None else f" (Holm-adjusted p = {w['p_holm']})"
     lines = [f"Over {n} seed{'s' * (n != 1)} (each a whole pipeline run{made}; 95% t-intervals over seeds), the target "
              f"aligned on weak labels gains {gain('weak')} in gold reward over the base, the one aligned on human "
              f"labels {gain('human')}, on gold labels {gain('gold')}, on coin flips {gain('random')}. "
-             f"Weak minus human, paired by seed: {_cell(w)} (Holm-adjusted p = {w.get('p_holm')}); "
+             f"Weak minus human, paired by seed: {_cell(w)}{holm_p}; "
              f"equivalence within ±{t['margin']} is {'shown' if t['equivalent'] else 'not shown'} "
              f"({'TOST p = ' + str(t['p']) if t['p'] is not None else 'TOST needs 2 seeds'}).",
              *([f"To do as well as the human labels, gold labels with random errors would need an accuracy of "
