@@ -5,8 +5,9 @@
         --generations data/eval/generations.jsonl --metrics metrics/alignment.json --checkpoints checkpoints/evaluate
 
 Every model samples with the same seed and settings (`evaluate`), so differences come from the weights alone.
-Each target's drift from its start is scored too: its log-ratio to the start model on its own samples (a KL estimate),
-and its held-out preference accuracy: its implicit reward's choice on D_l pairs (never in its training) against gold.
+Each target's drift from its start is scored too: its log-ratio to the start model on its own samples of the first
+`evaluate.kl_prompts` test prompts (a KL estimate), and its held-out preference accuracy: its implicit reward's
+choice on D_l pairs (never in its training) against gold.
 Finished batches are appended to --checkpoints; a killed run resumes after the last one with the same results.
 """
 
@@ -61,7 +62,7 @@ def main(args, params):
     for name, path in models.items():
         if name == "base":
             continue
-        triples = list(zip(texts, responses[name], responses["base"], strict=True))
+        triples = list(zip(texts, responses[name], responses["base"], strict=True))[:params.evaluate.kl_prompts]
         target = load_model(path)  # once for both scorings
         partial = resume.BatchLog(work / f"kl_{name}.jsonl")
         own, on_base = log_ratios(target, start, tok, triples, params.align.dpo,

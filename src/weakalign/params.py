@@ -519,6 +519,10 @@ class Evaluate(Generation):
                                "own implicit reward is scored against the gold labels: its held-out preference "
                                "accuracy, which says whether DPO learned the labels' preference or memorised "
                                "pairs. 0: not measured.")
+    kl_prompts: int | None = Field(64, ge=1, description="Test prompts (the first N, in the holdout's seeded "
+                                   "order) on whose samples each target's log-ratio to its start, the KL "
+                                   "estimate, is computed; null: all. A diagnostic of drift, so fewer prompts "
+                                   "than the gold reward's: it is the costliest part of `evaluate` on a CPU.")
 
 
 class Report(_Section):
