@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from weakalign import dpo
 from weakalign.models import load_model, load_tokenizer
@@ -116,3 +117,27 @@ def test_a_max_length_that_every_prompt_fills_fails_before_training(tiny_dir, tm
     with pytest.raises(ValueError, match="dpo.max_length 16: the prompt alone fills it in every one of the 2 pairs \\(the shortest prompt has"):
         dpo.train(load_model(tiny_dir), load_tokenizer(tiny_dir), long, cfg, 0, tmp_path / "live", tmp_path / "work",
                   "tiny")
+
+
+def test_the_cpu_scoring_patch_still_fits_trl():
+    """dpo.score_completions_only replaces TRL's `_use_triton(device)`, which its fused LM head consults for one
+    choice only: score hidden_states[mask] (compact) or every position. If TRL renames it, changes its signature or
+    uses it for something else, the patch would be wrong or silently dead: this fails first."""
+    import inspect
+
+    import trl.trainer.utils as trl_utils
+
+    from weakalign.dpo import plain_trl, score_completions_only
+
+    with plain_trl():
+        original = trl_utils._use_triton
+    assert list(inspect.signature(original).parameters) == ["device"]
+    source = inspect.getsource(trl_utils)
+    assert source.count("_use_triton(") == 1, "TRL consults _use_triton in more places than the patch assumes"
+    assert "compact = _use_triton(hidden_states.device)" in source
+    assert "hidden_states[mask] if compact else" in source and "labels[mask] if compact else" in source
+    score_completions_only()
+    if not torch.cuda.is_available():
+        assert trl_utils._use_triton(torch.device("cpu")) is True
+        with plain_trl():
+            assert trl_utils._use_triton is original

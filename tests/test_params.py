@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
-from weakalign.params import DPO, Params, ParamsError, load_params, parse_params
+from weakalign.params import Params, ParamsError, load_params, parse_params
 
 
 def _raw(root):
@@ -25,11 +26,22 @@ PRESETS = sorted(p.name for p in (Path(__file__).resolve().parents[1] / "presets
 def test_shipped_params_are_valid_and_complete(root, name):
     raw = yaml.safe_load((root / name).read_text())
     params = load_params(root / name)
-    # Every section and key of the schema is written out, so the file documents the whole configuration.
-    dumped = params.model_dump()
+    # Every section and key of the schema is written out, so the file documents the whole configuration; a TRL
+    # section (weakalign.trl_config) holds the TRL fields it sets, TRL's defaults apply to the rest.
+    from weakalign.trl_config import TRLSection
+
+    def dump(model):
+        if isinstance(model, TRLSection):
+            return model.values()
+        return {k: dump(v) if isinstance(v, BaseModel) else v for k, v in model if k}
+
+    dumped = dump(params)
     assert set(raw) == set(dumped)
     for section, values in dumped.items():
         assert set(raw[section]) == set(values), f"{name}: section {section} is not complete"
+        for key, value in values.items():
+            if isinstance(value, dict) and key not in ("set", "teachers", "columns"):
+                assert set(raw[section][key]) == set(value), f"{name}: {section}.{key} is not complete"
 
 
 def test_presets_have_the_same_keys_as_params(root):
@@ -77,7 +89,8 @@ def test_paper_presets_are_the_papers_models_on_its_data_with_a_reward_model_gol
     (("train_weak", "dpo", "num_train_epochs"), float("nan"), "train_weak.dpo.num_train_epochs: Input should be a"),
     (("base", "seed"), 2**32, "base.seed: Input should be less than or equal to 4294967295"),
     (("base", "seed"), -1, "base.seed: Input should be greater than or equal to 0"),
-    (("align", "dpo", "lr_scheduler_type"), "cosinus", "align.dpo.lr_scheduler_type: Value error, unknown scheduler"),
+    (("align", "dpo", "lr_scheduler_type"), "cosinus",
+     "align.dpo.lr_scheduler_type: Value error, unknown value 'cosinus': transformers' SchedulerType has"),
     (("paths", "weak_labels"), "data/labels/rm.jsonl", "paths.rm_labels and paths.weak_labels are the same path"),
     (("paths", "weak_labels"), "data/labels/./rm.jsonl", "paths.rm_labels and paths.weak_labels are the same path"),
     (("paths", "checkpoints"), "models/weak/ckpt", "paths.checkpoints ('models/weak/ckpt') lies inside paths.weak_"),
@@ -107,47 +120,14 @@ def test_params_cli_fails_fast_with_exit_2(tmp_path, root):
     assert "holdout.n_tset: unknown key" in res.stderr
 
 
-def test_dpo_fields_are_trl_dpoconfig_fields():
-    from trl import DPOConfig
-
-    trl_fields = {f.name for f in dataclasses.fields(DPOConfig)}
-    assert set(DPO.model_fields) <= trl_fields
-    for name, field in DPO.model_fields.items():
-        assert field.description, f"DPO.{name} has no description"
-
-
-def test_reward_fields_are_trl_rewardconfig_fields():
-    from trl import RewardConfig
-
-    from weakalign.params import Reward
-
-    assert set(Reward.model_fields) <= {f.name for f in dataclasses.fields(RewardConfig)}
-    for name, field in Reward.model_fields.items():
-        assert field.description, f"Reward.{name} has no description"
-
-
-def test_sft_fields_are_trl_sftconfig_fields():
-    from trl import SFTConfig
-
-    from weakalign.params import SFTFields
-
-    assert set(SFTFields.model_fields) <= {f.name for f in dataclasses.fields(SFTConfig)}
-    for name, field in SFTFields.model_fields.items():
-        assert field.description, f"SFTFields.{name} has no description"
-
-
-def test_lora_fields_are_trl_modelconfig_fields():
-    from trl import ModelConfig
-
-    from weakalign.params import Lora
-
-    assert set(Lora.model_fields) <= {f.name for f in dataclasses.fields(ModelConfig)}
-
-
 def test_every_schema_field_is_documented():
+    from weakalign.trl_config import TRLSection
+
     def walk(model):
         for name, field in model.model_fields.items():
             ann = field.annotation
+            if isinstance(ann, type) and issubclass(ann, TRLSection):
+                continue  # TRL's fields, documented by TRL (test_trl_sections_are_trls_own_classes)
             if isinstance(ann, type) and issubclass(ann, Params.__mro__[1]):
                 yield from walk(ann)
             elif model.__name__ != "Paths" and model.__name__ != "Params":
@@ -216,8 +196,9 @@ def test_no_params_key_can_hold_a_credential():
 
     keys = list(names(Params))
     assert len(keys) > 50
-    suspicious = [k for k in keys if re.search(r"token|secret|password|credential|api_key", k) and
-                  not k.endswith("max_new_tokens")]
+    # TRL's own token fields name tokens of text (eos_token, pad_token, ..._tokens_...), not credentials; its
+    # hub_token is refused as pipeline-set (weakalign.trl_config.PIPELINE_SET).
+    suspicious = [k for k in keys if re.search(r"hub_token|secret|password|credential|api_key|auth", k)]
     assert not suspicious
 
 
@@ -282,9 +263,81 @@ def test_params_with_a_duplicate_key_are_refused_naming_the_line(tmp_path):
         load_params(tmp_path)
 
 
-def test_the_scheduler_names_are_transformers_own():
-    from transformers.trainer_utils import SchedulerType
+def test_the_enum_values_are_transformers_own():
+    from transformers.trainer_utils import SaveStrategy, SchedulerType
+    from transformers.training_args import OptimizerNames
 
-    from weakalign.params import _scheduler_names
+    from weakalign.trl_config import enum_values
 
-    assert _scheduler_names() == tuple(s.value for s in SchedulerType)
+    for enum in (SchedulerType, SaveStrategy, OptimizerNames):
+        assert enum_values(enum.__name__) == tuple(s.value for s in enum)
+
+
+def test_trl_sections_are_trls_own_classes():
+    """Each TRL section holds exactly the fields of TRL's class (less those the pipeline sets), with TRL's
+    defaults, read from TRL's source; the DPO loss types are the ones DPOTrainer implements."""
+    import dataclasses
+
+    from trl import DPOConfig, ModelConfig, RewardConfig, SFTConfig
+
+    from weakalign.params import DPO, Lora, Reward, SFTFields
+    from weakalign.trl_config import LORA_FIELDS, PIPELINE_SET, dpo_loss_types
+
+    for ours, theirs in ((DPO, DPOConfig), (Reward, RewardConfig), (SFTFields, SFTConfig)):
+        fields = {f.name: f for f in dataclasses.fields(theirs) if f.init}
+        assert set(ours.model_fields) == set(fields) - set(PIPELINE_SET), theirs.__name__
+        for name, f in ours.model_fields.items():
+            if f.default is not None and fields[name].default is not dataclasses.MISSING:
+                assert f.default == fields[name].default, (theirs.__name__, name)
+    assert set(Lora.model_fields) == set(LORA_FIELDS) <= {f.name for f in dataclasses.fields(ModelConfig)}
+    assert Lora().lora_r == ModelConfig().lora_r
+    assert {"sigmoid", "ipo", "hinge", "robust", "sigmoid_norm"} <= set(dpo_loss_types())
+    with pytest.raises(ParamsError, match="did you mean learning_rate"):
+        parse_params(_set(("align", "dpo", "learnig_rate"), 1e-4))
+    with pytest.raises(ParamsError, match="output_dir: unknown key .set by the pipeline"):
+        parse_params(_set(("align", "dpo", "output_dir"), "x"))
+
+
+def _set(path, value):
+    raw = _raw(Path(__file__).resolve().parents[1])
+    node = raw
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+    return raw
+
+
+@pytest.mark.parametrize("path", ["params.yaml", *(f"presets/{p}" for p in PRESETS)])
+def test_shipped_trl_sections_build_trls_classes(path, tmp_path):
+    """TRL's own __post_init__ accepts every TRL section of every shipped params file (the stages build the same
+    classes from the same sections before training)."""
+    from trl import DPOConfig, ModelConfig, RewardConfig, SFTConfig
+
+    from weakalign.training import trainer_kwargs
+
+    p = load_params(Path(__file__).parents[1] / path)
+    for cfg, cls in ((p.train_weak.dpo, DPOConfig), (p.align.dpo, DPOConfig), (p.label_rm.reward, RewardConfig),
+                     (p.sft.sft, SFTConfig)):
+        built = cls(**trainer_kwargs(cfg, 0, str(tmp_path)))
+        assert {k: getattr(built, k) for k in cfg.values() if k not in ("bf16", "fp16", "loss_type")} == \
+            {k: v for k, v in cfg.values().items() if k not in ("bf16", "fp16", "loss_type")}
+    for lora in (p.train_weak.lora, p.align.lora, p.label_rm.lora, p.sft.lora):
+        ModelConfig(**lora.values())
+
+
+def test_the_schema_defaults_are_the_embedded_default(root):
+    """params.py's defaults of the project's own sections are params.yaml's values (the embedded default), so a
+    section left out means what the shipped default means; TRL sections default to TRL's own."""
+    from weakalign.trl_config import TRLSection
+
+    def walk(cls, node, prefix=""):
+        for name, f in cls.model_fields.items():
+            ann = f.annotation
+            if isinstance(ann, type) and issubclass(ann, TRLSection):
+                continue
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                yield from walk(ann, node[name], prefix + name + ".")
+            elif prefix not in ("", "paths.") and node[name] != f.get_default(call_default_factory=True):
+                yield prefix + name
+
+    assert not list(walk(Params, _raw(root)))

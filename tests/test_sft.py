@@ -49,7 +49,7 @@ def test_sft_loss_covers_the_responses_only(tiny_dir, tmp_path):
     """TRL's collator labels the response tokens only (the prompt's are -100): no loss on the prompt."""
     from trl import SFTConfig, SFTTrainer
 
-    from weakalign.dpo import trainer_kwargs
+    from weakalign.training import trainer_kwargs
 
     tok = load_tokenizer(tiny_dir)
     trainer = SFTTrainer(model=load_model(tiny_dir), args=SFTConfig(**trainer_kwargs(_cfg(), 0, str(tmp_path))),

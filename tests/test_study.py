@@ -9,10 +9,10 @@ from weakalign import study
 from weakalign.params import Params
 
 
-def _params(**study_params):
+def _params(split=None, **study_params):
     return Params.model_validate({"study": {"seeds": [0, 1, 2], "sources": ["gold", "human", "weak", "random",
                                                                              "flipped", "noisy_gold_20"],
-                                            **study_params}})
+                                            "teachers": {}, **study_params}, **({"split": split} if split else {})})
 
 
 def _summary(seed, base, golds, accs, run=None, digest="d"):
@@ -46,7 +46,7 @@ def test_plan_sets_seed_sources_and_teachers():
 
 def test_params_refuse_a_teacher_that_changes_d_u_or_the_targets():
     with pytest.raises(Exception, match="split.n_unlabeled"):
-        _params(teachers={"dl_32": {"split.n_labeled": 32}})
+        _params(split={"n_unlabeled": None}, teachers={"dl_32": {"split.n_labeled": 32}})
     for key in ("align.dpo.beta", "judge.name", "split.n_unlabeled", "sft.enabled"):
         with pytest.raises(Exception, match=f"{key} would change more"):
             _params(teachers={"x": {key: 1}})
@@ -86,8 +86,8 @@ def test_analysis_by_hand():
 
 def test_report_reads_only_current_summaries_and_writes_its_files(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text("study:\n  seeds: [0, 1]\n  sources: [human, weak, random]\n")
-    p = Params.model_validate({"study": {"seeds": [0, 1], "sources": ["human", "weak", "random"]}})
+    (tmp_path / "params.yaml").write_text("study:\n  seeds: [0, 1]\n  sources: [human, weak, random]\n  teachers: {}\n")
+    p = Params.model_validate({"study": {"seeds": [0, 1], "sources": ["human", "weak", "random"], "teachers": {}}})
     (tmp_path / "src/weakalign").mkdir(parents=True)
     (tmp_path / "stages").mkdir()
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")

@@ -14,16 +14,22 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import DPOConfig, DPOTrainer
 
 from . import resume
 from .generation import chat_prompt
-from .models import bf16_usable, check_lora_targets, lora_config
 from .params import DPO, Lora
 from .schema import Pair
+from .training import fit, tail_mean, trainer_kwargs
 
 log = logging.getLogger(__name__)
+
+
+# TRL's fused LM head scores every position off Triton devices; `score_completions_only` (called where the DPO
+# log-probs are computed: `train`, rewards.implicit_rewards) makes it score the response positions only on CPU.
+_TRL_USE_TRITON: list = []  # TRL's own function, kept once it is replaced
+_PLAIN = [False]
 
 
 @contextlib.contextmanager
@@ -32,30 +38,38 @@ def plain_trl():
     import trl.trainer.utils as trl_utils
 
     patched = getattr(trl_utils, "_use_triton", None)
-    trl_utils._use_triton = _TRL_USE_TRITON
+    if _TRL_USE_TRITON:
+        trl_utils._use_triton = _TRL_USE_TRITON[0]
+    _PLAIN[0] = True
     try:
         yield
     finally:
+        _PLAIN[0] = False
         trl_utils._use_triton = patched
 
 
-def _score_completions_only() -> None:
+def score_completions_only() -> None:
     """Make TRL's fused LM head project only the response positions on CPU too, as it does on CUDA.
 
     TRL 1.16 scores every position (prompt and padding included) off Triton devices, so that Neuron compiles one
     tile shape; the masked positions are zeroed afterwards. Scoring only the labeled positions gives the same
     log-probs (tests/test_rewards.py) and makes a CPU DPO step about 25% faster (1.48 -> 1.12 s per pair here).
+    It replaces `trl.trainer.utils._use_triton`, which TRL consults only for that choice;
+    tests/test_dpo.py::test_the_cpu_scoring_patch_still_fits_trl fails if TRL changes that function or its use.
+    Not on CUDA (TRL already does this there) and not inside `plain_trl()`.
     """
     import trl.trainer.utils as trl_utils
 
-    global _TRL_USE_TRITON
-    _TRL_USE_TRITON = getattr(trl_utils, "_use_triton", None)
-    if hasattr(trl_utils, "_use_triton") and not torch.cuda.is_available():
-        trl_utils._use_triton = lambda device: True  # only consulted for `compact` in trl.trainer.utils
+    if _PLAIN[0] or torch.cuda.is_available() or not hasattr(trl_utils, "_use_triton"):
+        return
+    if not _TRL_USE_TRITON:
+        _TRL_USE_TRITON.append(trl_utils._use_triton)
+        trl_utils._use_triton = _score_compact
 
 
-_TRL_USE_TRITON = None
-_score_completions_only()
+def _score_compact(device) -> bool:
+    return True  # TRL's `compact`: score hidden_states[mask] only
+
 
 # Thresholds of the `learned` flag: the final loss must be this far below ln 2 and the reward margin above this.
 _STUCK_LOSS = 0.01
@@ -94,17 +108,6 @@ def triples(pairs: list[Pair], choice: dict[str, int]) -> list[tuple[str, str, s
     return out
 
 
-def trainer_kwargs(cfg, seed: int, output_dir: str) -> dict:
-    """Our validated training params (DPO, Reward or SFT), verbatim, plus what the pipeline fixes for every TRL
-    trainer: seeds, no hub, no TRL-side reporting (dvclive gets the curves), bf16 only where it works."""
-    if cfg.fp16 and not torch.cuda.is_available():
-        log.warning("fp16 needs a CUDA GPU: training in fp32 on this machine")
-    return dict(cfg.model_dump(), output_dir=output_dir, seed=seed, data_seed=seed, report_to=[],
-                use_cpu=not torch.cuda.is_available(), bf16=bf16_usable(cfg.bf16),
-                fp16=cfg.fp16 and torch.cuda.is_available(), dataloader_num_workers=0,
-                disable_tqdm=False, logging_first_step=True)
-
-
 def dpo_config(dpo: DPO, seed: int, output_dir: str, **overrides) -> DPOConfig:
     return DPOConfig(**{**trainer_kwargs(dpo, seed, output_dir), **overrides})
 
@@ -117,28 +120,6 @@ def truncation_counts(trainer: DPOTrainer, n_in: int, max_length: int | None) ->
         for p, c, r in zip(ds["prompt_ids"], ds["chosen_ids"], ds["rejected_ids"], strict=True):
             truncated += len(p) + max(len(c), len(r)) > max_length
     return {"n_pairs_in": n_in, "n_pairs_dropped_too_long": n_in - len(ds), "n_pairs_truncated": int(truncated)}
-
-
-def dvclive_curves(live_dir: str | Path):
-    """The transformers callback that writes the training curves to dvclive at `live_dir`; under `accelerate
-    launch` only the first process gets a dvclive run (the callback logs on that process alone)."""
-    from dvclive import Live
-    from transformers.integrations import DVCLiveCallback
-
-    live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None) if resume.is_main_process() else None
-    return DVCLiveCallback(live=live)
-
-
-class _Checkpoints(TrainerCallback):
-    """Skip the trainer's extra save after the last step (the weights are written as the stage's output a moment
-    later; about 3 s and 1.6 GB for a 135M model), and give the fault injection its hook once a save is whole."""
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step >= state.max_steps:
-            control.should_save = False
-
-    def on_save(self, args, state, control, **kwargs):
-        resume.crash_point()  # the checkpoint is complete on disk here
 
 
 def _shared(ds: Dataset, work: Path) -> Dataset:
@@ -171,34 +152,27 @@ def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, triples: list[tu
     from a killed run of the same inputs (`model_id` identifies the starting weights), training resumes from
     it and the dvclive curves are replayed from its log history. The caller deletes `work_dir` when done.
     """
-    torch.manual_seed(seed)
-    check_lora_targets(model, lora)
+    score_completions_only()
     _check_room(tok, triples, dpo.max_length)
-    peft = lora_config(lora, "CAUSAL_LM") if lora is not None else None
-    work = resume.prepare(work_dir, resume.fingerprint("dpo", dpo.model_dump(), seed, triples, model_id,
-                                                       *([lora.model_dump()] if peft else [])))
-    ckpt = resume.last_checkpoint(work)
-    args = dpo_config(dpo, seed, str(work))
     ref = None
-    if peft is None and not dpo.precompute_ref_log_probs:
+    if not (lora is not None and lora.use_peft) and not dpo.precompute_ref_log_probs:
         import copy
 
         ref = copy.deepcopy(model).eval()
-    curves = dvclive_curves(live_dir)
-    trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=_shared(preference_dataset(triples), work),
-                         processing_class=tok, callbacks=[curves, _Checkpoints()], peft_config=peft)
-    counts = truncation_counts(trainer, len(triples), dpo.max_length)
-    if counts["n_pairs_dropped_too_long"] or counts["n_pairs_truncated"]:
-        log.warning("max_length %s: %d pairs dropped, %d truncated", dpo.max_length,
-                    counts["n_pairs_dropped_too_long"], counts["n_pairs_truncated"])
-    if ckpt is not None:
-        log.info("resuming from %s", ckpt)
-        resume.replay(trainer, curves, ckpt)  # dvclive curves and TRL's token count up to the checkpoint
-    result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
-    history = [h for h in trainer.state.log_history if "loss" in h]
-    summary = summarize(history, result.metrics, counts)
-    return trainer.model, {**summary, "num_processes": args.world_size,
-                           "resumed_from_step": int(ckpt.name.rpartition("-")[2]) if ckpt else None}
+    counts: dict = {}
+
+    def check(trainer):
+        counts.update(truncation_counts(trainer, len(triples), dpo.max_length))
+        if counts["n_pairs_dropped_too_long"] or counts["n_pairs_truncated"]:
+            log.warning("max_length %s: %d pairs dropped, %d truncated", dpo.max_length,
+                        counts["n_pairs_dropped_too_long"], counts["n_pairs_truncated"])
+
+    run = fit(DPOTrainer, "dpo", dpo, DPOConfig, seed, triples, model_id, work_dir, live_dir, model=model, lora=lora,
+              prepare=lambda work: _shared(preference_dataset(triples), work), check=check, ref_model=ref,
+              processing_class=tok)
+    summary = summarize(run.history, run.metrics, counts) | {"steps": run.steps}
+    return run.trainer.model, {**summary, "num_processes": run.trainer.args.world_size,
+                               "resumed_from_step": run.resumed_from_step}
 
 
 def _step_weighted_mean_loss(history: list[dict]) -> float | None:
@@ -216,13 +190,7 @@ def summarize(history: list[dict], run_metrics: dict, counts: dict) -> dict:
     `history` is the trainer's log history (restored from the checkpoint on resume, so it covers the whole run);
     the trainer's own mean loss would only cover the steps since the resume.
     """
-    last = history[-max(1, len(history) // 4):]  # the last quarter of the logged points
-
-    def avg(key: str) -> float | None:
-        vals = [h[key] for h in last if key in h and h[key] is not None]
-        return round(sum(vals) / len(vals), 6) if vals else None
-
-    final_loss, final_margin = avg("loss"), avg("rewards/margins")
+    final_loss, final_margin = tail_mean(history, "loss"), tail_mean(history, "rewards/margins")
     # Learned = the loss ended clearly below ln 2 with a positive reward margin. A loss stuck at ln 2 with zero
     # margins (nothing moved) or above it with negative margins (worse than a coin) is flagged, not hidden.
     learned = (final_loss is not None and final_loss < math.log(2) - _STUCK_LOSS
@@ -235,7 +203,7 @@ def summarize(history: list[dict], run_metrics: dict, counts: dict) -> dict:
         "train_loss_mean": _step_weighted_mean_loss(history),
         "final_loss": final_loss,
         "final_reward_margin": final_margin,
-        "final_reward_accuracy": avg("rewards/accuracies"),
+        "final_reward_accuracy": tail_mean(history, "rewards/accuracies"),
         "learned": learned,
         "train_runtime_s": round(run_metrics.get("train_runtime", 0.0), 2),
     }

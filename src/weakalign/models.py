@@ -216,7 +216,7 @@ def lora_config(lora, task: str):
         return None
     from trl import ModelConfig, get_peft_config
 
-    return get_peft_config(ModelConfig(**lora.model_dump(), lora_task_type=task))
+    return get_peft_config(ModelConfig(**lora.values(), lora_task_type=task))
 
 
 def attach_adapter(model: PreTrainedModel, adapter_dir: str | Path):

@@ -2,8 +2,9 @@
 
 Top-level keys are the stage names, plus `base` (seed and model shared by all stages) and `paths` (every file the
 pipeline reads or writes, referenced from dvc.yaml as `${paths.x}` and handed to the stages as arguments).
-Unknown keys are rejected. Training sections (`train_weak.dpo`, `align.dpo`) use TRL's `DPOConfig` field names
-verbatim and pass straight into it.
+Unknown keys are rejected. Training sections (`train_weak.dpo`, `align.dpo`, `label_rm.reward`, `sft.sft`, every
+`lora`) are TRL's own config classes, read from TRL's source (weakalign.trl_config): any field of `DPOConfig`,
+`RewardConfig`, `SFTConfig` or `ModelConfig`'s LoRA fields, with TRL's defaults, passed straight into TRL.
 
 Check a params file by hand: ``python -m weakalign.params params.yaml``.
 """
@@ -18,6 +19,8 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .trl_config import LORA_FIELDS, TRLSection, hint, section
 
 SOURCES = ("human", "weak", "gold", "random", "flipped", "weak_disagree", "weak_confident", "rm", "judge")
 # Calibration sources with a set label accuracy: the gold labels with NN% of them inverted (noisy_gold_10 ...).
@@ -38,33 +41,6 @@ class _Section(BaseModel):
     # allow_inf_nan=False: YAML's .nan and .inf are floats, and every range check passes NaN (NaN > 0 is False
     # but so is NaN <= 0); a NaN learning rate or bias only shows up as NaN labels or a NaN model much later.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-def _scheduler_names() -> tuple[str, ...] | None:
-    """The values of transformers' SchedulerType, read from its source: importing transformers (and torch) takes
-    seconds, and params are checked in well under one. None where transformers is not installed."""
-    import ast
-    import importlib.util
-
-    spec = importlib.util.find_spec("transformers")
-    if spec is None or not spec.origin:
-        return None
-    try:
-        tree = ast.parse((Path(spec.origin).parent / "trainer_utils.py").read_text(encoding="utf-8"))
-    except OSError:
-        return None
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name == "SchedulerType":
-            return tuple(a.value.value for a in node.body if isinstance(a, ast.Assign)
-                         and isinstance(a.value, ast.Constant) and isinstance(a.value.value, str))
-    return None
-
-
-def _check_scheduler(name: str) -> str:
-    names = _scheduler_names()
-    if names and name not in names:
-        raise ValueError(f"unknown scheduler {name!r}: transformers has {', '.join(names)}")
-    return name
 
 
 # Characters a path may hold: dvc.yaml puts ${paths.x} into shell commands unquoted, so a space splits an
@@ -219,15 +195,15 @@ class Data(_Section):
 
 
 class Holdout(_Section):
-    n_test: int = Field(300, ge=1, description="Prompts held out for evaluation; never seen in training or labeling.")
-    n_train: int | None = Field(None, ge=2, description="Training prompts kept (a seeded sample of the rest); null "
+    n_test: int = Field(128, ge=1, description="Prompts held out for evaluation; never seen in training or labeling.")
+    n_train: int | None = Field(160, ge=2, description="Training prompts kept (a seeded sample of the rest); null "
                                 "keeps all. Each becomes one response pair.")
 
 
 class Generation(_Section):
     """Sampling settings shared by `generate_pairs` and `evaluate`."""
 
-    max_new_tokens: int = Field(48, ge=1, le=1024, description="New tokens per response.")
+    max_new_tokens: int = Field(32, ge=1, le=1024, description="New tokens per response.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
     top_k: int = Field(50, ge=0, description="Sample from the k most likely tokens; 0 disables the cut.")
@@ -278,7 +254,7 @@ class Judge(_Section):
 
 class Annotate(_Section):
     tau: float = Field(
-        0.35, gt=0,
+        0.5, gt=0,
         description="Bradley-Terry temperature of the simulated human annotators: P(1 > 2) = sigmoid((g1 - g2 + "
         "length_bias * (words1 - words2) / 100) / tau). Smaller tau: less noise.",
     )
@@ -293,7 +269,7 @@ class Split(_Section):
         "0.125); rounded to whole pairs. Set it or `n_labeled`, not both.",
     )
     n_unlabeled: int | None = Field(
-        None, ge=1, description="Pairs in D_u, labeled by the weak teacher; null takes every remaining pair."
+        96, ge=1, description="Pairs in D_u, labeled by the weak teacher; null takes every remaining pair."
     )
 
     @model_validator(mode="after")
@@ -309,94 +285,19 @@ class Split(_Section):
         return max(1, round(self.labeled_fraction * n_pairs))
 
 
-class _Training(_Section):
-    """Fields that TRL's `DPOConfig`, `RewardConfig` and `SFTConfig` share (all are transformers
-    `TrainingArguments`)."""
+# TRL's sections: the fields of TRL's own config classes, read from TRL's source (weakalign.trl_config), with
+# TRL's defaults; params.yaml sets the ones this pipeline changes. Each passes straight into the TRL class.
+DPO = section("DPOConfig", doc="TRL `DPOConfig` fields, verbatim (any of them; TRL's docs give their meaning).")
+Reward = section("RewardConfig", doc="TRL `RewardConfig` fields, verbatim (the Bradley-Terry reward model of the "
+                 "`rm` labeler).")
+SFTFields = section("SFTConfig", doc="TRL `SFTConfig` fields, verbatim (supervised fine-tuning on the "
+                    "human-chosen responses of D_l).")
+Lora = section("ModelConfig", only=LORA_FIELDS, doc="""PEFT LoRA: the adapter fields of TRL's `ModelConfig`
+(they pass through `trl.get_peft_config`).
 
-    @model_validator(mode="after")
-    def _one_precision(self):
-        if self.bf16 and self.fp16:
-            raise ValueError("fp16: bf16 is on too; pick one mixed precision (or neither, for fp32)")
-        return self
-
-    learning_rate: float = Field(5e-5, gt=0, description="Peak AdamW learning rate (TRL's default 1e-6 learns "
-                                 "nothing in a few hundred pairs).")
-    num_train_epochs: float = Field(2.0, gt=0, description="Passes over the training pairs.")
-    max_steps: int = Field(-1, description="If > 0, stop after this many optimizer steps (overrides epochs).")
-    per_device_train_batch_size: int = Field(8, ge=1, description="Pairs per device per step.")
-    gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
-    max_length: int | None = Field(192, ge=8, description="Tokens of prompt + response kept; longer pairs are "
-                                   "truncated by TRL and counted in the metrics.")
-    lr_scheduler_type: Annotated[str, AfterValidator(_check_scheduler)] = Field(
-        "linear", description="A transformers scheduler name (transformers.SchedulerType).")
-    warmup_steps: float = Field(0.1, ge=0, description="Warm-up steps, or a fraction of all steps if < 1.")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
-    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
-    bf16: bool = Field(True, description="bfloat16 autocast (TRL's default; fast with AMX and on GPUs). Where the "
-                       "GPU has no bf16 (before Ampere) it is skipped: set fp16 instead. Only where the hardware has native bf16 (a GPU that supports it, a CPU with AMX or AVX-512 BF16); elsewhere fp32, logged (weakalign.models.bf16_usable).")
-    fp16: bool = Field(False, description="float16 mixed precision with loss scaling, for GPUs without bf16 (V100, "
-                       "T4). CUDA only: ignored, with a warning, on CPU. Not together with bf16.")
-    gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass instead "
-                                         "of keeping them: for SmolLM2-135M at batch 8 it cut peak memory from 5.0 "
-                                         "to 3.5 GiB for 2-4% more time, with the same losses (docs/PERFORMANCE.md).")
-    logging_steps: float = Field(2, gt=0, description="Log (and write dvclive points) every this many steps.")
-    save_strategy: Literal["no", "steps", "epoch"] = Field(
-        "steps", description="When to write a resumable checkpoint (weights, optimizer, scheduler, RNG states) to "
-        "`${paths.checkpoints}/<stage>`; a killed stage resumes from the newest one when rerun. `no` disables it.")
-    save_steps: float = Field(16, gt=0, description="Checkpoint every this many optimizer steps (a fraction of all "
-                              "steps if < 1) with `save_strategy: steps`.")
-    save_total_limit: int | None = Field(1, ge=1, description="Checkpoints kept on disk; older ones are deleted. "
-                                         "One is enough to resume; each holds weights and optimizer state "
-                                         "(about 1.6 GB for a 135M model).")
-
-
-class Lora(_Section):
-    """PEFT LoRA, with the field names of TRL's `ModelConfig` (they pass through `trl.get_peft_config`).
-
-    Off (`use_peft: false`), the model is fully fine-tuned. On, only low-rank adapters train; the saved model is
-    the adapter (plus the path of its base), and the DPO reference is the same base with the adapter switched
-    off, during training and when the weak teacher labels D_u: never a second copy of the weights.
-    """
-
-    use_peft: bool = Field(False, description="Train LoRA adapters instead of every weight.")
-    lora_r: int = Field(16, ge=1, description="Rank of each adapter.")
-    lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator: updates are scaled by lora_alpha / r.")
-    lora_dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapter's input.")
-    lora_target_modules: list[str] | None = Field(
-        None, description="Module names to adapt (e.g. `[q_proj, v_proj]`, or `[all-linear]`); null lets PEFT "
-        "pick its default for the architecture.")
-    lora_modules_to_save: list[str] | None = Field(
-        None, description="Modules trained in full beside the adapters (a reward model's score head is always "
-        "trained: PEFT adds it for sequence classification).")
-    use_rslora: bool = Field(False, description="Rank-stabilised scaling lora_alpha / sqrt(r).")
-
-
-class DPO(_Training):
-    """TRL `DPOConfig` fields, verbatim. Only these are accepted; see TRL's docs for their full meaning."""
-
-    beta: float = Field(0.1, gt=0, description="DPO beta: strength of the KL anchor to the reference.")
-    loss_type: list[str] = Field(["sigmoid"], min_length=1, description="TRL loss types (a list in TRL 1.x).")
-    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Robust-DPO flip probability.")
-    precompute_ref_log_probs: bool = Field(True, description="Compute the reference log-probs once before "
-                                           "training instead of a reference forward every step.")
-
-    @model_validator(mode="after")
-    def _loss(self) -> DPO:
-        known = {"sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
-                 "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm"}
-        bad = [x for x in self.loss_type if x not in known]
-        if bad:
-            raise ValueError(f"loss_type: unknown {bad}; TRL knows {sorted(known)}")
-        return self
-
-
-class SFTFields(_Training):
-    """TRL `SFTConfig` fields, verbatim (supervised fine-tuning on the human-chosen responses of D_l)."""
-
-    num_train_epochs: float = Field(1.0, gt=0, description="Passes over the chosen responses.")
-    completion_only_loss: bool | None = Field(
-        None, description="Loss on the response tokens only; null is TRL's default (on, for prompt-completion "
-        "data such as ours).")
+Off (`use_peft: false`), the model is fully fine-tuned. On, only low-rank adapters train; the saved model is the
+adapter (plus the path of its base), and the DPO reference is the same base with the adapter switched off, during
+training and when the weak teacher labels D_u: never a second copy of the weights.""")
 
 
 class SFT(_Section):
@@ -447,16 +348,6 @@ class LabelWeak(_Section):
                        "112 labels equal the fp32 ones; the two flips are near-ties (docs/PERFORMANCE.md). Only where the hardware has native bf16 (a GPU that supports it, a CPU with AMX or AVX-512 BF16); elsewhere fp32, logged (weakalign.models.bf16_usable).")
 
 
-class Reward(_Training):
-    """TRL `RewardConfig` fields, verbatim (the Bradley-Terry reward model of the `rm` labeler)."""
-
-    max_length: int | None = Field(192, ge=8, description="Tokens of prompt + response; TRL's RewardTrainer drops "
-                                   "longer training pairs (counted in the metrics); scoring keeps the first "
-                                   "max_length tokens.")
-    center_rewards_coefficient: float | None = Field(None, ge=0, description="Weight of the penalty on the mean "
-                                                     "squared reward that keeps rewards centred (null: none).")
-
-
 class LabelRM(_Section):
     """The `rm` labeler: a Bradley-Terry reward model trained on D_l from the weak model's starting point."""
 
@@ -483,7 +374,7 @@ class LabelJudge(_Section):
 
 class Align(_Section):
     sources: list[Source] = Field(
-        ["human", "weak"], min_length=1,
+        ["human", "weak", "gold", "random"], min_length=1,
         description="Feedback sources to align a target on: `human`, `weak`, the bounds `gold` (the gold judge's "
         "own labels, an upper bound), the floors `random` (coin flips) and `flipped` (every gold label inverted), "
         "`noisy_gold_NN` (the gold labels with NN% of them inverted, a set label accuracy for the dose-response "
@@ -546,7 +437,8 @@ class Study(_Section):
                                 "(e.g. cheaper training). With teachers that change `split`, set "
                                 "`split.n_unlabeled` so D_u is the same for every teacher.")
     teachers: dict[str, dict[str, Any]] = Field(
-        {}, description="Extra weak teachers, name -> params (e.g. `layers_8: {train_weak.model: "
+        {"layers_8": {"train_weak.model": "base@layers=8"},
+         "dl_16": {"split.n_labeled": 16, "split.labeled_fraction": None}}, description="Extra weak teachers, name -> params (e.g. `layers_8: {train_weak.model: "
         "embedded:smollm2@layers=8}` or `dl_32: {split.n_labeled: 32}`); reported as `weak@<name>`.")
     tost_margin: float = Field(0.1, gt=0, allow_inf_nan=False, description="Equivalence margin of weak against "
                                "human in gold-reward units: TOST declares them equivalent when the 90% interval of "
@@ -642,6 +534,17 @@ class ParamsError(ValueError):
     """A bad params file; the message names the key."""
 
 
+def _hint(loc: tuple) -> str:
+    """After "unknown key": for a TRL section, the pipeline key or the TRL field it looks like."""
+    cls = Params
+    for part in loc[:-1]:
+        field = getattr(cls, "model_fields", {}).get(part)
+        if field is None:
+            return ""
+        cls = field.annotation
+    return hint(str(loc[-1]), list(cls.model_fields)) if isinstance(cls, type) and issubclass(cls, TRLSection) else ""
+
+
 def parse_params(raw: Any, source: str = "params") -> Params:
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
@@ -654,7 +557,7 @@ def parse_params(raw: Any, source: str = "params") -> Params:
                 lines.append(f"  {err['msg'].removeprefix('Value error, ')}")
                 continue
             key = ".".join(str(x) for x in err["loc"])
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            msg = "unknown key" + _hint(err["loc"]) if err["type"] == "extra_forbidden" else err["msg"]
             lines.append(f"  {key}: {msg}" + ("" if err["type"] == "extra_forbidden" else f" (got {err['input']!r})"))
         raise ParamsError(f"{source}: invalid params\n" + "\n".join(lines)) from None
 

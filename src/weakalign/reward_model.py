@@ -14,15 +14,13 @@ import logging
 import math
 from pathlib import Path
 
-import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import RewardConfig, RewardTrainer
 
-from . import resume
-from .dpo import _Checkpoints, dvclive_curves, preference_dataset, trainer_kwargs
+from .dpo import preference_dataset
 from .judge import RewardModelJudge
-from .models import check_lora_targets, lora_config
 from .params import Lora, Reward
+from .training import fit, tail_mean, trainer_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -36,46 +34,29 @@ def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, triples: list[tu
           lora: Lora | None = None) -> tuple[PreTrainedModel, dict]:
     """Train the reward model (in place) on (prompt, chosen, rejected) triples; return it and a metrics summary.
 
-    Checkpoints go to `work_dir` and a killed run resumes from the newest one, as in dpo.train. With
+    Checkpoints go to `work_dir` and a killed run resumes from the newest one (training.fit). With
     `lora.use_peft` only LoRA adapters and the score head train (a PEFT model is returned; it scores as is)."""
-    torch.manual_seed(seed)
-    check_lora_targets(model, lora)
-    peft = lora_config(lora, "SEQ_CLS") if lora is not None else None
-    work = resume.prepare(work_dir, resume.fingerprint("rm", cfg.model_dump(), seed, triples, model_id,
-                                                       *([lora.model_dump()] if peft else [])))
-    ckpt = resume.last_checkpoint(work)
-    curves = dvclive_curves(live_dir)
-    trainer = RewardTrainer(model=model, args=reward_config(cfg, seed, str(work)),
-                            train_dataset=preference_dataset(triples), processing_class=tok,
-                            callbacks=[curves, _Checkpoints()], peft_config=peft)
-    dropped = len(triples) - len(trainer.train_dataset)  # RewardTrainer drops pairs over max_length
-    if dropped:
-        log.warning("max_length %s: %d of %d training pairs dropped", cfg.max_length, dropped, len(triples))
-    if not len(trainer.train_dataset):
-        raise ValueError(f"label_rm.reward.max_length={cfg.max_length} drops every training pair; raise it")
-    if ckpt is not None:
-        log.info("resuming from %s", ckpt)
-        resume.replay(trainer, curves, ckpt)
-    result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
-    history = [h for h in trainer.state.log_history if "loss" in h]
-    last = history[-max(1, len(history) // 4):]  # the last quarter of the logged points
+    dropped = [0]
 
-    def avg(key: str) -> float | None:
-        vals = [h[key] for h in last if h.get(key) is not None]
-        return round(sum(vals) / len(vals), 6) if vals else None
+    def check(trainer):
+        dropped[0] = len(triples) - len(trainer.train_dataset)  # RewardTrainer drops pairs over max_length
+        if dropped[0]:
+            log.warning("max_length %s: %d of %d training pairs dropped", cfg.max_length, dropped[0], len(triples))
+        if not len(trainer.train_dataset):
+            raise ValueError(f"label_rm.reward.max_length={cfg.max_length} drops every training pair; raise it")
 
-    final_loss = avg("loss")
+    run = fit(RewardTrainer, "rm", cfg, RewardConfig, seed, triples, model_id, work_dir, live_dir, model=model,
+              lora=lora, task="SEQ_CLS", check=check, train_dataset=preference_dataset(triples), processing_class=tok)
+    final_loss = tail_mean(run.history, "loss")
     # Learned = the Bradley-Terry loss ended clearly below ln 2 (a constant reward), as for DPO (dpo.summarize).
     learned = final_loss is not None and final_loss < math.log(2) - 0.01
     if not learned:
         log.warning("reward model did not learn: final loss %s (ln 2 = 0.693)", final_loss)
-    return trainer.model, {
-        "n_pairs_in": len(triples), "n_pairs_dropped_too_long": dropped,
-        "steps": history[-1]["step"] if history else 0,
-        "final_loss": final_loss, "final_accuracy": avg("accuracy"), "final_margin": avg("margin"),
-        "learned": learned, "train_runtime_s": round(result.metrics.get("train_runtime", 0.0), 2),
-        "train_tokens": int(getattr(trainer, "_total_train_tokens", 0)), "num_processes": trainer.args.world_size,
-        "resumed_from_step": int(ckpt.name.rpartition("-")[2]) if ckpt else None,
+    return run.trainer.model, {
+        "n_pairs_in": len(triples), "n_pairs_dropped_too_long": dropped[0], "steps": run.steps,
+        "final_loss": final_loss, "final_accuracy": tail_mean(run.history, "accuracy"),
+        "final_margin": tail_mean(run.history, "margin"), "learned": learned,
+        "train_runtime_s": round(run.metrics.get("train_runtime", 0.0), 2), **run.common(),
     }
 
 
