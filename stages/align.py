@@ -10,20 +10,22 @@ weights (`weak_confident` with `compare.confident_weighting: margin`) are drawn 
 --checkpoints every `dpo.save_steps` steps; a killed run resumes from the newest one.
 """
 
-import argparse
 import logging
 
-from weakalign import dpo, resume
-from weakalign.cli import run, seed_everything
+from weakalign import resume
+from weakalign.cli import seed_everything, stage
 from weakalign.compare import feedback_choice, weighted_draw
 from weakalign.io import atomic_dir, read_jsonl, read_numbered, write_json
-from weakalign.models import load_model, load_tokenizer, save_model
 from weakalign.schema import Pair, Preference
 
 log = logging.getLogger("weakalign.align")
 
 
 def main(args, params):
+    # torch, transformers and trl load here, not at the top, so that --help answers at once.
+    from weakalign import dpo
+    from weakalign.models import load_model, load_tokenizer, save_model
+
     seed_everything(params.base.seed)
     unlabeled = read_jsonl(args.unlabeled, Pair)
     feedback = read_numbered(args.feedback, Preference)
@@ -49,8 +51,4 @@ def main(args, params):
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(prog="align", description=__doc__)
-    for a in ("--source", "--base", "--sft-target", "--unlabeled", "--feedback", "--out", "--metrics", "--live",
-              "--checkpoints"):
-        p.add_argument(a, required=True)
-    raise SystemExit(run(main, p, distributed=lambda params: True))
+    raise SystemExit(stage(main, __doc__, __file__, distributed=lambda params: True))

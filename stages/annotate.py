@@ -6,11 +6,10 @@ null and so do the gold figures in the metrics.
     python stages/annotate.py --pairs data/pairs.jsonl --out data/annotated.jsonl --metrics metrics/annotate.json
 """
 
-import argparse
 import logging
 
 from weakalign.annotate import human_label
-from weakalign.cli import run
+from weakalign.cli import stage
 from weakalign.io import DataError, read_jsonl, write_json, write_jsonl
 from weakalign.judge import make_judge
 from weakalign.schema import Pair
@@ -49,8 +48,4 @@ def main(args, params):
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(prog="annotate", description=__doc__)
-    p.add_argument("--pairs", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--metrics", required=True)
-    raise SystemExit(run(main, p))
+    raise SystemExit(stage(main, __doc__, __file__))

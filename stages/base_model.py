@@ -6,17 +6,18 @@
 directory or a Hub id. Later stages load the written directory, which takes well under a second.
 """
 
-import argparse
 import logging
 
-from weakalign.cli import run
+from weakalign.cli import stage
 from weakalign.io import atomic_dir
-from weakalign.models import load_model, load_tokenizer, n_params, save_model
 
 log = logging.getLogger("weakalign.base_model")
 
 
 def main(args, params):
+    # torch and transformers load here, not at the top, so that --help answers at once.
+    from weakalign.models import load_model, load_tokenizer, n_params, save_model
+
     ref = params.base.model
     log.info("loading %s", ref)
     tok = load_tokenizer(ref, params.base.trust_remote_code)
@@ -27,6 +28,4 @@ def main(args, params):
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(prog="base_model", description=__doc__)
-    p.add_argument("--out", required=True)
-    raise SystemExit(run(main, p))
+    raise SystemExit(stage(main, __doc__, __file__))

@@ -8,10 +8,9 @@ feedback source's labels for align.
 An empty --rm or --judge file means that labeler is off (label_rm/label_judge.enabled): its metrics are null.
 """
 
-import argparse
 import logging
 
-from weakalign.cli import run
+from weakalign.cli import stage
 from weakalign.compare import (check_covers, feedback_labels, feedback_metrics, judge_feedback_label, labeler_metrics,
                                source_metrics)
 from weakalign.io import atomic_dir, iter_jsonl, read_jsonl, write_json, write_jsonl
@@ -55,7 +54,4 @@ def main(args, params):
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(prog="compare", description=__doc__)
-    for a in ("--labeled", "--unlabeled", "--weak", "--rm", "--judge", "--feedback", "--metrics", "--plot"):
-        p.add_argument(a, required=True)
-    raise SystemExit(run(main, p))
+    raise SystemExit(stage(main, __doc__, __file__))

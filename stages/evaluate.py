@@ -11,24 +11,25 @@ choice on D_l pairs (never in its training) against gold.
 Finished batches are appended to --checkpoints; a killed run resumes after the last one with the same results.
 """
 
-import argparse
 import logging
 from pathlib import Path
 
 from weakalign import resume
-from weakalign.cli import run, seed_everything
+from weakalign.cli import seed_everything, stage
 from weakalign.evaluation import alignment_metrics, heldout_metrics, heldout_pairs, kl_metrics
-from weakalign.generation import sample
 from weakalign.io import read_jsonl, write_json, write_jsonl
 from weakalign.judge import make_judge
-from weakalign.models import load_model, load_tokenizer
-from weakalign.rewards import log_ratios
 from weakalign.schema import Pair, Prompt
 
 log = logging.getLogger("weakalign.evaluate")
 
 
 def main(args, params):
+    # torch, transformers and trl load here, not at the top, so that --help answers at once.
+    from weakalign.generation import sample
+    from weakalign.models import load_model, load_tokenizer
+    from weakalign.rewards import log_ratios
+
     seed_everything(params.base.seed)
     prompts = read_jsonl(args.prompts, Prompt)
     texts = [p.prompt for p in prompts]
@@ -82,8 +83,4 @@ def main(args, params):
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(prog="evaluate", description=__doc__)
-    for a in ("--base", "--sft-target", "--targets", "--prompts", "--labeled", "--generations", "--metrics",
-              "--checkpoints"):
-        p.add_argument(a, required=True)
-    raise SystemExit(run(main, p))
+    raise SystemExit(stage(main, __doc__, __file__))

@@ -10,25 +10,14 @@ still unusable are dropped and counted by reason in the metrics file. Finished b
 --checkpoints; a killed run resumes after the last one with the same results.
 """
 
-import argparse
 import logging
 
 from weakalign import resume
-from weakalign.cli import run, seed_everything
-from weakalign.generation import chat_prompt, sample
+from weakalign.cli import seed_everything, stage
 from weakalign.io import read_jsonl, write_json, write_jsonl
-from weakalign.models import load_model, load_tokenizer
-from weakalign.schema import Pair, Prompt, visible
+from weakalign.schema import Pair, Prompt, response_problem
 
 log = logging.getLogger("weakalign.generate_pairs")
-
-
-def problem(a: str, b: str) -> str | None:
-    if not visible(a) or not visible(b):  # as the pair schema sees text (weakalign.schema.visible)
-        return "empty_response"
-    if visible(a) == visible(b):
-        return "identical_responses"
-    return None
 
 
 def from_source(args, params, prompts: list[Prompt]) -> None:
@@ -41,6 +30,9 @@ def from_source(args, params, prompts: list[Prompt]) -> None:
     limits = [d.max_length for d in (params.train_weak.dpo, params.align.dpo) if d.max_length is not None]
     kept, too_long = pairs, 0
     if limits:
+        from weakalign.generation import chat_prompt  # torch and transformers: not at the top (see main)
+        from weakalign.models import load_tokenizer
+
         tok = load_tokenizer(args.model)
         n_tokens = {p.prompt_id: len(tok.apply_chat_template(chat_prompt(p.prompt), add_generation_prompt=True,
                                                              tokenize=True, return_dict=False)) for p in pairs}
@@ -61,6 +53,10 @@ def main(args, params):
     prompts = read_jsonl(args.prompts, Prompt)
     if params.data.source != "sandbox":
         return from_source(args, params, prompts)
+    # torch and transformers load here (and in from_source), not at the top, so that --help answers at once.
+    from weakalign.generation import sample
+    from weakalign.models import load_model, load_tokenizer
+
     tok = load_tokenizer(args.model)
     model = load_model(args.model)
     work = resume.prepare(args.checkpoints, resume.fingerprint(
@@ -75,7 +71,7 @@ def main(args, params):
         partial.close()
         for p, s in zip(todo, samples, strict=True):
             responses[p.id] = s
-        todo = [p for p in todo if problem(*responses[p.id])]
+        todo = [p for p in todo if response_problem(*responses[p.id])]
         if not todo:
             break
         log.info("round %d: %d prompts gave unusable pairs, sampling them again", attempt + 1, len(todo))
@@ -83,7 +79,7 @@ def main(args, params):
     pairs = []
     for p in prompts:
         a, b = responses[p.id]
-        why = problem(a, b)
+        why = response_problem(a, b)
         if why:
             dropped[why] += 1
             continue
@@ -97,11 +93,4 @@ def main(args, params):
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(prog="generate_pairs", description=__doc__)
-    p.add_argument("--model", required=True)
-    p.add_argument("--prompts", required=True)
-    p.add_argument("--source-pairs", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--metrics", required=True)
-    p.add_argument("--checkpoints", required=True)
-    raise SystemExit(run(main, p))
+    raise SystemExit(stage(main, __doc__, __file__))

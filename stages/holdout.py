@@ -4,10 +4,9 @@
         --test data/prompts/test.jsonl
 """
 
-import argparse
 import logging
 
-from weakalign.cli import run
+from weakalign.cli import stage
 from weakalign.io import read_numbered, write_jsonl
 from weakalign.schema import Prompt
 from weakalign.split import check_unique, holdout
@@ -26,8 +25,4 @@ def main(args, params):
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(prog="holdout", description=__doc__)
-    p.add_argument("--prompts", required=True)
-    p.add_argument("--train", required=True)
-    p.add_argument("--test", required=True)
-    raise SystemExit(run(main, p))
+    raise SystemExit(stage(main, __doc__, __file__))

@@ -9,13 +9,11 @@ weakalign.sources; --prompts gets each distinct prompt once (id = its prompt_id)
 never a prompt's pairs. Every row read is kept or counted as dropped, by reason, in the metrics file.
 """
 
-import argparse
 import logging
 
-from weakalign.cli import run
-from weakalign.hh import DROP_REASONS
+from weakalign.cli import stage
 from weakalign.io import read_numbered, write_json, write_jsonl
-from weakalign.schema import Prompt
+from weakalign.schema import DROP_REASONS, Prompt
 from weakalign.sources import load_pairs
 from weakalign.split import check_unique
 
@@ -44,7 +42,4 @@ def main(args, params):
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(prog="ingest", description=__doc__)
-    for a in ("--input", "--prompts", "--pairs", "--metrics"):
-        p.add_argument(a, required=True)
-    raise SystemExit(run(main, p))
+    raise SystemExit(stage(main, __doc__, __file__))

@@ -10,13 +10,13 @@ of "A" answers), prompts too long to judge, and the labeling cost (wall time and
 `label_judge.enabled: false` the stage writes empty labels and null metrics (same keys).
 """
 
-import argparse
 import logging
 import time
 
 from weakalign import resume
-from weakalign.cli import run, seed_everything
+from weakalign.cli import seed_everything, stage
 from weakalign.io import read_jsonl, write_json, write_jsonl
+from weakalign.labeling import cost, label_1_share, switched_off
 from weakalign.schema import Pair
 
 log = logging.getLogger("weakalign.label_judge")
@@ -29,10 +29,7 @@ def main(args, params):
     cfg = params.label_judge
     if not cfg.enabled:
         log.info("label_judge.enabled is false: empty labels")
-        write_jsonl(args.out, [])
-        write_json(args.metrics, {"enabled": False, **dict.fromkeys(KEYS)})
-        resume.finish(args.checkpoints)
-        return
+        return switched_off(args.out, args.metrics, args.checkpoints, KEYS)
     seed_everything(params.base.seed)
     from weakalign.models import load_model, load_tokenizer, n_params, tflop
     from weakalign.pairwise_judge import judge_pairs
@@ -56,15 +53,10 @@ def main(args, params):
         "enabled": True, "n_pairs": len(pairs), "n_decided": len(decided), "n_ties": n_ties,
         "n_too_long": v.n_too_long, "tie_share": round(n_ties / max(1, len(pairs) - v.n_too_long), 4),
         "a_share": v.a_share,
-        "label_1_share": round(sum(x.label == 1 for x in decided) / len(decided), 4) if decided else None,
-        "seconds": round(seconds, 1), "seconds_per_1000_pairs": round(1000 * seconds / len(pairs), 1),
-        "tflops_per_1000_pairs": round(1000 * tflop(n, v.n_tokens) / len(pairs), 2),
+        "label_1_share": label_1_share(decided), **cost(seconds, tflop(n, v.n_tokens), len(pairs)),
     })
     resume.finish(args.checkpoints)
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(prog="label_judge", description=__doc__)
-    for a in ("--base", "--unlabeled", "--out", "--metrics", "--checkpoints"):
-        p.add_argument(a, required=True)
-    raise SystemExit(run(main, p))
+    raise SystemExit(stage(main, __doc__, __file__))

@@ -11,14 +11,14 @@ metrics file records training and labeling cost (seconds, and estimated FLOPs: 6
 scored token). With `label_rm.enabled: false` the stage writes empty labels and null metrics (same keys).
 """
 
-import argparse
 import logging
 import time
 from pathlib import Path
 
 from weakalign import resume
-from weakalign.cli import run, seed_everything
+from weakalign.cli import seed_everything, stage
 from weakalign.io import read_jsonl, write_json, write_jsonl
+from weakalign.labeling import cost, label_1_share, switched_off
 from weakalign.schema import Pair, WeakLabel
 
 log = logging.getLogger("weakalign.label_rm")
@@ -35,10 +35,7 @@ def main(args, params):
         log.info("label_rm.enabled is false: no reward model, empty labels")
         # A file, so that git keeps the (otherwise empty) curves folder and a fresh checkout is up to date.
         (Path(args.live) / "README").write_text("label_rm.enabled is false: no reward model was trained.\n")
-        write_jsonl(args.out, [])
-        write_json(args.metrics, {"enabled": False, "model": None, **dict.fromkeys(KEYS)})
-        resume.finish(args.checkpoints)
-        return
+        return switched_off(args.out, args.metrics, args.checkpoints, ("model", *KEYS))
     seed_everything(params.base.seed)
     from weakalign.models import n_params, reward_model_from_lm, tflop
     from weakalign.reward_model import score_pairs, train
@@ -64,21 +61,16 @@ def main(args, params):
     write_jsonl(args.out, labels)
     write_json(args.metrics, {
         "enabled": True, "model": params.train_weak.model, "n_pairs": len(labels),
-        "label_1_share": round(sum(x.label == 1 for x in labels) / len(labels), 4),
+        "label_1_share": label_1_share(labels),
         "n_train_pairs": summary["n_pairs_in"], "n_train_pairs_dropped_too_long": summary["n_pairs_dropped_too_long"],
         **{k: summary[k] for k in ("steps", "final_loss", "final_accuracy", "final_margin", "learned",
                                    "num_processes", "resumed_from_step")},
         "train_seconds": summary["train_runtime_s"],
         "train_tflops": round(tflop(n, summary["train_tokens"], train=True), 2),
-        "seconds": round(seconds, 1), "seconds_per_1000_pairs": round(1000 * seconds / len(labels), 1),
-        "tflops_per_1000_pairs": round(1000 * tflop(n, n_tokens) / len(labels), 2),
+        **cost(seconds, tflop(n, n_tokens), len(labels)),
     })
     resume.finish(args.checkpoints)
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(prog="label_rm", description=__doc__)
-    for a in ("--base", "--sft-target", "--sft-weak", "--labeled", "--unlabeled", "--out", "--metrics", "--live",
-              "--checkpoints"):
-        p.add_argument(a, required=True)
-    raise SystemExit(run(main, p, distributed=lambda params: params.label_rm.enabled))
+    raise SystemExit(stage(main, __doc__, __file__, distributed=lambda params: params.label_rm.enabled))

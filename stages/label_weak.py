@@ -13,21 +13,23 @@ appended to --checkpoints as they complete; a killed run resumes after the last 
 the resumed part).
 """
 
-import argparse
 import logging
 import time
 
 from weakalign import resume
-from weakalign.cli import run, seed_everything
+from weakalign.cli import seed_everything, stage
 from weakalign.io import read_jsonl, write_json, write_jsonl
-from weakalign.models import attach_adapter, is_adapter, load_model, load_tokenizer, n_params, tflop
-from weakalign.rewards import implicit_rewards
+from weakalign.labeling import cost, label_1_share
 from weakalign.schema import Pair, WeakLabel
 
 log = logging.getLogger("weakalign.label_weak")
 
 
 def main(args, params):
+    # torch, transformers and trl load here, not at the top, so that --help answers at once.
+    from weakalign.models import attach_adapter, is_adapter, load_model, load_tokenizer, n_params, tflop
+    from weakalign.rewards import implicit_rewards
+
     seed_everything(params.base.seed)
     ref_path = params.weak_start(args.base, args.sft_target, args.sft_weak)
     unlabeled = read_jsonl(args.unlabeled, Pair)
@@ -54,17 +56,11 @@ def main(args, params):
     seconds = time.perf_counter() - t0
     write_jsonl(args.out, labels)
     write_json(args.metrics, {"n_pairs": len(labels), "n_pairs_truncated": n_truncated,
-                              "label_1_share": round(sum(x.label == 1 for x in labels) / len(labels), 4),
-                              "seconds": round(seconds, 1),
-                              "seconds_per_1000_pairs": round(1000 * seconds / len(labels), 1),
+                              "label_1_share": label_1_share(labels),
                               # Forward passes only, through the weak model and its reference.
-                              "tflops_per_1000_pairs": round(1000 * tflop(2 * n_params(policy), n_tokens)
-                                                             / len(labels), 2)})
+                              **cost(seconds, tflop(2 * n_params(policy), n_tokens), len(labels))})
     resume.finish(args.checkpoints)
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(prog="label_weak", description=__doc__)
-    for a in ("--base", "--sft-target", "--sft-weak", "--weak", "--unlabeled", "--out", "--metrics", "--checkpoints"):
-        p.add_argument(a, required=True)
-    raise SystemExit(run(main, p))
+    raise SystemExit(stage(main, __doc__, __file__))

@@ -10,11 +10,10 @@
 or `<source>/` folder each, as dvc.yaml's foreach names them.
 """
 
-import argparse
 import logging
 from pathlib import Path
 
-from weakalign.cli import run
+from weakalign.cli import stage
 from weakalign.io import atomic_file, read_json, read_jsonl, write_json
 from weakalign.report import disagreements, gold_reward_rows, summary_markdown, training_curves
 from weakalign.schema import Pair, WeakLabel
@@ -43,8 +42,4 @@ def main(args, params):
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(prog="report", description=__doc__)
-    for a in ("--feedback-metrics", "--alignment", "--weak-metrics", "--align-metrics", "--weak-live", "--align-live",
-              "--unlabeled", "--weak", "--label-weak", "--label-rm", "--label-judge", "--plot", "--curves", "--out"):
-        p.add_argument(a, required=True)
-    raise SystemExit(run(main, p))
+    raise SystemExit(stage(main, __doc__, __file__))

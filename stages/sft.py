@@ -10,12 +10,11 @@ On, the target's starting point (--base) is fine-tuned with TRL's SFTTrainer (`s
 starts from the fine-tuned target. Checkpoints go to --checkpoints/<role>; a killed run resumes.
 """
 
-import argparse
 import logging
 from pathlib import Path
 
 from weakalign import resume
-from weakalign.cli import run, seed_everything
+from weakalign.cli import seed_everything, stage
 from weakalign.io import atomic_dir, read_jsonl, write_json
 from weakalign.schema import Pair
 
@@ -74,7 +73,4 @@ def main(args, params):
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(prog="sft", description=__doc__)
-    for a in ("--base", "--labeled", "--target-out", "--weak-out", "--metrics", "--live", "--checkpoints"):
-        p.add_argument(a, required=True)
-    raise SystemExit(run(main, p, distributed=lambda params: params.sft.enabled))
+    raise SystemExit(stage(main, __doc__, __file__, distributed=lambda params: params.sft.enabled))

@@ -4,10 +4,9 @@
         --labeled data/split/labeled.jsonl --unlabeled data/split/unlabeled.jsonl
 """
 
-import argparse
 import logging
 
-from weakalign.cli import run
+from weakalign.cli import stage
 from weakalign.io import read_jsonl, write_jsonl
 from weakalign.schema import Pair, Prompt
 from weakalign.split import check_disjoint, split
@@ -27,9 +26,4 @@ def main(args, params):
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(prog="split", description=__doc__)
-    p.add_argument("--pairs", required=True)
-    p.add_argument("--test", required=True)
-    p.add_argument("--labeled", required=True)
-    p.add_argument("--unlabeled", required=True)
-    raise SystemExit(run(main, p))
+    raise SystemExit(stage(main, __doc__, __file__))

@@ -9,19 +9,21 @@
 Checkpoints go to --checkpoints every `dpo.save_steps` steps; a killed run resumes from the newest one.
 """
 
-import argparse
 import logging
 
-from weakalign import dpo, resume
-from weakalign.cli import run, seed_everything
+from weakalign import resume
+from weakalign.cli import seed_everything, stage
 from weakalign.io import atomic_dir, read_jsonl, write_json
-from weakalign.models import load_model, load_tokenizer, save_model
 from weakalign.schema import Pair
 
 log = logging.getLogger("weakalign.train_weak")
 
 
 def main(args, params):
+    # torch, transformers and trl load here, not at the top, so that --help answers at once.
+    from weakalign import dpo
+    from weakalign.models import load_model, load_tokenizer, save_model
+
     seed_everything(params.base.seed)
     ref = params.weak_start(args.base, args.sft_target, args.sft_weak)
     labeled = read_jsonl(args.labeled, Pair)
@@ -40,7 +42,4 @@ def main(args, params):
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(prog="train_weak", description=__doc__)
-    for a in ("--base", "--sft-target", "--sft-weak", "--labeled", "--out", "--metrics", "--live", "--checkpoints"):
-        p.add_argument(a, required=True)
-    raise SystemExit(run(main, p, distributed=lambda params: True))
+    raise SystemExit(stage(main, __doc__, __file__, distributed=lambda params: True))

@@ -103,7 +103,7 @@ def test_bad_input_fails_cleanly(case, tmp_path):
 
 @pytest.mark.parametrize("case", [c for c in CASES if c["stage"] == "hh"], ids=lambda c: c["id"])
 def test_bad_hh_rows(case, tmp_path, monkeypatch):
-    from weakalign.hh import read_hh
+    from weakalign.sources import read_hh
 
     monkeypatch.chdir(tmp_path)
     (dest, src), = case["files"].items()

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from weakalign.hh import DROP_REASONS, Unusable, read_hh, split_dialogue
+from weakalign.hh import split_dialogue
+from weakalign.schema import DROP_REASONS, Unusable
+from weakalign.sources import read_hh
 
 # Real data beside the repository (../shared/data, see its README); never copied into it.
 HH_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf" / "harmless-base-test-part1.jsonl.gz"
@@ -72,8 +74,6 @@ def test_every_row_of_the_shared_hh_file_is_accounted_for():
 
 
 def test_last_turns_are_parsed_by_the_shared_start_or_dropped_with_a_reason():
-    from weakalign.hh import Unusable, split_dialogue
-
     p = "\n\nHuman: How do I say hi?"
     assert split_dialogue(p + "\n\nAssistant: Say hi.", p + "\n\nAssistant: Wave.") == (p.strip(), "Say hi.", "Wave.")
     # rfind on each side took the quoted marker as the turn's start and moved "Say hi." into the prompt: now dropped.

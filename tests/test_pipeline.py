@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -295,6 +296,42 @@ def test_changing_an_align_param_leaves_the_weak_teacher_alone(repo):
     assert "Running stage 'train_weak'" not in out and "Running stage 'label_weak'" not in out
     assert "Running stage 'align@weak'" in out
     assert _digest(repo, ["data/labels/weak.jsonl"]) == labels
+
+
+@pytest.mark.parametrize("rel", ["src/weakalign/generation.py", "stages/split.py", "src/weakalign/params.py"])
+def test_a_code_change_makes_exactly_the_stages_that_run_that_code_stale(repo, rel):
+    """DVC's promise: `dvc status` lists the stages whose code (their script and its import closure, computed by
+    scripts/stage_deps.py from the imports, not from dvc.yaml) holds the edited file, and no other stage. Their
+    downstream reruns only if their outputs change, as DVC does."""
+    import importlib.util
+
+    repo, _ = repo
+    spec = importlib.util.spec_from_file_location("stage_deps", repo / "scripts/stage_deps.py")
+    stage_deps = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage_deps)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    expected = set()
+    for name, stage in yaml.safe_load((repo / "dvc.yaml").read_text())["stages"].items():
+        body = stage.get("do", stage)
+        script = re.search(r"stages/\w+\.py", body["cmd"]).group(0)
+        if rel == script or rel in stage_deps.closure(repo / script):
+            expected |= {f"{name}@{s}" for s in params["align"]["sources"]} if "foreach" in stage else {name}
+    assert expected, f"no stage runs {rel}"
+
+    def stale():
+        return set(json.loads(_run([DVC, "status", "--json"], repo).stdout))
+
+    before = stale()  # an earlier test may have left some stages stale on purpose
+    path = repo / rel
+    text = path.read_text()
+    path.write_text(text + "\n# an edit that changes the file's hash\n")
+    try:
+        after = stale()
+    finally:
+        path.write_text(text)
+    assert after - before == expected - before
+    assert not (before - after)
+    assert stale() == before
 
 
 def test_a_failing_stage_leaves_no_output(repo, tmp_path):

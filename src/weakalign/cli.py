@@ -2,7 +2,8 @@
 
 A stage script is `main(args, params)` wrapped by :func:`run`, which validates params.yaml before anything heavy,
 turns expected errors (bad data, bad params, leakage) into one clear line and exit code 2, and logs the stage's
-wall time.
+wall time. A stage imports the modules that load torch, transformers or trl inside `main`, never at its top, so
+that `--help` and a bad argument answer at once (tests/test_cli.py checks every stage).
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from . import resume
 from .io import DataError, stage_outputs
@@ -20,6 +23,25 @@ from .params import Params, ParamsError, load_params
 from .split import LeakageError
 
 log = logging.getLogger("weakalign")
+
+
+def command_flags(doc: str, name: str) -> list[str]:
+    """The flags of the `python stages/<name>.py ...` command in a stage's docstring (with its continuations)."""
+    command = re.search(rf"python stages/{name}\.py(?:.*\\\n)*.*", doc)
+    if not command:
+        raise ValueError(f"stages/{name}.py: no `python stages/{name}.py` command in its docstring")
+    return re.findall(r"--[\w-]+", command.group(0))
+
+
+def stage(main: Callable[[argparse.Namespace, Params], None], doc: str, script: str,
+          distributed: Callable[[Params], bool] | None = None) -> int:
+    """Run a stage script whose docstring gives its exact command: the flags of that command are its arguments,
+    all required (one declaration; tests/test_cli.py checks dvc.yaml's command against it)."""
+    name = Path(script).stem
+    parser = argparse.ArgumentParser(prog=name, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for flag in command_flags(doc, name):
+        parser.add_argument(flag, required=True, metavar="PATH", help="as in the command above (dvc.yaml passes it)")
+    return run(main, parser, distributed=distributed)
 
 
 def run(main: Callable[[argparse.Namespace, Params], None], parser: argparse.ArgumentParser,

@@ -40,6 +40,43 @@ def normalise(text: str) -> str:
     return visible(text).casefold()
 
 
+# Why a source row is dropped: the HH dialogue's own reasons (weakalign.hh), then those of :func:`usable`. Every
+# source counts every reason (zeros included) in metrics/ingest.json.
+DROP_REASONS = ("no_assistant_turn", "prompt_mismatch", "ends_with_human_turn", "nested_assistant_turn",
+                "empty_prompt", "empty_response", "identical_responses", "too_long")
+
+
+class Unusable(ValueError):
+    """A well-formed row the pipeline cannot use; `reason` is one of DROP_REASONS."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def response_problem(a: str, b: str) -> str | None:
+    """Why two responses cannot make a pair ("empty_response", "identical_responses"), or None; the text as
+    :class:`Pair` sees it (`visible`). Both the data sources and generate_pairs' resampling ask this."""
+    a, b = visible(a), visible(b)
+    if not a or not b:
+        return "empty_response"
+    return "identical_responses" if a == b else None
+
+
+def usable(prompt: str, a: str, b: str) -> tuple[str, str, str]:
+    """The (prompt, chosen, rejected) texts stripped, or Unusable with the reason: the checks every source format
+    shares (what :class:`Pair` would reject, counted as a drop instead)."""
+    prompt, a, b = prompt.strip(), a.strip(), b.strip()
+    if not visible(prompt):  # as the schema sees text: zero-width characters alone are empty
+        raise Unusable("empty_prompt")
+    why = response_problem(a, b)
+    if why:
+        raise Unusable(why)
+    if max(len(prompt), len(a), len(b)) > MAX_CHARS:
+        raise Unusable("too_long")
+    return prompt, a, b
+
+
 def _text(v: str, what: str) -> str:
     if not visible(v):
         raise ValueError(f"{what} is empty" + (" (only invisible characters)" if v.strip() else ""))

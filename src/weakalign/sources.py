@@ -28,7 +28,7 @@ Row formats (`format`; ``auto`` picks one from the dataset name, then from the f
 - any other dataset: `columns` renames its columns onto ``prompt``/``chosen``/``rejected`` (``standard``), or onto
   ``chosen``/``rejected`` alone for dialogues (``hh``).
 
-Every row read is accounted for: kept as a pair, or dropped and counted under one of :data:`hh.DROP_REASONS`.
+Every row read is accounted for: kept as a pair, or dropped and counted under one of :data:`schema.DROP_REASONS`.
 A row of the wrong shape (a field missing or of the wrong type) is a DataError naming the file and line (jsonl)
 or the dataset and row index (hf); a source with no usable row is an error too.
 """
@@ -42,10 +42,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-from .hh import DROP_REASONS, Unusable, split_dialogue, usable
+from .hh import split_dialogue
 from .io import DataError, iter_jsonl
 from .params import Data
-from .schema import Pair
+from .schema import DROP_REASONS, Pair, Unusable, usable
 from .split import normalise
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 Format = Literal["standard", "hh", "summarize_from_feedback", "carper_comparisons"]
 ROLES = ("prompt", "chosen", "rejected")
 TLDR = "TL;DR:"
-# Id prefix per format (hh.read_hh is this module's jsonl source in HH format).
+# Id prefix per format (read_hh is the jsonl source in HH format).
 PREFIX = {"standard": "pair", "hh": "hh", "summarize_from_feedback": "sff", "carper_comparisons": "tldr"}
 # Hub ids (lower case) whose format is known. Exact ids only: mirrors (e.g. TRL's hh-rlhf in prompt/chosen/rejected
 # form) and local copies are told by their columns instead.
@@ -63,7 +63,7 @@ _FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".gz": "json", ".parquet": 
 
 
 class Loaded(NamedTuple):
-    """What load_pairs returns: usable pairs and dropped rows per reason (every reason of hh.DROP_REASONS)."""
+    """What load_pairs returns: usable pairs and dropped rows per reason (every reason of schema.DROP_REASONS)."""
 
     pairs: list[Pair]
     dropped: dict[str, int]
@@ -229,3 +229,9 @@ def load_pairs(cfg: Data, seed: int) -> Loaded:
         raise DataError(f"{what}: no usable pairs in {n} rows (dropped: {why})")
     log.info("%s (format %s): %d rows read, %d pairs kept, dropped: %s", what, fmt, n, len(pairs), why)
     return result
+
+
+def read_hh(path: str | Path, seed: int = 0) -> Loaded:
+    """Pairs of a local HH file (``.jsonl`` or ``.jsonl.gz``) and the count of dropped rows per reason: the `jsonl`
+    source in HH format, kept as the short name for this one format."""
+    return load_pairs(Data(source="jsonl", path=str(path), format="hh"), seed)

@@ -348,6 +348,43 @@ def effective_accuracies(arms: dict[str, list], accuracy: dict[str, list]) -> di
     return out
 
 
+def _weak_vs_human(out: dict, arms: dict, base: list, st) -> list[tuple[tuple, float | None]]:
+    """The paper's comparison into `out`: weak (and every weak@teacher) minus human paired by seed, TOST of weak
+    against human, PGR with human and with gold as the ceiling; returns the contrasts Holm adjusts over."""
+    family = []
+    for name in [n for n in arms if n == "weak" or n.startswith("weak@")]:
+        c = paired_contrast(arms[name], arms["human"])
+        entry = {k: r(c[k]) for k in ("mean", "lo", "hi", "p")} | {"n": c["n"]}
+        if name == "weak":
+            out["weak_minus_human"] = entry
+            family.append((("weak_minus_human",), c["p"]))
+        else:
+            out["sources"][name]["minus_human"] = entry
+            family.append((("sources", name, "minus_human"), c["p"]))
+    diffs = [w - h for w, h in zip(arms["weak"], arms["human"], strict=True) if w is not None and h is not None]
+    t = tost_paired(diffs, st.tost_margin, st.alpha)
+    out["tost"] = {"margin": st.tost_margin, "p": r(t["p"]), "lo90": r(t["lo"]), "hi90": r(t["hi"]),
+                   "equivalent": bool(t["equivalent"])}
+    for key, ceiling in (("pgr", "human"), ("pgr_gold", "gold")):
+        if ceiling in arms:
+            g = pgr(arms["weak"], base, arms[ceiling])
+            out[key] = {"mean": r(g["pgr"]), "lo": r(g["lo"]), "hi": r(g["hi"]), "note": g["reason"]}
+    return family
+
+
+def _dose_response(sources: dict, arms: list[str]) -> dict:
+    """Does a source's label accuracy predict its target's gold reward? Spearman over every arm, and over the
+    calibration sources alone (whose accuracies are set by construction)."""
+    out = {}
+    calibration = [n for n in arms if is_calibration(n)]
+    for key, names in (("dose_response_spearman", arms), ("calibration_spearman", calibration)):
+        points = [(sources[n]["label_accuracy"], sources[n]["gold_reward"]["mean"]) for n in names]
+        points = [(a, g) for a, g in points if a is not None and g is not None]
+        rho = spearman([a for a, _ in points], [g for _, g in points])
+        out[key] = r(rho[0]) if rho else None
+    return out
+
+
 def analyse(params: Params, summaries: dict[str, dict]) -> dict:
     """metrics/study.json from the current run summaries (see the module docstring for what is computed)."""
     st = params.study
@@ -385,24 +422,7 @@ def analyse(params: Params, summaries: dict[str, dict]) -> dict:
         }
         family.append((("sources", name, "gain_vs_base"), gain["p"]))
     if "weak" in arms and "human" in arms:
-        for name in [n for n in arms if n == "weak" or n.startswith("weak@")]:
-            c = paired_contrast(arms[name], arms["human"])
-            key = "weak_minus_human" if name == "weak" else None
-            entry = {k: r(c[k]) for k in ("mean", "lo", "hi", "p")} | {"n": c["n"]}
-            if key:
-                out[key] = entry
-                family.append(((key,), c["p"]))
-            else:
-                out["sources"][name]["minus_human"] = entry
-                family.append((("sources", name, "minus_human"), c["p"]))
-        diffs = [w - h for w, h in zip(arms["weak"], arms["human"], strict=True) if w is not None and h is not None]
-        t = tost_paired(diffs, st.tost_margin, st.alpha)
-        out["tost"] = {"margin": st.tost_margin, "p": r(t["p"]), "lo90": r(t["lo"]), "hi90": r(t["hi"]),
-                       "equivalent": bool(t["equivalent"])}
-        for key, ceiling in (("pgr", "human"), ("pgr_gold", "gold")):
-            if ceiling in arms:
-                g = pgr(arms["weak"], base, arms[ceiling])
-                out[key] = {"mean": r(g["pgr"]), "lo": r(g["lo"]), "hi": r(g["hi"]), "note": g["reason"]}
+        family += _weak_vs_human(out, arms, base, st)
     if "gold" in arms and "random" in arms:
         c = paired_contrast(arms["gold"], arms["random"])
         out["gold_minus_random"] = {k: r(c[k]) for k in ("mean", "lo", "hi", "p")} | {"n": c["n"]}
@@ -416,16 +436,7 @@ def analyse(params: Params, summaries: dict[str, dict]) -> dict:
         for k in path:
             node = node[k]
         node["p_holm"] = r(adj)
-    # Dose-response: does a source's label accuracy predict its target's gold reward? Over every arm, and over the
-    # calibration sources alone (whose accuracies are set by construction).
-    points = [(out["sources"][n]["label_accuracy"], out["sources"][n]["gold_reward"]["mean"]) for n in arms]
-    points = [(a, g) for a, g in points if a is not None and g is not None]
-    rho = spearman([a for a, _ in points], [g for _, g in points])
-    out["dose_response_spearman"] = r(rho[0]) if rho else None
-    cal = [(out["sources"][n]["label_accuracy"], out["sources"][n]["gold_reward"]["mean"]) for n in arms
-           if is_calibration(n) and out["sources"][n]["label_accuracy"] is not None]
-    rho_cal = spearman([a for a, _ in cal], [g for _, g in cal])
-    out["calibration_spearman"] = r(rho_cal[0]) if rho_cal else None
+    out |= _dose_response(out["sources"], list(arms))
     out["checks"] = calibration_checks(out)
     teacher_size = {}
     for name, overrides in st.teachers.items():

@@ -1,0 +1,75 @@
+"""Every stage's `--help` answers at once, shows the flags of the command in its docstring, and loads no heavy library.
+
+torch, transformers, trl and datasets take 5-10 s to import, so the stages import them inside `main`
+(weakalign.cli). The test checks what `--help` imports rather than how long it takes, which a busy machine
+would make flaky.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = sorted((ROOT / "stages").glob("*.py"))
+HEAVY = ("torch", "transformers", "trl", "datasets")
+
+# `python SCRIPT --help`, as runpy runs a script, then one last line: the exit code and the heavy modules loaded.
+PROBE = """
+import json, os, runpy, sys
+script = sys.argv[1]
+sys.argv, sys.path[0] = [script, "--help"], os.path.dirname(os.path.abspath(script))
+try:
+    runpy.run_path(script, run_name="__main__")
+    code = 0
+except SystemExit as e:
+    code = e.code
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in HEAVY)
+print("\\n" + json.dumps({"exit": code, "heavy": heavy}))
+"""
+
+
+def _command_flags(script: Path) -> list[str]:
+    from weakalign.cli import command_flags
+
+    return command_flags(ast.get_docstring(ast.parse(script.read_text()), clean=False), script.stem)
+
+
+@pytest.mark.parametrize("script", STAGES, ids=lambda s: s.stem)
+def test_help_shows_the_flags_and_loads_no_heavy_library(script):
+    res = subprocess.run([sys.executable, "-c", f"HEAVY = {HEAVY!r}\n{PROBE}", str(script)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    text, _, last = res.stdout.rstrip("\n").rpartition("\n")
+    result = json.loads(last)
+    assert result["exit"] == 0, res.stderr[-3000:]
+    usage = text.split("\n\n")[0]  # argparse's usage block, before the description (the docstring itself)
+    assert usage.startswith(f"usage: {script.stem} "), usage
+    shown = set(re.findall(r"--[\w-]+", usage))
+    assert set(_command_flags(script)) | {"--params"} == shown, "the parser's flags differ from the docstring's command"
+    assert not result["heavy"], f"{script.name} --help imports {result['heavy'][:5]}: import them inside main()"
+
+
+def test_dvc_yaml_runs_each_stage_with_exactly_the_flags_of_its_docstring():
+    """A stage's arguments are declared once, in its docstring's command (weakalign.cli.stage builds the parser
+    from it); dvc.yaml's cmd must pass exactly those flags, each once."""
+    import yaml
+
+    from weakalign.cli import command_flags
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    seen = set()
+    for name, spec in stages.items():
+        cmd = spec.get("do", spec)["cmd"]
+        script = re.search(r"stages/(\w+)\.py", cmd).group(1)
+        seen.add(script)
+        doc = ast.get_docstring(ast.parse((ROOT / "stages" / f"{script}.py").read_text()), clean=False)
+        flags = re.findall(r"--[\w-]+", cmd)
+        assert sorted(flags) == sorted(command_flags(doc, script)), f"dvc.yaml stage {name} vs stages/{script}.py"
+        assert len(flags) == len(set(flags)), name
+    assert seen == {s.stem for s in STAGES}, "a stage script that dvc.yaml never runs"
