@@ -15,7 +15,7 @@ import logging
 from weakalign import resume
 from weakalign.cli import seed_everything, stage
 from weakalign.compare import feedback_choice, weighted_draw
-from weakalign.io import atomic_dir, read_jsonl, read_numbered, write_json
+from weakalign.io import atomic_dir, read_jsonl, read_numbered, write_metrics
 from weakalign.schema import Pair, Preference
 
 log = logging.getLogger("weakalign.align")
@@ -46,7 +46,7 @@ def main(args, params):
         return
     with atomic_dir(args.out) as tmp:
         save_model(model, tok, tmp, base=start)  # under LoRA only the adapter; load_model merges it
-    write_json(args.metrics, {"source": args.source, **summary})
+    write_metrics(args.metrics, {"source": args.source, **summary})
     resume.finish(args.checkpoints)
 
 

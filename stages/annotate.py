@@ -10,7 +10,7 @@ import logging
 
 from weakalign.annotate import human_label
 from weakalign.cli import stage
-from weakalign.io import DataError, read_jsonl, write_json, write_jsonl
+from weakalign.io import DataError, read_jsonl, write_jsonl, write_metrics
 from weakalign.judge import make_judge
 from weakalign.schema import Pair
 from weakalign.stats import r
@@ -26,7 +26,7 @@ def main(args, params):
         raise DataError(f"{args.pairs}: pairs of data.source {params.data.source!r} must carry their human label")
     if judge is None:
         write_jsonl(args.out, pairs)
-        write_json(args.metrics, {"gold_judge": "none", "n_pairs": len(pairs), "n_gold_ties": None,
+        write_metrics(args.metrics, {"gold_judge": "none", "n_pairs": len(pairs), "n_gold_ties": None,
                                   "accuracy_human_vs_gold": None, "mean_abs_gold_gap": None})
         return
     prompts = [p.prompt for p in pairs]
@@ -42,7 +42,7 @@ def main(args, params):
     agree = sum(p.human == p.gold for p in decided) / max(len(decided), 1)
     log.info("human labels agree with the gold judge on %.1f%% of %d pairs", 100 * agree, len(decided))
     write_jsonl(args.out, out)
-    write_json(args.metrics, {"gold_judge": judge.name, "n_pairs": len(out), "n_gold_ties": len(out) - len(decided),
+    write_metrics(args.metrics, {"gold_judge": judge.name, "n_pairs": len(out), "n_gold_ties": len(out) - len(decided),
                               "accuracy_human_vs_gold": r(agree),
                               "mean_abs_gold_gap": r(sum(abs(a - b) for a, b in zip(g1, g2)) / len(out))})
 

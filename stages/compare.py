@@ -13,7 +13,7 @@ import logging
 from weakalign.cli import stage
 from weakalign.compare import (check_covers, feedback_labels, feedback_metrics, judge_feedback_label, labeler_metrics,
                                source_metrics)
-from weakalign.io import atomic_dir, iter_jsonl, read_jsonl, write_json, write_jsonl
+from weakalign.io import atomic_dir, iter_jsonl, read_jsonl, write_json, write_jsonl, write_metrics
 from weakalign.schema import JudgeLabel, Pair, WeakLabel
 
 log = logging.getLogger("weakalign.compare")
@@ -49,7 +49,7 @@ def main(args, params):
             metrics.setdefault("sources", {})[source] = source_metrics(unlabeled, labels)
             # `weight` only where it is not 1: unweighted feedback files keep their two fields.
             write_jsonl(tmp / f"{source}.jsonl", [f.model_dump(exclude_defaults=True) for f in labels])
-    write_json(args.metrics, metrics)
+    write_metrics(args.metrics, metrics)
     write_json(args.plot, rows)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from weakalign import resume
 from weakalign.cli import seed_everything, stage
 from weakalign.evaluation import alignment_metrics, heldout_metrics, heldout_pairs, kl_metrics
-from weakalign.io import read_jsonl, write_json, write_jsonl
+from weakalign.io import read_jsonl, write_jsonl, write_metrics
 from weakalign.judge import make_judge
 from weakalign.schema import Pair, Prompt
 
@@ -78,7 +78,7 @@ def main(args, params):
             metrics[name] |= heldout_metrics(r1, r2, [p.gold for p in heldout])
         log.info("%s: KL estimate to its start %.2f nats per response", name, metrics[name]["kl_estimate"])
     write_jsonl(args.generations, rows)
-    write_json(args.metrics, {"gold_judge": judge.name if judge else "none", **metrics})
+    write_metrics(args.metrics, {"gold_judge": judge.name if judge else "none", **metrics})
     resume.finish(args.checkpoints)
 
 

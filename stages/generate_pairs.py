@@ -14,7 +14,7 @@ import logging
 
 from weakalign import resume
 from weakalign.cli import seed_everything, stage
-from weakalign.io import read_jsonl, write_json, write_jsonl
+from weakalign.io import read_jsonl, write_jsonl, write_metrics
 from weakalign.schema import Pair, Prompt, response_problem
 
 log = logging.getLogger("weakalign.generate_pairs")
@@ -43,7 +43,7 @@ def from_source(args, params, prompts: list[Prompt]) -> None:
     if not kept:
         raise ValueError(f"no usable pairs: all {len(pairs)} prompts fill max_length={min(limits)} tokens")
     write_jsonl(args.out, kept)
-    write_json(args.metrics, {"n_prompts": len(prompts), "n_pairs": len(kept), "dropped": {
+    write_metrics(args.metrics, {"n_prompts": len(prompts), "n_pairs": len(kept), "dropped": {
         "empty_response": 0, "identical_responses": 0, "prompt_too_long": too_long}})
 
 
@@ -88,7 +88,7 @@ def main(args, params):
     if not pairs:
         raise ValueError("no usable pairs were generated")
     write_jsonl(args.out, pairs)
-    write_json(args.metrics, {"n_prompts": len(prompts), "n_pairs": len(pairs), "dropped": dropped})
+    write_metrics(args.metrics, {"n_prompts": len(prompts), "n_pairs": len(pairs), "dropped": dropped})
     resume.finish(args.checkpoints)
 
 

@@ -12,7 +12,7 @@ never a prompt's pairs. Every row read is kept or counted as dropped, by reason,
 import logging
 
 from weakalign.cli import stage
-from weakalign.io import read_numbered, write_json, write_jsonl
+from weakalign.io import read_numbered, write_jsonl, write_metrics
 from weakalign.schema import DROP_REASONS, Prompt
 from weakalign.sources import load_pairs
 from weakalign.split import check_unique
@@ -37,7 +37,7 @@ def main(args, params):
              {k: v for k, v in dropped.items() if v} or "none")
     write_jsonl(args.prompts, prompts)
     write_jsonl(args.pairs, pairs)
-    write_json(args.metrics, {"source": data.source, "n_rows": n_rows, "n_prompts": len(prompts),
+    write_metrics(args.metrics, {"source": data.source, "n_rows": n_rows, "n_prompts": len(prompts),
                               "n_pairs": len(pairs), "dropped": dropped})
 
 

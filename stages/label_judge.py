@@ -15,14 +15,14 @@ import time
 
 from weakalign import resume
 from weakalign.cli import seed_everything, stage
-from weakalign.io import read_jsonl, write_json, write_jsonl
+from weakalign.io import read_jsonl, write_jsonl, write_metrics
 from weakalign.labeling import cost, label_1_share, switched_off
 from weakalign.schema import Pair
 
 log = logging.getLogger("weakalign.label_judge")
 
-KEYS = ("n_pairs", "n_decided", "n_ties", "n_too_long", "tie_share", "a_share", "label_1_share", "seconds",
-        "seconds_per_1000_pairs", "tflops_per_1000_pairs")
+KEYS = ("n_pairs", "n_decided", "n_ties", "n_too_long", "tie_share", "a_share", "label_1_share", "label_seconds",
+        "label_seconds_per_1000_pairs", "label_tflops_per_1000_pairs")
 
 
 def main(args, params):
@@ -49,7 +49,7 @@ def main(args, params):
     log.info("judged %d pairs: %d decided, %d ties, %d too long; 'A' answered %s of the time", len(pairs),
              len(decided), n_ties, v.n_too_long, v.a_share)
     write_jsonl(args.out, v.labels)
-    write_json(args.metrics, {
+    write_metrics(args.metrics, {
         "enabled": True, "n_pairs": len(pairs), "n_decided": len(decided), "n_ties": n_ties,
         "n_too_long": v.n_too_long, "tie_share": round(n_ties / max(1, len(pairs) - v.n_too_long), 4),
         "a_share": v.a_share,

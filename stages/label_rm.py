@@ -17,7 +17,7 @@ from pathlib import Path
 
 from weakalign import resume
 from weakalign.cli import seed_everything, stage
-from weakalign.io import read_jsonl, write_json, write_jsonl
+from weakalign.io import read_jsonl, write_jsonl, write_metrics
 from weakalign.labeling import cost, label_1_share, switched_off
 from weakalign.schema import Pair, WeakLabel
 
@@ -25,7 +25,7 @@ log = logging.getLogger("weakalign.label_rm")
 
 KEYS = ("n_pairs", "label_1_share", "n_train_pairs", "n_train_pairs_dropped_too_long", "steps", "final_loss",
         "final_accuracy", "final_margin", "learned", "num_processes", "resumed_from_step", "train_seconds", "train_tflops",
-        "seconds", "seconds_per_1000_pairs", "tflops_per_1000_pairs")
+        "label_seconds", "label_seconds_per_1000_pairs", "label_tflops_per_1000_pairs")
 
 
 def main(args, params):
@@ -59,13 +59,12 @@ def main(args, params):
               for p, a, b in zip(unlabeled, r1, r2, strict=True)]
     log.info("labeled %d pairs; response_1 chosen on %d", len(labels), sum(x.label == 1 for x in labels))
     write_jsonl(args.out, labels)
-    write_json(args.metrics, {
+    write_metrics(args.metrics, {
         "enabled": True, "model": params.train_weak.model, "n_pairs": len(labels),
         "label_1_share": label_1_share(labels),
-        "n_train_pairs": summary["n_pairs_in"], "n_train_pairs_dropped_too_long": summary["n_pairs_dropped_too_long"],
-        **{k: summary[k] for k in ("steps", "final_loss", "final_accuracy", "final_margin", "learned",
-                                   "num_processes", "resumed_from_step")},
-        "train_seconds": summary["train_runtime_s"],
+        **{k: summary[k] for k in ("n_train_pairs", "n_train_pairs_dropped_too_long", "steps", "final_loss",
+                                   "final_accuracy", "final_margin", "learned", "num_processes", "resumed_from_step",
+                                   "train_seconds")},
         "train_tflops": round(tflop(n, summary["train_tokens"], train=True), 2),
         **cost(seconds, tflop(n, n_tokens), len(labels)),
     })

@@ -18,7 +18,7 @@ import time
 
 from weakalign import resume
 from weakalign.cli import seed_everything, stage
-from weakalign.io import read_jsonl, write_json, write_jsonl
+from weakalign.io import read_jsonl, write_jsonl, write_metrics
 from weakalign.labeling import cost, label_1_share
 from weakalign.schema import Pair, WeakLabel
 
@@ -55,7 +55,7 @@ def main(args, params):
     log.info("labeled %d pairs; response_1 chosen on %d", len(labels), sum(x.label == 1 for x in labels))
     seconds = time.perf_counter() - t0
     write_jsonl(args.out, labels)
-    write_json(args.metrics, {"n_pairs": len(labels), "n_pairs_truncated": n_truncated,
+    write_metrics(args.metrics, {"n_pairs": len(labels), "n_pairs_truncated": n_truncated,
                               "label_1_share": label_1_share(labels),
                               # Forward passes only, through the weak model and its reference.
                               **cost(seconds, tflop(2 * n_params(policy), n_tokens), len(labels))})

@@ -4,7 +4,8 @@
         --weak-metrics metrics/train_weak.json --align-metrics metrics/align --weak-live dvclive/train_weak \
         --align-live dvclive/align --unlabeled data/split/unlabeled.jsonl --weak data/labels/weak.jsonl \
         --label-weak metrics/label_weak.json --label-rm metrics/label_rm.json --label-judge metrics/label_judge.json \
-        --plot plots/gold_reward.json --curves plots/training_curves.json --out reports/summary.md
+        --plot plots/gold_reward.json --curves plots/training_curves.json --out reports/summary.md \
+        --headline metrics/headline.json
 
 `--align-metrics` and `--align-live` are the folders of the `align@<source>` outputs, one `<source>.json` file
 or `<source>/` folder each, as dvc.yaml's foreach names them.
@@ -14,28 +15,30 @@ import logging
 from pathlib import Path
 
 from weakalign.cli import stage
-from weakalign.io import atomic_file, read_json, read_jsonl, write_json
-from weakalign.report import disagreements, gold_reward_rows, summary_markdown, training_curves
+from weakalign.io import atomic_file, read_jsonl, read_metrics, write_json
+from weakalign.report import disagreements, gold_reward_rows, headline, summary_markdown, training_curves
 from weakalign.schema import Pair, WeakLabel
 
 log = logging.getLogger("weakalign.report")
 
 
 def main(args, params):
-    feedback = read_json(args.feedback_metrics)
-    alignment = read_json(args.alignment)
+    # The metrics with their bookkeeping (wall times, `learned`, the judge's name: weakalign.io.write_metrics).
+    feedback = read_metrics(args.feedback_metrics)
+    alignment = read_metrics(args.alignment)
     sources = params.align.sources
-    training = {"weak teacher": read_json(args.weak_metrics)}
-    training |= {f"target ({s})": read_json(Path(args.align_metrics) / f"{s}.json") for s in sources}
+    training = {"weak teacher": read_metrics(args.weak_metrics)}
+    training |= {f"target ({s})": read_metrics(Path(args.align_metrics) / f"{s}.json") for s in sources}
     unlabeled = read_jsonl(args.unlabeled, Pair)
     weak = {w.pair_id: w for w in read_jsonl(args.weak, WeakLabel)}
     # Every labeler's cost: the weak teacher's training is its own stage, so its time is added here.
-    cost = {"weak": {**read_json(args.label_weak), "train_seconds": training["weak teacher"]["train_runtime_s"]},
-            "rm": read_json(args.label_rm), "judge": read_json(args.label_judge)}
+    cost = {"weak": {**read_metrics(args.label_weak), "train_seconds": training["weak teacher"]["train_seconds"]},
+            "rm": read_metrics(args.label_rm), "judge": read_metrics(args.label_judge)}
     text = summary_markdown(feedback, alignment, training, disagreements(unlabeled, weak, params.report.n_examples),
                             cost)
     with atomic_file(args.out) as f:
         f.write(text)
+    write_json(args.headline, headline(feedback, alignment))
     write_json(args.plot, gold_reward_rows(alignment))
     runs = {"weak teacher": Path(args.weak_live)} | {f"target ({s})": Path(args.align_live) / s for s in sources}
     write_json(args.curves, training_curves(runs))

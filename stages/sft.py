@@ -15,7 +15,7 @@ from pathlib import Path
 
 from weakalign import resume
 from weakalign.cli import seed_everything, stage
-from weakalign.io import atomic_dir, read_jsonl, write_json
+from weakalign.io import atomic_dir, read_jsonl, write_metrics
 from weakalign.schema import Pair
 
 log = logging.getLogger("weakalign.sft")
@@ -67,7 +67,7 @@ def main(args, params):
             weak = _finetune(weak_ref, "weak", examples, args, params)
     if not resume.is_main_process():
         return
-    write_json(args.metrics, {"enabled": params.sft.enabled, **{f"target_{k}": v for k, v in target.items()},
+    write_metrics(args.metrics, {"enabled": params.sft.enabled, **{f"target_{k}": v for k, v in target.items()},
                               **{f"weak_{k}": v for k, v in weak.items()}})
     resume.finish(args.checkpoints)
 

@@ -13,7 +13,7 @@ import logging
 
 from weakalign import resume
 from weakalign.cli import seed_everything, stage
-from weakalign.io import atomic_dir, read_jsonl, write_json
+from weakalign.io import atomic_dir, read_jsonl, write_metrics
 from weakalign.schema import Pair
 
 log = logging.getLogger("weakalign.train_weak")
@@ -37,7 +37,7 @@ def main(args, params):
         return
     with atomic_dir(args.out) as tmp:
         save_model(model, tok, tmp, base=ref)  # under LoRA only the adapter, which names `ref` as its base
-    write_json(args.metrics, {"model": params.train_weak.model, **summary})
+    write_metrics(args.metrics, {"model": params.train_weak.model, **summary})
     resume.finish(args.checkpoints)
 
 

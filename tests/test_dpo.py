@@ -10,7 +10,7 @@ from weakalign.models import load_model, load_tokenizer
 from weakalign.params import DPO
 from weakalign.schema import Pair
 
-COUNTS = {"n_pairs_in": 4, "n_pairs_dropped_too_long": 0, "n_pairs_truncated": 0}
+COUNTS = {"n_train_pairs": 4, "n_train_pairs_dropped_too_long": 0, "n_train_pairs_truncated": 0}
 
 
 @pytest.mark.parametrize("history, learned", [
@@ -51,7 +51,7 @@ def test_training_moves_the_tiny_model_and_logs_to_dvclive(tiny_dir, tmp_path, m
     _, summary = dpo.train(model, tok, triples, cfg, seed=0, live_dir=tmp_path / "live", work_dir=tmp_path / "work",
                            model_id="tiny")
     assert summary["learned"] and summary["final_loss"] < 0.6
-    assert summary["n_pairs_truncated"] == 1  # the long third pair exceeds max_length=64
+    assert summary["n_train_pairs_truncated"] == 1  # the long third pair exceeds max_length=64
     assert (tmp_path / "live" / "plots" / "metrics" / "loss.tsv").is_file()
     assert (tmp_path / "live" / "plots" / "metrics" / "rewards" / "margins.tsv").is_file()
     from weakalign import resume
@@ -101,7 +101,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_with_the_same_result(tiny_dir,
     resumed, resumed_summary = run("cut")
 
     assert resumed_summary["resumed_from_step"] == 4 and whole_summary["resumed_from_step"] is None
-    for key in ("steps", "final_loss", "final_reward_margin", "train_loss_mean", "learned"):
+    for key in ("steps", "final_loss", "final_margin", "train_loss_mean", "learned"):
         assert resumed_summary[key] == pytest.approx(whole_summary[key], abs=1e-6), key
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)

@@ -155,7 +155,7 @@ def test_pruned_teacher_dpo_trains_and_labels_against_its_untrained_self(pruned,
     pruned untrained model as the reference."""
     trained, summary = dpo.train(load_model(pruned), tok, TRIPLES, _dpo(), seed=0, live_dir=tmp_path / "live",
                                  work_dir=tmp_path / "work", model_id=pruned)
-    assert summary["steps"] == 2 and summary["n_pairs_dropped_too_long"] == 0
+    assert summary["steps"] == 2 and summary["n_train_pairs_dropped_too_long"] == 0
     save_model(trained, tok, tmp_path / "weak", base=pruned)
     policy, ref = load_model(tmp_path / "weak"), load_model(pruned)
     assert policy.config.num_hidden_layers == ref.config.num_hidden_layers == 1

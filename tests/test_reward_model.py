@@ -44,7 +44,7 @@ def test_training_learns_the_preference_and_labels_held_out_pairs(tiny_dir, tmp_
     model, summary = train(model, tok, TRIPLES, _cfg(), seed=0, live_dir=tmp_path / "live",
                            work_dir=tmp_path / "work", model_id="tiny")
     assert summary["learned"] and summary["final_accuracy"] == 1.0, summary
-    assert summary["n_pairs_in"] == 12 and summary["n_pairs_dropped_too_long"] == 0
+    assert summary["n_train_pairs"] == 12 and summary["n_train_pairs_dropped_too_long"] == 0
     assert summary["steps"] == 12 and summary["train_tokens"] > 0
     assert (tmp_path / "live/plots/metrics/loss.tsv").is_file()  # the curve for dvc plots
     # Held-out pairs, each shown both ways round: the reward model picks the praise every time.

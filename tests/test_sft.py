@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from weakalign import sft
+from weakalign.io import read_metrics
 from weakalign.models import is_adapter, load_model, load_tokenizer, save_model
 from weakalign.params import Lora, SFTFields, parse_params
 
@@ -95,7 +96,8 @@ def test_switched_off_the_stage_writes_notes_and_null_metrics_in_seconds(root, t
          "--target-out", "t", "--weak-out", "w", "--metrics", "m.json", "--live", "live", "--checkpoints", "ck"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    metrics = json.loads((tmp_path / "m.json").read_text())
+    metrics = read_metrics(tmp_path / "m.json")
+    assert "enabled" not in json.loads((tmp_path / "m.json").read_text())  # a flag: bookkeeping, not a metric
     assert metrics["enabled"] is False and metrics["target_final_loss"] is None and metrics["weak_steps"] is None
     assert (tmp_path / "t" / "README").is_file() and (tmp_path / "w" / "README").is_file()
     assert (tmp_path / "live" / "README").is_file() and not (tmp_path / "ck").exists()

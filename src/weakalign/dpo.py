@@ -119,7 +119,8 @@ def truncation_counts(trainer: DPOTrainer, n_in: int, max_length: int | None) ->
     if max_length is not None:
         for p, c, r in zip(ds["prompt_ids"], ds["chosen_ids"], ds["rejected_ids"], strict=True):
             truncated += len(p) + max(len(c), len(r)) > max_length
-    return {"n_pairs_in": n_in, "n_pairs_dropped_too_long": n_in - len(ds), "n_pairs_truncated": int(truncated)}
+    return {"n_train_pairs": n_in, "n_train_pairs_dropped_too_long": n_in - len(ds),
+            "n_train_pairs_truncated": int(truncated)}
 
 
 def _shared(ds: Dataset, work: Path) -> Dataset:
@@ -163,9 +164,9 @@ def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, triples: list[tu
 
     def check(trainer):
         counts.update(truncation_counts(trainer, len(triples), dpo.max_length))
-        if counts["n_pairs_dropped_too_long"] or counts["n_pairs_truncated"]:
+        if counts["n_train_pairs_dropped_too_long"] or counts["n_train_pairs_truncated"]:
             log.warning("max_length %s: %d pairs dropped, %d truncated", dpo.max_length,
-                        counts["n_pairs_dropped_too_long"], counts["n_pairs_truncated"])
+                        counts["n_train_pairs_dropped_too_long"], counts["n_train_pairs_truncated"])
 
     run = fit(DPOTrainer, "dpo", dpo, DPOConfig, seed, triples, model_id, work_dir, live_dir, model=model, lora=lora,
               prepare=lambda work: _shared(preference_dataset(triples), work), check=check, ref_model=ref,
@@ -202,8 +203,8 @@ def summarize(history: list[dict], run_metrics: dict, counts: dict) -> dict:
         "steps": history[-1]["step"] if history else 0,
         "train_loss_mean": _step_weighted_mean_loss(history),
         "final_loss": final_loss,
-        "final_reward_margin": final_margin,
-        "final_reward_accuracy": tail_mean(history, "rewards/accuracies"),
+        "final_margin": final_margin,
+        "final_accuracy": tail_mean(history, "rewards/accuracies"),
         "learned": learned,
-        "train_runtime_s": round(run_metrics.get("train_runtime", 0.0), 2),
+        "train_seconds": round(run_metrics.get("train_runtime", 0.0), 2),
     }

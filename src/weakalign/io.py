@@ -265,6 +265,57 @@ def write_json(path: str | Path, obj) -> None:
         f.write(text + "\n")
 
 
+# Run bookkeeping, not results: wall times, a resume, the process count, whether training "learned", and any
+# string or flag (they restate params: the judge's name, the source). Two runs with the same results differ in them,
+# so `write_metrics` keeps them out of the metrics file, in `<name>.info.json` beside it (a DVC out, not a metric):
+# `dvc metrics diff` of two commits with the same results then shows nothing.
+BOOKKEEPING = ("seconds", "seconds_per_1000_pairs", "learned", "resumed_from_step", "num_processes")
+
+
+def _is_bookkeeping(key: str, value) -> bool:
+    return isinstance(value, (str, bool)) or any(key == b or key.endswith("_" + b) for b in BOOKKEEPING)
+
+
+def _split(data: dict) -> tuple[dict, dict]:
+    results, info = {}, {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            r, i = _split(value)
+            if r or not i:
+                results[key] = r
+            if i:
+                info[key] = i
+        elif _is_bookkeeping(key, value):
+            info[key] = value
+        else:
+            results[key] = value
+    return results, info
+
+
+def info_path(path: str | Path) -> Path:
+    """The bookkeeping file beside a metrics file: metrics/train_weak.json -> metrics/train_weak.info.json."""
+    path = Path(path)
+    return path.with_name(path.stem + ".info.json")
+
+
+def write_metrics(path: str | Path, data: dict) -> None:
+    """A stage's metrics: the results (numbers and nulls only) to `path`, the bookkeeping to `info_path(path)`."""
+    results, info = _split(data)
+    write_json(path, results)
+    write_json(info_path(path), info)
+
+
+def _merge(a: dict, b: dict) -> dict:
+    return {**a, **{k: _merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
+                    for k, v in b.items()}}
+
+
+def read_metrics(path: str | Path) -> dict:
+    """A metrics file with its bookkeeping merged back (for the report): what the stage passed to write_metrics."""
+    info = info_path(path)
+    return _merge(read_json(path), read_json(info) if info.exists() else {})
+
+
 def read_json(path: str | Path) -> dict:
     path = Path(path)
     check_readable(path)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from . import resume
-from .io import write_json, write_jsonl
+from .io import write_jsonl, write_metrics
 
 
 def label_1_share(labels: Sequence) -> float | None:
@@ -18,13 +18,13 @@ def label_1_share(labels: Sequence) -> float | None:
 def cost(seconds: float, tflops: float, n_pairs: int) -> dict:
     """The labeling-cost keys of a labeler's metrics: wall time, and wall time and estimated forward TFLOPs per
     1,000 pairs, so that report compares labelers of any data size."""
-    return {"seconds": round(seconds, 1), "seconds_per_1000_pairs": round(1000 * seconds / n_pairs, 1),
-            "tflops_per_1000_pairs": round(1000 * tflops / n_pairs, 2)}
+    return {"label_seconds": round(seconds, 1), "label_seconds_per_1000_pairs": round(1000 * seconds / n_pairs, 1),
+            "label_tflops_per_1000_pairs": round(1000 * tflops / n_pairs, 2)}
 
 
 def switched_off(out: str, metrics: str, checkpoints: str, keys: Iterable[str]) -> None:
     """The outputs of a labeler that is not enabled: empty labels, and metrics with `enabled: false` and every other
     key null, the same keys as when it runs."""
     write_jsonl(out, [])
-    write_json(metrics, {"enabled": False, **dict.fromkeys(keys)})
+    write_metrics(metrics, {"enabled": False, **dict.fromkeys(keys)})
     resume.finish(checkpoints)

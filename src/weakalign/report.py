@@ -43,6 +43,28 @@ def _share_row(label: str, m: dict, key: str, n: int | None) -> str:
     return f"| {label} | {_f(m.get(key))} | {interval} | {n if n is not None else 'n/a'} |"
 
 
+def headline(feedback: dict, alignment: dict) -> dict:
+    """metrics/headline.json: the ten numbers a sweep compares (`dvc exp show` / `dvc metrics show` on this file).
+
+    Gold reward of the base and of the targets aligned on human, weak, gold and random labels (null where that
+    source was not aligned or there is no gold judge); weak - human on the same prompts (a difference of means over
+    one run's prompts: one draw, not an interval over seeds, which is `make study`'s); the performance gap
+    recovered (weak - base) / (human - base), null unless the human target beats the base; and the label
+    agreement and accuracies."""
+    def g(source: str) -> float | None:
+        return alignment.get(source, {}).get("gold_reward_mean")
+
+    base, human, weak = g("base"), g("human"), g("weak")
+    known = None not in (base, human, weak)
+    return {"gold_reward_base": base, "gold_reward_human": human, "gold_reward_weak": weak,
+            "gold_reward_gold": g("gold"), "gold_reward_random": g("random"),
+            "weak_minus_human": round(weak - human, 4) if known else None,
+            "pgr": round((weak - base) / (human - base), 4) if known and human > base else None,
+            "agreement_weak_human": feedback.get("agreement_weak_human"),
+            "accuracy_weak_vs_gold": feedback.get("accuracy_weak_vs_gold"),
+            "accuracy_human_vs_gold": feedback.get("accuracy_human_vs_gold")}
+
+
 def gold_reward_rows(alignment: dict) -> list[dict]:
     rows = []
     for name, e in alignment.items():
@@ -101,8 +123,8 @@ def labeler_rows(feedback: dict, cost: dict[str, dict | None]) -> list[str]:
         ties = f"{m['n_ties']} of {m['n_pairs']}" if "n_ties" in m else "none"
         train = f"{m['train_seconds']:.0f}" if m.get("train_seconds") is not None else "none"
         rows.append(f"| {name} | {cell(f'agreement_{name}_human')} | {cell(f'accuracy_{name}_vs_gold')} | {n} | "
-                    f"{ties} | {train} | {_f(m.get('seconds_per_1000_pairs'), 0)} s, "
-                    f"{_f(m.get('tflops_per_1000_pairs'), 1)} TFLOP |")
+                    f"{ties} | {train} | {_f(m.get('label_seconds_per_1000_pairs'), 0)} s, "
+                    f"{_f(m.get('label_tflops_per_1000_pairs'), 1)} TFLOP |")
     return rows
 
 
@@ -158,10 +180,10 @@ def summary_markdown(feedback: dict, alignment: dict, training: dict[str, dict],
     lines += ["", "## Training", "", "| run | pairs | steps | final loss | final margin | final accuracy | learned |"
               " truncated | dropped |", "|---|---|---|---|---|---|---|---|---|"]
     for name, t in training.items():
-        lines.append(f"| {name} | {t['n_pairs_in']} | {t['steps']} | {_f(t['final_loss'])} | "
-                     f"{_f(t['final_reward_margin'])} | {_f(t['final_reward_accuracy'])} | "
-                     f"{'yes' if t['learned'] else '**no**'} | {t['n_pairs_truncated']} | "
-                     f"{t['n_pairs_dropped_too_long']} |")
+        lines.append(f"| {name} | {t['n_train_pairs']} | {t['steps']} | {_f(t['final_loss'])} | "
+                     f"{_f(t['final_margin'])} | {_f(t['final_accuracy'])} | "
+                     f"{'yes' if t['learned'] else '**no**'} | {t['n_train_pairs_truncated']} | "
+                     f"{t['n_train_pairs_dropped_too_long']} |")
     lines += ["", f"## The weak teacher's most confident disagreements with the human labels ({len(examples)})", "",
               "| prompt | weak's choice | human's choice | weak margin | gold (weak's, human's) |",
               "|---|---|---|---|---|"]

@@ -53,10 +53,10 @@ def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, triples: list[tu
     if not learned:
         log.warning("reward model did not learn: final loss %s (ln 2 = 0.693)", final_loss)
     return run.trainer.model, {
-        "n_pairs_in": len(triples), "n_pairs_dropped_too_long": dropped[0], "steps": run.steps,
+        "n_train_pairs": len(triples), "n_train_pairs_dropped_too_long": dropped[0], "steps": run.steps,
         "final_loss": final_loss, "final_accuracy": tail_mean(run.history, "accuracy"),
         "final_margin": tail_mean(run.history, "margin"), "learned": learned,
-        "train_runtime_s": round(run.metrics.get("train_runtime", 0.0), 2), **run.common(),
+        "train_seconds": round(run.metrics.get("train_runtime", 0.0), 2), **run.common(),
     }
 
 
