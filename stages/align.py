@@ -24,7 +24,7 @@ log = logging.getLogger("weakalign.align")
 def main(args, params):
     # torch, transformers and trl load here, not at the top, so that --help answers at once.
     from weakalign import dpo
-    from weakalign.models import load_model, load_tokenizer, save_model
+    from weakalign.models import load_model, load_tokenizer, model_card, save_model
 
     seed_everything(params.base.seed)
     unlabeled = read_jsonl(args.unlabeled, Pair)
@@ -45,7 +45,10 @@ def main(args, params):
     if not resume.is_main_process():  # under accelerate launch the first process writes
         return
     with atomic_dir(args.out) as tmp:
-        save_model(model, tok, tmp, base=start)  # under LoRA only the adapter; load_model merges it
+        card = model_card(f"align@{args.source}", start, params.align.dpo.values(),
+                          {"D_u": args.unlabeled, "feedback": args.feedback},
+                          adapter=params.align.lora.use_peft)
+        save_model(model, tok, tmp, base=start, card=card)  # under LoRA only the adapter; load_model merges it
     write_metrics(args.metrics, {"source": args.source, **summary})
     resume.finish(args.checkpoints)
 

@@ -16,7 +16,7 @@ log = logging.getLogger("weakalign.base_model")
 
 def main(args, params):
     # torch and transformers load here, not at the top, so that --help answers at once.
-    from weakalign.models import load_model, load_tokenizer, n_params, save_model
+    from weakalign.models import load_model, load_tokenizer, model_card, n_params, save_model
 
     ref = params.base.model
     log.info("loading %s", ref)
@@ -24,7 +24,7 @@ def main(args, params):
     model = load_model(ref, seed=params.base.seed, trust_remote_code=params.base.trust_remote_code)
     log.info("%s: %.1f M parameters", ref, n_params(model) / 1e6)
     with atomic_dir(args.out) as tmp:
-        save_model(model, tok, tmp)
+        save_model(model, tok, tmp, card=model_card("base_model", ref))
 
 
 if __name__ == "__main__":

@@ -5,18 +5,21 @@
         --align-live dvclive/align --unlabeled data/split/unlabeled.jsonl --weak data/labels/weak.jsonl \
         --label-weak metrics/label_weak.json --label-rm metrics/label_rm.json --label-judge metrics/label_judge.json \
         --plot plots/gold_reward.json --curves plots/training_curves.json --out reports/summary.md \
-        --headline metrics/headline.json
+        --headline metrics/headline.json --agreement plots/agreement_by_margin.json --figure reports/summary.png \
+        --labeled data/split/labeled.jsonl --test data/prompts/test.jsonl
 
 `--align-metrics` and `--align-live` are the folders of the `align@<source>` outputs, one `<source>.json` file
 or `<source>/` folder each, as dvc.yaml's foreach names them.
 """
 
 import logging
+import os
 from pathlib import Path
 
 from weakalign.cli import stage
-from weakalign.io import atomic_file, read_jsonl, read_metrics, write_json
-from weakalign.report import disagreements, gold_reward_rows, headline, summary_markdown, training_curves
+from weakalign.io import atomic_file, read_json, read_jsonl, read_metrics, write_json
+from weakalign.report import (disagreements, figure, gold_reward_rows, headline, provenance, summary_markdown,
+                              training_curves)
 from weakalign.schema import Pair, WeakLabel
 
 log = logging.getLogger("weakalign.report")
@@ -34,12 +37,17 @@ def main(args, params):
     # Every labeler's cost: the weak teacher's training is its own stage, so its time is added here.
     cost = {"weak": {**read_metrics(args.label_weak), "train_seconds": training["weak teacher"]["train_seconds"]},
             "rm": read_metrics(args.label_rm), "judge": read_metrics(args.label_judge)}
+    head = headline(feedback, alignment)
+    gold_rows = gold_reward_rows(alignment)
+    figure(gold_rows, read_json(args.agreement), Path(args.figure))
+    where = provenance(args.params, params.base.model, params.train_weak.model,
+                       {"D_l": args.labeled, "D_u": args.unlabeled, "test prompts": args.test})
     text = summary_markdown(feedback, alignment, training, disagreements(unlabeled, weak, params.report.n_examples),
-                            cost)
+                            cost, head, os.path.relpath(args.figure, Path(args.out).parent), where)
     with atomic_file(args.out) as f:
         f.write(text)
-    write_json(args.headline, headline(feedback, alignment))
-    write_json(args.plot, gold_reward_rows(alignment))
+    write_json(args.headline, head)
+    write_json(args.plot, gold_rows)
     runs = {"weak teacher": Path(args.weak_live)} | {f"target ({s})": Path(args.align_live) / s for s in sources}
     write_json(args.curves, training_curves(runs))
 

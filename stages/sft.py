@@ -32,7 +32,7 @@ def _note(out: str, text: str) -> dict:
 
 def _finetune(ref: str, role: str, examples, args, params) -> dict:
     from weakalign import sft
-    from weakalign.models import load_model, load_tokenizer, n_params, save_model, tflop
+    from weakalign.models import load_model, load_tokenizer, model_card, n_params, save_model, tflop
 
     tok = load_tokenizer(ref, params.base.trust_remote_code)
     model = load_model(ref, trust_remote_code=params.base.trust_remote_code)
@@ -42,7 +42,8 @@ def _finetune(ref: str, role: str, examples, args, params) -> dict:
                                Path(args.checkpoints) / role, resume.files_digest(ref), params.sft.lora)
     if resume.is_main_process():  # under accelerate launch the first process writes
         with atomic_dir(args.target_out if role == "target" else args.weak_out) as tmp:
-            save_model(model, tok, tmp, base=ref)
+            save_model(model, tok, tmp, base=ref, card=model_card(f"sft ({role})", ref, params.sft.sft.values(),
+                                                                  {"D_l": args.labeled}, params.sft.lora.use_peft))
     return {**{k: summary.get(k) for k in KEYS}, "train_tflops": round(tflop(n, summary["train_tokens"], train=True), 2)}
 
 

@@ -22,7 +22,7 @@ log = logging.getLogger("weakalign.train_weak")
 def main(args, params):
     # torch, transformers and trl load here, not at the top, so that --help answers at once.
     from weakalign import dpo
-    from weakalign.models import load_model, load_tokenizer, save_model
+    from weakalign.models import load_model, load_tokenizer, model_card, save_model
 
     seed_everything(params.base.seed)
     ref = params.weak_start(args.base, args.sft_target, args.sft_weak)
@@ -36,7 +36,9 @@ def main(args, params):
     if not resume.is_main_process():  # under accelerate launch the first process writes
         return
     with atomic_dir(args.out) as tmp:
-        save_model(model, tok, tmp, base=ref)  # under LoRA only the adapter, which names `ref` as its base
+        card = model_card("train_weak", ref, params.train_weak.dpo.values(), {"D_l": args.labeled},
+                          adapter=params.train_weak.lora.use_peft)
+        save_model(model, tok, tmp, base=ref, card=card)  # under LoRA only the adapter, naming `ref` as its base
     write_metrics(args.metrics, {"model": params.train_weak.model, **summary})
     resume.finish(args.checkpoints)
 

@@ -29,8 +29,11 @@ def test_metrics_by_hand():
     # Disagreements: pairs 1, 2, 3; the weak label is right only on pair 3.
     assert m["n_disagree"] == 3
     assert m["gold_backs_weak_when_disagree"] == pytest.approx(1 / 3, abs=1e-4)
-    assert [b["n"] for b in bins] == [2, 2]
-    assert bins[0]["margin_hi"] <= bins[1]["margin_lo"]
+    agreement = [b for b in bins if b["measure"] == "agreement_weak_human"]
+    assert [b["n"] for b in agreement] == [2, 2]
+    assert agreement[0]["margin_hi"] <= agreement[1]["margin_lo"]
+    assert {b["measure"] for b in bins} == {"agreement_weak_human", "accuracy_weak_vs_gold", "accuracy_human_vs_gold"}
+    assert all(b["lo"] <= b["share"] <= b["hi"] for b in bins)
     assert m["n_gold_decided"] == 4 and m["n_disagree_gold_decided"] == 3
     # Wilson 95% interval of 1/4, by hand: (p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)
     z, n, p = 1.96, 4, 0.25

@@ -113,7 +113,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_with_the_same_result(tiny_dir,
 
 def test_a_max_length_that_every_prompt_fills_fails_before_training(tiny_dir, tmp_path):
     long = [("word " * 60, "yes", "no"), ("other " * 60, "fine", "bad")]
-    cfg = DPO(bf16=False, max_length=16, save_strategy="no", gradient_checkpointing=False)
+    cfg = DPO(bf16=False, max_length=16, save_strategy="no", activation_checkpointing=False)
     with pytest.raises(ValueError, match="dpo.max_length 16: the prompt alone fills it in every one of the 2 pairs \\(the shortest prompt has"):
         dpo.train(load_model(tiny_dir), load_tokenizer(tiny_dir), long, cfg, 0, tmp_path / "live", tmp_path / "work",
                   "tiny")

@@ -43,7 +43,7 @@ def lora_weak(tiny_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lora")
     tok, model = load_tokenizer(tiny_dir), load_model(tiny_dir)
     cfg = DPO(learning_rate=2e-2, max_steps=8, per_device_train_batch_size=4, warmup_steps=0, logging_steps=1,
-              bf16=False, max_length=64, save_strategy="no", gradient_checkpointing=False)
+              bf16=False, max_length=64, save_strategy="no", activation_checkpointing=False)
     trained, summary = dpo.train(model, tok, TRIPLES, cfg, seed=0, live_dir=tmp / "live", work_dir=tmp / "work",
                                  model_id="tiny", lora=LORA)
     save_model(trained, tok, tmp / "weak", base=str(tiny_dir))
@@ -103,7 +103,7 @@ def test_lora_reward_model_trains_adapters_and_its_score_head(tiny_dir, tmp_path
     model, tok = reward_model_from_lm(str(tiny_dir), seed=0)
     head = model.score.weight.detach().clone()
     cfg = Reward(learning_rate=2e-2, num_train_epochs=4, per_device_train_batch_size=4, warmup_steps=0,
-                 logging_steps=1, bf16=False, max_length=96, save_strategy="no", gradient_checkpointing=False)
+                 logging_steps=1, bf16=False, max_length=96, save_strategy="no", activation_checkpointing=False)
     model, summary = train(model, tok, triples, cfg, seed=0, live_dir=tmp_path / "live", work_dir=tmp_path / "w",
                            model_id="tiny", lora=LORA)
     assert hasattr(model, "peft_config") and summary["learned"], summary

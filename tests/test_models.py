@@ -121,7 +121,7 @@ def test_a_tokenizer_without_chat_template_gets_the_plain_hh_format(tiny_dir, tm
     assert full == prompt + " Yes." + tok.eos_token
     model, summary = dpo.train(load_model(plain), tok, [("Is tea good?", "Yes, very.", "No.")] * 4,
                                DPO(max_steps=2, per_device_train_batch_size=2, bf16=False, save_strategy="no",
-                                   gradient_checkpointing=False), seed=0, live_dir=tmp_path / "live",
+                                   activation_checkpointing=False), seed=0, live_dir=tmp_path / "live",
                                work_dir=tmp_path / "work", model_id="plain")
     assert summary["steps"] == 2 and summary["n_train_pairs_dropped_too_long"] == 0
     save_model(model, tok, tmp_path / "out")

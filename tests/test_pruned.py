@@ -30,7 +30,7 @@ IDS = torch.tensor([[1, 5, 9, 200, 3000, 17, 42]])
 def _dpo(**kw) -> DPO:
     return DPO(**{"learning_rate": 2e-2, "max_steps": 2, "per_device_train_batch_size": 2, "warmup_steps": 0,
                   "logging_steps": 1, "bf16": False, "max_length": 64, "save_strategy": "no",
-                  "gradient_checkpointing": False, **kw})
+                  "activation_checkpointing": False, **kw})
 
 
 def _logits(model, ids=IDS):
@@ -184,7 +184,7 @@ def test_a_lora_teacher_on_a_pruned_model_names_it_as_its_base_and_reloads(prune
 def test_sft_heals_a_pruned_model(pruned, tok, tmp_path):
     """The optional healing: the sft stage fine-tunes a pruned train_weak.model like any other starting point."""
     cfg = SFTFields(learning_rate=3e-3, max_steps=2, per_device_train_batch_size=2, warmup_steps=0, logging_steps=1,
-                    bf16=False, max_length=64, save_strategy="no", gradient_checkpointing=False)
+                    bf16=False, max_length=64, save_strategy="no", activation_checkpointing=False)
     model, summary = sft.train(load_model(pruned), tok, [(p, c) for p, c, _ in TRIPLES], cfg, seed=0,
                                live_dir=tmp_path / "live", work_dir=tmp_path / "work", model_id=pruned)
     assert summary["steps"] == 2 and model.config.num_hidden_layers == 1

@@ -20,7 +20,7 @@ HELD_OUT = [(f"Review thing {i}.", f"Great thing {i}, I love it, works well.", f
 def _cfg(**kw) -> Reward:
     return Reward(**{"learning_rate": 3e-3, "num_train_epochs": 4, "per_device_train_batch_size": 4,
                      "warmup_steps": 0, "logging_steps": 1, "bf16": False, "max_length": 96, "save_strategy": "no",
-                     "gradient_checkpointing": False, **kw})
+                     "activation_checkpointing": False, **kw})
 
 
 def test_the_reward_model_starts_from_the_lm_with_a_seeded_head_and_a_real_pad_token(tiny_dir):

@@ -20,7 +20,7 @@ PAIRS = [(f"Describe item {i}.", f"Item {i} is great, I love it.") for i in rang
 def _cfg(**kw) -> SFTFields:
     return SFTFields(**{"learning_rate": 3e-3, "num_train_epochs": 3, "per_device_train_batch_size": 4,
                         "warmup_steps": 0, "logging_steps": 1, "bf16": False, "max_length": 96,
-                        "save_strategy": "no", "gradient_checkpointing": False, **kw})
+                        "save_strategy": "no", "activation_checkpointing": False, **kw})
 
 
 def _logp(model, tok, prompt: str, response: str) -> float:

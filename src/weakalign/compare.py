@@ -205,18 +205,21 @@ def feedback_metrics(n_labeled: int, unlabeled: list[Pair], weak: dict[str, Weak
         "human_label_1_share": _share([h == 1 for h in human]),
     }
     margins = [abs(weak[p.id].margin) for p in unlabeled]
+    # The plot's rows, one per (bin, measure): the share with its 95% Wilson interval and the pairs it rests on,
+    # so each measure gets its own colour, error bars and count (template .dvc/plots/agreement.json).
     rows = []
     for b, idx in enumerate(quantile_bins(margins, n_bins)):
         if not idx:
             continue
         gidx = [i for i in idx if gold[i] is not None]
-        rows.append({
-            "bin": b,
-            "margin_lo": r(min(margins[i] for i in idx)),
-            "margin_hi": r(max(margins[i] for i in idx)),
-            "n": len(idx),
-            "agreement_weak_human": _share([agree[i] for i in idx]),
-            "accuracy_weak_vs_gold": _share([wk[i] == gold[i] for i in gidx]) if has_gold else None,
-            "accuracy_human_vs_gold": _share([human[i] == gold[i] for i in gidx]) if has_gold else None,
-        })
+        lo, hi = r(min(margins[i] for i in idx)), r(max(margins[i] for i in idx))
+        measures = {"agreement_weak_human": [agree[i] for i in idx]}
+        if has_gold:
+            measures |= {"accuracy_weak_vs_gold": [wk[i] == gold[i] for i in gidx],
+                         "accuracy_human_vs_gold": [human[i] == gold[i] for i in gidx]}
+        for measure, hits in measures.items():
+            ci = _with_ci("share", hits)
+            rows.append({"bin": b, "bin_label": f"{b + 1}: |margin| {lo:.2f}-{hi:.2f}", "margin_lo": lo,
+                         "margin_hi": hi, "measure": measure, "share": ci["share"], "lo": ci["share_lo"],
+                         "hi": ci["share_hi"], "n": len(hits)})
     return metrics, rows

@@ -380,9 +380,53 @@ def reward_model_from_lm(ref: str, seed: int, trust_remote_code: bool = False
     return model, tok
 
 
+# What the embedded reference is, for model cards (a hub id a reader can look up).
+ORIGINS = {EMBEDDED: "HuggingFaceTB/SmolLM2-135M-Instruct", TINY: "weakalign tiny-random (a 2-layer Llama, random)"}
+
+
+def origin(ref: str | Path) -> str:
+    """The model a reference ultimately comes from: the hub id of the embedded model, a hub id as it is, or, for a
+    local directory this pipeline wrote, the `base_model` its own card names (models/base -> SmolLM2 ...)."""
+    ref, layers = parse_layers(ref)
+    suffix = f" (first {layers} layers)" if layers else ""
+    card = Path(ref) / "README.md"
+    if ref in ORIGINS:
+        return ORIGINS[ref] + suffix
+    if card.is_file():
+        m = re.search(r"^base_model: (.+)$", card.read_text(encoding="utf-8"), re.M)
+        if m:
+            return m.group(1).strip() + suffix
+    return ref + suffix
+
+
+def model_card(stage: str, start: str, training: dict | None = None, data: dict[str, str] | None = None,
+               adapter: bool = False) -> str:
+    """README.md of a saved model: the model it comes from (front matter, as the Hub reads it), the stage that
+    wrote it, its starting point, the training params and the sha256 of the data it trained on."""
+    import hashlib
+
+    import yaml
+
+    front = {"base_model": origin(start), "library_name": "peft" if adapter else "transformers",
+             "tags": ["weakalign"] + (["dpo", "trl"] if training is not None else [])}
+    lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
+             f"# weakalign `{stage}`", "",
+             f"Written by the weakalign pipeline stage `{stage}`, starting from `{start}` ({origin(start)}).", ""]
+    if adapter:
+        lines += ["A LoRA adapter: load it with its base (weakalign.models.load_model merges it).", ""]
+    if data:
+        lines += ["Data (sha256):", ""] + [f"- `{p}`: {hashlib.sha256(Path(p).read_bytes()).hexdigest()}"
+                                            for p in sorted(data.values())] + [""]
+    if training is not None:
+        lines += ["Training params (the TRL config keys params.yaml sets; TRL's defaults for the rest):", "",
+                  "```yaml", yaml.safe_dump(training, sort_keys=False).strip(), "```", ""]
+    return "\n".join(lines)
+
+
 def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out: str | Path,
-               base: str | None = None) -> None:
-    """Weights (or, for a PEFT model, only the adapter, recording `base` as its base model) and tokenizer."""
+               base: str | None = None, card: str | None = None) -> None:
+    """Weights (or, for a PEFT model, only the adapter, recording `base` as its base model) and tokenizer, and
+    `card` (model_card) as README.md, instead of the placeholder PEFT writes."""
     from accelerate.utils import is_peft_model
 
     out = Path(out)
@@ -397,3 +441,5 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out: 
             cfg.base_model_name_or_path = str(base)  # a path or model reference that load_model resolves
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+    if card is not None:
+        (out / "README.md").write_text(card, encoding="utf-8")

@@ -100,6 +100,7 @@ class Paths(_Section):
     targets: SafePath = "models/targets"
     generations: SafePath = "data/eval/generations.jsonl"
     report: SafePath = "reports/summary.md"
+    report_figure: SafePath = "reports/summary.png"  # report: gold reward and agreement, embedded in the report
     metrics: SafePath = "metrics"
     plots: SafePath = "plots"
     dvclive: SafePath = "dvclive"

@@ -6,6 +6,7 @@ import html
 import re
 from pathlib import Path
 
+from .io import atomic_file
 from .schema import Pair, WeakLabel
 
 
@@ -65,35 +66,59 @@ def headline(feedback: dict, alignment: dict) -> dict:
             "accuracy_human_vs_gold": feedback.get("accuracy_human_vs_gold")}
 
 
+# The bar order of the gold-reward plot: the base, the paper's two arms, the ceiling and the floors, then the rest.
+ORDER = ("base", "human", "weak", "gold", "random", "flipped")
+
+
 def gold_reward_rows(alignment: dict) -> list[dict]:
+    """The gold-reward plot's rows (mean and 95% interval over the test prompts), in ORDER, then noisy_gold_NN by
+    rate, then the other sources as aligned; `order` keeps that order in the plot."""
+    names = [n for n, e in alignment.items() if isinstance(e, dict) and e.get("gold_reward_mean") is not None]
+
+    def rank(name: str) -> tuple:
+        if name in ORDER:
+            return (0, ORDER.index(name))
+        return (1, int(name.rsplit("_", 1)[1])) if name.startswith("noisy_gold_") else (2, names.index(name))
+
     rows = []
-    for name, e in alignment.items():
-        if isinstance(e, dict) and e.get("gold_reward_mean") is not None:
-            m, se = e["gold_reward_mean"], e["gold_reward_sem"]
-            rows.append({"model": name, "gold_reward_mean": m, "lo": round(m - 1.96 * se, 4),
-                         "hi": round(m + 1.96 * se, 4), "n_prompts": e["n_prompts"]})
+    for i, name in enumerate(sorted(names, key=rank)):
+        m, se = alignment[name]["gold_reward_mean"], alignment[name]["gold_reward_sem"]
+        rows.append({"order": i, "model": name, "gold_reward_mean": m, "lo": round(m - 1.96 * se, 4),
+                     "hi": round(m + 1.96 * se, 4), "n_prompts": alignment[name]["n_prompts"]})
     return rows
+
+
+# dvclive curve (its path under plots/metrics) -> column of plots/training_curves.json; the rest keep their path.
+CURVE_NAMES = {"rewards/margins": "margins", "rewards/accuracies": "accuracies"}
 
 
 def training_curves(runs: dict[str, Path]) -> list[dict]:
     """Loss, reward margin and accuracy per logged point of each run, read from its dvclive folder.
 
     `runs` maps a run's display name to its dvclive folder (e.g. {"target (weak)": Path("dvclive/align/weak")}).
+    dvclive's step is the optimizer step of the point (training.StepCurves); `role` puts the weak teacher's curves
+    apart from the targets'.
     """
     rows = []
     for name, live in runs.items():
         base = live / "plots" / "metrics"
         cols: dict[str, dict[int, float]] = {}
-        for key, rel in (("loss", "loss.tsv"), ("margins", "rewards/margins.tsv"),
-                         ("accuracies", "rewards/accuracies.tsv")):
-            path = base / rel
+        for path in [base / "loss.tsv", base / "rewards/margins.tsv", base / "rewards/accuracies.tsv"]:
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: dvclive curve missing; rerun the training stage")
+        # Every curve dvclive logged (learning rate, grad norm, chosen/rejected rewards and log-probs ...), so that
+        # `dvc plots show` has them all; train/* are the one-point end-of-run summaries.
+        for path in sorted(base.rglob("*.tsv")):
+            rel = path.relative_to(base).with_suffix("").as_posix()
+            if rel.startswith("train/"):
+                continue
+            key = CURVE_NAMES.get(rel, rel.replace("/", "_"))
             with path.open(encoding="utf-8") as f:
                 next(f)  # header: step<TAB>name
                 cols[key] = {int(a): float(b) for a, b in (line.rstrip("\n").split("\t") for line in f if line.strip())}
         for step in sorted(cols["loss"]):
-            rows.append({"run": name, "step": step, **{k: round(v[step], 6) for k, v in cols.items() if step in v}})
+            rows.append({"run": name, "role": "weak teacher" if name == "weak teacher" else "targets", "step": step,
+                         **{k: round(v[step], 6) for k, v in cols.items() if step in v}})
     return rows
 
 
@@ -128,9 +153,94 @@ def labeler_rows(feedback: dict, cost: dict[str, dict | None]) -> list[str]:
     return rows
 
 
+def headline_paragraph(h: dict) -> str:
+    """The report's first paragraph, from metrics/headline.json alone (no number typed by hand)."""
+    if h["gold_reward_weak"] is None or h["gold_reward_human"] is None:
+        return ("This run has no gold reward for both the weak- and the human-aligned target (no gold judge, or "
+                "one of them not aligned): see the tables.")
+    bounds = "; ".join(f"{name} labels {_f(h[f'gold_reward_{name}'])}" for name in ("gold", "random")
+                       if h[f"gold_reward_{name}"] is not None)
+    pgr = f", a performance gap recovered of {_f(h['pgr'], 2)}" if h["pgr"] is not None else ""
+    return (f"On this run, the target aligned on the weak teacher's labels reaches a mean gold reward of "
+            f"{_f(h['gold_reward_weak'])}, against {_f(h['gold_reward_human'])} for the one aligned on human labels "
+            f"(weak - human {h['weak_minus_human']:+.3f}{pgr}; the base {_f(h['gold_reward_base'])}"
+            + (f"; {bounds}" if bounds else "") + "). The weak labels agree with the human ones on "
+            f"{_f(h['agreement_weak_human'])} of D_u; against the gold judge the weak labels are right on "
+            f"{_f(h['accuracy_weak_vs_gold'])} and the human ones on {_f(h['accuracy_human_vs_gold'])}. One run is one "
+            "draw (one seed, one machine): the intervals below are over its test prompts, not over seeds; "
+            "`make study` gives the claim about the method (reports/study.md).")
+
+
+def provenance(params_path: str, base_model: str, weak_model: str, data: dict[str, str]) -> list[str]:
+    """Where the report's numbers come from: the commit checked out when it ran, the params file's hash, the
+    models and the sha256 of the data files."""
+    import hashlib
+    import subprocess
+
+    from .models import origin
+
+    git = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    commit = git.stdout.strip() if git.returncode == 0 else "not a git checkout"
+    sha = {name: hashlib.sha256(Path(p).read_bytes()).hexdigest()[:16] for name, p in data.items()}
+    return ["## Provenance", "", "| what | value |", "|---|---|",
+            f"| commit checked out when the report ran | `{commit}` |",
+            f"| params ({md(params_path)}, sha256) | `{hashlib.sha256(Path(params_path).read_bytes()).hexdigest()[:16]}` |",
+            f"| target's base model | `{md(base_model)}` ({md(origin(base_model))}) |",
+            f"| weak teacher's starting point | `{md(weak_model)}` |",
+            *[f"| {md(name)} (sha256) | `{h}` |" for name, h in sha.items()], ""]
+
+
+def figure(gold_rows: list[dict], agreement_rows: list[dict], path: Path) -> None:
+    """reports/summary.png: the gold reward of each model (mean, 95% interval over prompts) and the weak-human
+    agreement and accuracies by |weak margin| bin (95% Wilson intervals, chance dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
+    if gold_rows:
+        xs = range(len(gold_rows))
+        means = [r_["gold_reward_mean"] for r_ in gold_rows]
+        a.bar(xs, means, color=["#7f7f7f"] + ["#4c78a8"] * (len(gold_rows) - 1))
+        a.errorbar(xs, means, yerr=[[m - r_["lo"] for m, r_ in zip(means, gold_rows, strict=True)],
+                                    [r_["hi"] - m for m, r_ in zip(means, gold_rows, strict=True)]],
+                   fmt="none", ecolor="black", capsize=3)
+        a.set_xticks(list(xs), [r_["model"] for r_ in gold_rows], rotation=30, ha="right", fontsize=8)
+    a.set_ylabel("mean gold reward (95% interval over prompts)")
+    a.set_title("Gold reward on the test prompts", fontsize=10)
+    colours = {"agreement_weak_human": "#4c78a8", "accuracy_weak_vs_gold": "#f58518", "accuracy_human_vs_gold": "#54a24b"}
+    for measure, colour in colours.items():
+        rows = [r_ for r_ in agreement_rows if r_["measure"] == measure and r_["share"] is not None]
+        if rows:
+            b.errorbar([r_["bin"] + 1 for r_ in rows], [r_["share"] for r_ in rows], capsize=3, marker="o",
+                       yerr=[[r_["share"] - r_["lo"] for r_ in rows], [r_["hi"] - r_["share"] for r_ in rows]],
+                       color=colour, label=measure.replace("_", " "))
+    b.axhline(0.5, color="#888888", ls="--", lw=0.8, label="chance")
+    b.set_ylim(0, 1)
+    bins = sorted({r_["bin"] for r_ in agreement_rows})
+    b.set_xticks([x + 1 for x in bins])
+    b.set_xlabel("|weak margin| quantile bin (low to high)")
+    b.set_ylabel("share of pairs")
+    b.set_title("Agreement and accuracy by weak confidence", fontsize=10)
+    b.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path, "wb") as f:
+        fig.savefig(f, format="png")
+    plt.close(fig)
+
+
 def summary_markdown(feedback: dict, alignment: dict, training: dict[str, dict],
-                     examples: list[tuple[Pair, WeakLabel]], cost: dict[str, dict | None] | None = None) -> str:
-    lines = ["# weakalign summary", "",
+                     examples: list[tuple[Pair, WeakLabel]], cost: dict[str, dict | None] | None = None,
+                     head: dict | None = None, figure_name: str | None = None,
+                     provenance_lines: list[str] | None = None) -> str:
+    lines = ["# weakalign summary", ""]
+    if head is not None:
+        lines += [headline_paragraph(head), ""]
+    if figure_name:
+        lines += [f"![gold reward by model, and agreement by weak confidence]({figure_name})", ""]
+    lines += [
              (f"Gold judge: `{alignment.get('gold_judge', 'n/a')}`. " if alignment.get("gold_judge", "none") != "none" else
               "No gold judge (`judge.name: none`): every gold figure below is n/a; the comparison rests on the "
               "human labels alone. ") + f"D_l = {feedback['n_labeled']} human-labeled pairs "
@@ -193,4 +303,6 @@ def summary_markdown(feedback: dict, alignment: dict, training: dict[str, dict],
         gh = p.gold_1 if p.human == 1 else p.gold_2
         gold = "n/a" if gw is None else f"{gw:.2f}, {gh:.2f}"
         lines.append(f"| {md(p.prompt)} | {md(pick[w.label])} | {md(pick[p.human])} | {w.margin:+.3f} | {gold} |")
+    if provenance_lines:
+        lines += ["", *provenance_lines]
     return "\n".join(lines) + "\n"

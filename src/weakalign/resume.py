@@ -189,7 +189,8 @@ def replay(trainer, curves, ckpt: Path) -> None:
     logging_steps, as the defaults are)."""
     history = json.loads((ckpt / "trainer_state.json").read_text())["log_history"]
     for entry in history:
-        curves.on_log(trainer.args, trainer.state, trainer.control, logs={k: v for k, v in entry.items() if k != "step"})
+        curves.on_log(trainer.args, trainer.state, trainer.control, logs={k: v for k, v in entry.items() if k != "step"},
+                      step=entry.get("step"))
     tokens = [e["num_tokens"] for e in history if "num_tokens" in e]
     if tokens and hasattr(trainer, "_total_train_tokens"):
         trainer._total_train_tokens = int(tokens[-1])

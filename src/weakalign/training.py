@@ -49,8 +49,17 @@ def dvclive_curves(live_dir: str | Path):
     from dvclive import Live
     from transformers.integrations import DVCLiveCallback
 
+    class StepCurves(DVCLiveCallback):
+        """dvclive's own callback, with each point at the optimizer step it was logged at: dvclive's step counts
+        log calls, so logging every 2 steps would put step 16's loss at step 8. `step` is for resume.replay."""
+
+        def on_log(self, args, state, control, model=None, logs=None, step=None, **kwargs):
+            if self.live is not None:
+                self.live.step = state.global_step if step is None else step
+            super().on_log(args, state, control, model=model, logs=logs, **kwargs)
+
     live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None) if resume.is_main_process() else None
-    return DVCLiveCallback(live=live)
+    return StepCurves(live=live)
 
 
 class _Checkpoints(TrainerCallback):
