@@ -73,3 +73,13 @@ def test_dvc_yaml_runs_each_stage_with_exactly_the_flags_of_its_docstring():
         assert sorted(flags) == sorted(command_flags(doc, script)), f"dvc.yaml stage {name} vs stages/{script}.py"
         assert len(flags) == len(set(flags)), name
     assert seen == {s.stem for s in STAGES}, "a stage script that dvc.yaml never runs"
+
+
+def test_the_weakalign_command_dispatches_and_helps():
+    from weakalign.cli import console
+
+    assert console(["check", str(ROOT / "params.yaml")]) == 0
+    assert console(["--help"]) == 0 and console([]) == 2 and console(["nonsense"]) == 2
+    for module in ("weakalign.params", "weakalign.study", "weakalign.aggregate"):
+        res = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0 and "usage:" in res.stdout, module

@@ -172,7 +172,8 @@ def test_metrics_hold_only_numbers_under_pinned_keys(repo, root):
     repo, _ = repo
     found = {}
     for path in sorted((repo / "metrics").rglob("*.json")):
-        if path.name.endswith(".info.json"):
+        # study*.json is written by `make study`, not by a stage, under its own contract (docs/STUDY.md)
+        if path.name.endswith(".info.json") or path.name.startswith("study"):
             continue
         rel = path.relative_to(repo / "metrics").as_posix()
         items = dict(_keys(json.loads(path.read_text())))

@@ -101,3 +101,17 @@ def seed_everything(seed: int) -> None:
     from transformers import set_seed
 
     set_seed(seed)
+
+
+def console(argv: list[str] | None = None) -> int:
+    """The `weakalign` command: `weakalign check [FILE ...]` (validate params files), `weakalign study ...`
+    (`python -m weakalign.study`), `weakalign aggregate ...` (`python -m weakalign.aggregate`). The pipeline itself
+    runs through `dvc repro` / `make repro`."""
+    commands = {"check": "weakalign.params", "study": "weakalign.study", "aggregate": "weakalign.aggregate"}
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
+        print("usage: weakalign {check,study,aggregate} [args ...]\n\n" + (console.__doc__ or ""))
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    import importlib
+
+    return importlib.import_module(commands[argv[0]]).main(argv[1:])
