@@ -219,7 +219,7 @@ def feedback_metrics(n_labeled: int, unlabeled: list[Pair], weak: dict[str, Weak
                          "accuracy_human_vs_gold": [human[i] == gold[i] for i in gidx]}
         for measure, hits in measures.items():
             ci = _with_ci("share", hits)
-            rows.append({"bin": b, "bin_label": f"{b + 1}: |margin| {lo:.2f}-{hi:.2f}", "margin_lo": lo,
+            rows.append({"bin": b, "bin_label": f"{b + 1}: |margin| {lo:.3g}-{hi:.3g}", "margin_lo": lo,
                          "margin_hi": hi, "measure": measure, "share": ci["share"], "lo": ci["share_lo"],
                          "hi": ci["share_hi"], "n": len(hits)})
     return metrics, rows

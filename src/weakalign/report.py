@@ -116,10 +116,14 @@ def training_curves(runs: dict[str, Path]) -> list[dict]:
             with path.open(encoding="utf-8") as f:
                 next(f)  # header: step<TAB>name
                 cols[key] = {int(a): float(b) for a, b in (line.rstrip("\n").split("\t") for line in f if line.strip())}
+        # Only the curves logged with every loss point (not total_flos, logged once): DVC's plots need every row
+        # to carry the same columns.
+        cols = {k: v for k, v in cols.items() if set(cols["loss"]) <= set(v)}
         for step in sorted(cols["loss"]):
             rows.append({"run": name, "role": "weak teacher" if name == "weak teacher" else "targets", "step": step,
                          **{k: round(v[step], 6) for k, v in cols.items() if step in v}})
-    return rows
+    common = set.intersection(*(set(r) for r in rows)) if rows else set()
+    return [{k: v for k, v in r.items() if k in common} for r in rows]
 
 
 def disagreements(unlabeled: list[Pair], weak: dict[str, WeakLabel], n: int) -> list[tuple[Pair, WeakLabel]]:
