@@ -50,8 +50,8 @@ def headline(feedback: dict, alignment: dict) -> dict:
     Gold reward of the base and of the targets aligned on human, weak, gold and random labels (null where that
     source was not aligned or there is no gold judge); weak - human on the same prompts (a difference of means over
     one run's prompts: one draw, not an interval over seeds, which is `make study`'s); the performance gap
-    recovered (weak - base) / (human - base), null unless the human target beats the base; and the label
-    agreement and accuracies."""
+    recovered (weak - base) / (human - base), null unless the human target beats the base; and the weak-human
+    label agreement and the weak and human labels' accuracy against gold on D_u."""
     def g(source: str) -> float | None:
         return alignment.get(source, {}).get("gold_reward_mean")
 
@@ -61,9 +61,10 @@ def headline(feedback: dict, alignment: dict) -> dict:
             "gold_reward_gold": g("gold"), "gold_reward_random": g("random"),
             "weak_minus_human": round(weak - human, 4) if known else None,
             "pgr": round((weak - base) / (human - base), 4) if known and human > base else None,
-            "agreement_weak_human": feedback.get("agreement_weak_human"),
-            "accuracy_weak_vs_gold": feedback.get("accuracy_weak_vs_gold"),
-            "accuracy_human_vs_gold": feedback.get("accuracy_human_vs_gold")}
+            # Named apart from feedback.json's keys, so that `dvc exp show` needs no file prefix for them.
+            "agreement": feedback.get("agreement_weak_human"),
+            "accuracy_weak": feedback.get("accuracy_weak_vs_gold"),
+            "accuracy_human": feedback.get("accuracy_human_vs_gold")}
 
 
 # The bar order of the gold-reward plot: the base, the paper's two arms, the ceiling and the floors, then the rest.
@@ -169,8 +170,8 @@ def headline_paragraph(h: dict) -> str:
             f"{_f(h['gold_reward_weak'])}, against {_f(h['gold_reward_human'])} for the one aligned on human labels "
             f"(weak - human {h['weak_minus_human']:+.3f}{pgr}; the base {_f(h['gold_reward_base'])}"
             + (f"; {bounds}" if bounds else "") + "). The weak labels agree with the human ones on "
-            f"{_f(h['agreement_weak_human'])} of D_u; against the gold judge the weak labels are right on "
-            f"{_f(h['accuracy_weak_vs_gold'])} and the human ones on {_f(h['accuracy_human_vs_gold'])}. One run is one "
+            f"{_f(h['agreement'])} of D_u; against the gold judge the weak labels are right on "
+            f"{_f(h['accuracy_weak'])} and the human ones on {_f(h['accuracy_human'])}. One run is one "
             "draw (one seed, one machine): the intervals below are over its test prompts, not over seeds; "
             "`make study` gives the claim about the method (reports/study.md).")
 
