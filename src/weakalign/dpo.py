@@ -6,13 +6,11 @@ sampling all go through the same chat template.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
 from pathlib import Path
 
-import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import DPOConfig, DPOTrainer
@@ -24,51 +22,6 @@ from .schema import Pair
 from .training import fit, tail_mean, trainer_kwargs
 
 log = logging.getLogger(__name__)
-
-
-# TRL's fused LM head scores every position off Triton devices; `score_completions_only` (called where the DPO
-# log-probs are computed: `train`, rewards.implicit_rewards) makes it score the response positions only on CPU.
-_TRL_USE_TRITON: list = []  # TRL's own function, kept once it is replaced
-_PLAIN = [False]
-
-
-@contextlib.contextmanager
-def plain_trl():
-    """TRL exactly as shipped, without our CPU scoring patch: the baseline in benchmarks/."""
-    import trl.trainer.utils as trl_utils
-
-    patched = getattr(trl_utils, "_use_triton", None)
-    if _TRL_USE_TRITON:
-        trl_utils._use_triton = _TRL_USE_TRITON[0]
-    _PLAIN[0] = True
-    try:
-        yield
-    finally:
-        _PLAIN[0] = False
-        trl_utils._use_triton = patched
-
-
-def score_completions_only() -> None:
-    """Make TRL's fused LM head project only the response positions on CPU too, as it does on CUDA.
-
-    TRL 1.16 scores every position (prompt and padding included) off Triton devices, so that Neuron compiles one
-    tile shape; the masked positions are zeroed afterwards. Scoring only the labeled positions gives the same
-    log-probs (tests/test_rewards.py) and makes a CPU DPO step about 25% faster (1.48 -> 1.12 s per pair here).
-    It replaces `trl.trainer.utils._use_triton`, which TRL consults only for that choice;
-    tests/test_dpo.py::test_the_cpu_scoring_patch_still_fits_trl fails if TRL changes that function or its use.
-    Not on CUDA (TRL already does this there) and not inside `plain_trl()`.
-    """
-    import trl.trainer.utils as trl_utils
-
-    if _PLAIN[0] or torch.cuda.is_available() or not hasattr(trl_utils, "_use_triton"):
-        return
-    if not _TRL_USE_TRITON:
-        _TRL_USE_TRITON.append(trl_utils._use_triton)
-        trl_utils._use_triton = _score_compact
-
-
-def _score_compact(device) -> bool:
-    return True  # TRL's `compact`: score hidden_states[mask] only
 
 
 # Thresholds of the `learned` flag: the final loss must be this far below ln 2 and the reward margin above this.
@@ -153,7 +106,6 @@ def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, triples: list[tu
     from a killed run of the same inputs (`model_id` identifies the starting weights), training resumes from
     it and the dvclive curves are replayed from its log history. The caller deletes `work_dir` when done.
     """
-    score_completions_only()
     _check_room(tok, triples, dpo.max_length)
     ref = None
     if not (lora is not None and lora.use_peft) and not dpo.precompute_ref_log_probs:

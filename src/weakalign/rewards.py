@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import DPOTrainer
 
-from .dpo import dpo_config, preference_dataset, score_completions_only
+from .dpo import dpo_config, preference_dataset
+from .training import score_completions_only
 from .params import DPO
 from .resume import BatchLog
 
@@ -87,7 +88,7 @@ def implicit_rewards(policy: PreTrainedModel, ref: PreTrainedModel | None, tok: 
     With `partial`, every finished batch is appended to it and batches it already holds are not recomputed (a
     killed run resumes); batches are fixed by the inputs alone, so the results are the same either way.
     """
-    score_completions_only()  # the fused LM head scores the response positions only, on CPU too (dpo.py)
+    score_completions_only()  # the fused LM head scores the response positions only, on CPU too (training.py)
     with tempfile.TemporaryDirectory(prefix="weakalign-label-") as tmp:
         # The trainer tokenizes exactly as training does and puts TRL's fused LM head on both models.
         lora = ref is None
