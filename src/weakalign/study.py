@@ -148,7 +148,7 @@ def check_runs(runs: dict[str, dict[str, Any]]) -> None:
 
     for run, overrides in runs.items():
         raw = effective_params(overrides)
-        raw["study"] = {}
+        raw["study"] = {"teachers": {}}  # a run's own params: no stage reads `study`, and its teachers are the plan
         try:
             parse_params(raw, f"study run {run}")
         except ParamsError as e:
