@@ -175,3 +175,31 @@ def test_effective_accuracy_inverts_each_seeds_calibration_line():
     assert set(eff) == {"human"}  # calibration arms are the scale, not points on it
     assert eff["human"][0] == pytest.approx(0.7) and eff["human"][1] is None  # flipped (-9) left out of the fit
     assert study.noise_line([(0.5, 0.0), (1.0, 1.0)]) is None  # two points: no line claimed
+
+
+def test_a_task_left_running_by_a_killed_study_is_marked_failed_and_queued_again(tmp_path):
+    """A study killed mid-run leaves its task "Running" in DVC's queue with no worker: DVC would never run it
+    again, so the next `study run` must see it as failed (and queue it afresh), while a task a live worker runs
+    stays untouched."""
+    calls = tmp_path / "calls"
+    fake = tmp_path / "dvc"
+
+    def fake_dvc(workers: int) -> None:
+        fake.write_text(
+            "#!/bin/sh\n"
+            f'echo "$@" >> {calls}\n'
+            'if [ "$1 $2" = "queue status" ]; then\n'
+            "  echo 'Task     Name                 Created    Status'\n"
+            "  echo 'f6c2b12  study-s0-60177624    08:11 PM   Running'\n"
+            "  echo 'eb7e895  study-s1-da5586ca    08:11 PM   Queued'\n"
+            "  echo ''\n"
+            f"  echo 'Worker status: {workers} active, 0 idle'\n"
+            "fi\n")
+        fake.chmod(0o755)
+
+    fake_dvc(workers=1)
+    assert study._queued(str(fake)) == {"study-s0-60177624": "Running", "study-s1-da5586ca": "Queued"}
+    assert "kill" not in calls.read_text()
+    fake_dvc(workers=0)
+    assert study._queued(str(fake)) == {"study-s0-60177624": "Failed", "study-s1-da5586ca": "Queued"}
+    assert "queue kill study-s0-60177624" in calls.read_text()

@@ -204,7 +204,17 @@ def _queued(dvc: str, prefix: str = "study-") -> dict[str, str]:
     names starting with `prefix`)."""
     out = subprocess.run([dvc, "queue", "status"], capture_output=True, text=True).stdout
     rows = [line.split() for line in out.splitlines()[1:]]
-    return {r[1]: r[-1] for r in rows if len(r) >= 4 and r[1].startswith(prefix)}
+    tasks = {r[1]: r[-1] for r in rows if len(r) >= 4 and r[1].startswith(prefix)}
+    # A task still "Running" while no worker is active is a leftover of a killed study (the session, the machine
+    # or the worker died mid-run): DVC never finishes it nor runs it again, so it is marked failed here and the
+    # caller queues the run afresh; its finished stages come back from the run cache.
+    dead = [n for n, status in tasks.items() if status == "Running"]
+    if dead and re.search(r"Worker status: 0 active", out):
+        for name in dead:
+            log.warning("study: %s was left running by a killed study (no worker is active): queued again", name)
+            subprocess.run([dvc, "queue", "kill", name], capture_output=True)
+            tasks[name] = "Failed"
+    return tasks
 
 
 def _show_json(ref: str, path: str) -> dict:
