@@ -75,6 +75,28 @@ def test_dvc_yaml_runs_each_stage_with_exactly_the_flags_of_its_docstring():
     assert seen == {s.stem for s in STAGES}, "a stage script that dvc.yaml never runs"
 
 
+# Stages whose git-tracked outputs are cheap to remake (seconds) and byte-deterministic, so that skipping DVC's run
+# cache for them costs seconds and changes no downstream hash: compare's agreement plot data, the report.
+GIT_TRACKED_OUTS = {"compare", "report"}
+
+
+def test_every_costly_stage_can_be_served_by_the_run_cache():
+    """DVC saves and restores a stage through its run cache only if every plain out is cached: one `cache: false`
+    out that is not a metric or plot switches it off (dvc.stage.Stage.run: `no_cache_outs`). That is how the
+    `*.info.json` bookkeeping files and dvclive folders, once declared `cache: false`, made every study run and
+    every `dvc exp run` recompute the pairs, annotators and weak labels it shared with an earlier run."""
+    import yaml
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, spec in stages.items():
+        if name in GIT_TRACKED_OUTS:
+            continue
+        for out in spec.get("do", spec).get("outs", []):
+            if isinstance(out, dict):
+                (path, opts), = out.items()
+                assert opts.get("cache", True), f"dvc.yaml stage {name}: out {path} has cache: false"
+
+
 def test_the_weakalign_command_dispatches_and_helps():
     from weakalign.cli import console
 
