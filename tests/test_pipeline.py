@@ -556,3 +556,12 @@ def test_training_stages_run_in_two_processes_under_accelerate_launch(root, tmp_
     assert weak["num_processes"] == 2 and weak["steps"] == 3 and weak["resumed_from_step"] == 2
     assert (repo / "models/weak/adapter_model.safetensors").is_file()
     assert not (repo / "checkpoints/train_weak").exists()
+
+
+def test_a_tiny_repro_logs_no_warning_from_weakalign(repo):
+    """The tiny preset is sized so that every training step moves (whole-set batches, no warmup): a warning from
+    the project's own code in a tiny run is then a regression, not noise (third-party notices are not checked)."""
+    _, first = repo
+    ours = [line for line in (first.stdout + first.stderr).splitlines()
+            if re.search(r"\d\d:\d\d:\d\d weakalign\S* (WARNING|ERROR)", line)]
+    assert not ours, "\n".join(ours)
