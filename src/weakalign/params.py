@@ -432,7 +432,7 @@ class Study(_Section):
     seeds: list[int] = Field([0, 1, 2, 3, 4], min_length=1, description="Seeds; a seed redraws the holdout, the "
                              "sampled pairs, D_l/D_u, the annotators and training.")
     sources: list[Source] = Field(
-        ["gold", "human", "weak", "random", "flipped", "noisy_gold_10", "noisy_gold_20", "noisy_gold_30"],
+        ["gold", "human", "weak", "random", "flipped", "noisy_gold_20", "noisy_gold_30"],
         min_length=1, description="`align.sources` of every seed's main run (include `weak` and `human`).")
     set: dict[str, Any] = Field({}, description="Params for every run of the study, `key.path: value` "
                                 "(e.g. cheaper training). With teachers that change `split`, set "
