@@ -27,7 +27,7 @@ def from_source(args, params, prompts: list[Prompt]) -> None:
     trained on nor labeled (TRL drops it), so it is dropped here and counted as `prompt_too_long`."""
     train = {p.id for p in prompts}
     pairs = [p for p in read_jsonl(args.source_pairs, Pair) if p.prompt_id in train]
-    limits = [d.max_length for d in (params.train_weak.dpo, params.align.dpo) if d.max_length is not None]
+    limits = [m for m in (params.train_weak.dpo.max_length, params.align.dpo.max_length) if m is not None]
     kept, too_long = pairs, 0
     if limits:
         from weakalign.generation import chat_prompt  # torch and transformers: not at the top (see main)

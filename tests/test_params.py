@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import re
 import subprocess
@@ -341,3 +342,61 @@ def test_the_schema_defaults_are_the_embedded_default(root):
                 yield prefix + name
 
     assert not list(walk(Params, _raw(root)))
+
+
+def _params_reads(tree: ast.AST, name: str) -> set[str]:
+    """The attribute chains read from the variable `name` (params.align.dpo.beta -> "align.dpo.beta"), longest only."""
+    found = set()
+    for node in ast.walk(tree):
+        parts, n = [], node
+        while isinstance(n, ast.Attribute):
+            parts.append(n.attr)
+            n = n.value
+        if parts and isinstance(n, ast.Name) and n.id == name:
+            found.add(".".join(reversed(parts)))
+    return {c for c in found if not any(o.startswith(c + ".") for o in found)}
+
+
+def _resolve(chain: str) -> set[str]:
+    """A chain through a Params method or property (params.target_start, params.train_weak.model_ref) stands for
+    the fields that method reads (its `self.` chains, read from its source); a field chain stands for itself."""
+    import inspect
+    import textwrap
+
+    from pydantic import BaseModel
+
+    cls, prefix = Params, []
+    for i, part in enumerate(chain.split(".")):
+        if part in cls.model_fields:
+            prefix.append(part)
+            ann = cls.model_fields[part].annotation
+            if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+                return {".".join(prefix)}  # a leaf field: reading below it reads it
+            cls = ann
+            continue
+        if hasattr(BaseModel, part):  # model_dump(), model_copy(): the whole section
+            return {".".join(prefix)}
+        member = inspect.getattr_static(cls, part)
+        func = member.fget if isinstance(member, property) else member
+        tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
+        return set().union(*(_resolve(".".join([*prefix, c])) for c in _params_reads(tree, "self"))) or {".".join(prefix)}
+    return {".".join(prefix)}
+
+
+def test_every_params_key_a_stage_reads_is_in_its_dvc_params(root):
+    """DVC re-runs a stage when one of its `params` keys changes, and only then: a key its script reads but
+    dvc.yaml does not list leaves a stale result when it changes (found: base.trust_remote_code, read by sft,
+    train_weak, label_weak and label_rm to load their models, declared only by base_model)."""
+    import re
+
+    import yaml
+
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    for name, spec in stages.items():
+        spec = spec.get("do", spec)
+        script = re.search(r"stages/(\w+)\.py", spec["cmd"]).group(1)
+        declared = [p if isinstance(p, str) else next(iter(p)) for p in spec.get("params", [])]
+        reads = set().union(*(_resolve(c) for c in _params_reads(ast.parse((root / "stages" / f"{script}.py").read_text()), "params")))
+        for key in sorted(reads):
+            assert any(key == d or key.startswith(d + ".") for d in declared), \
+                f"dvc.yaml stage {name}: stages/{script}.py reads params {key}, not in its params {declared}"
