@@ -105,3 +105,41 @@ def test_the_weakalign_command_dispatches_and_helps():
     for module in ("weakalign.params", "weakalign.study", "weakalign.aggregate"):
         res = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=60)
         assert res.returncode == 0 and "usage:" in res.stdout, module
+
+
+def test_every_flag_is_read_by_its_stage():
+    """No argument nobody reads: each flag of a stage's command is used as `args.<name>` in its script."""
+    for script in STAGES:
+        read = {n.attr for n in ast.walk(ast.parse(script.read_text()))
+                if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "args"}
+        unread = [f for f in _command_flags(script) if f[2:].replace("-", "_") not in read]
+        assert not unread, f"stages/{script.name}: {unread} in its command, never read"
+
+
+# A flag whose path is neither a dep nor an out: the stage's work folder for resuming a killed run (resume.py),
+# removed when the stage finishes, so it must not be an out (DVC would then cache a folder that is gone).
+NOT_A_DEP_OR_OUT = {"--checkpoints"}
+
+
+def test_every_path_a_stage_is_given_is_a_dep_or_an_out_and_nothing_else_is_declared():
+    """dvc.yaml names each path of a stage twice, in its cmd and in its deps/outs; they must be the same set (the
+    code deps aside, which scripts/stage_deps.py computes), so a path passed but not tracked cannot leave the
+    stage cached when it changes, and a tracked path the command never passes cannot hide."""
+    import yaml
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, spec in stages.items():
+        spec = spec.get("do", spec)
+        passed = {path for flag, path in re.findall(r"(--[\w-]+) (\S+)", spec["cmd"])
+                  if flag not in NOT_A_DEP_OR_OUT and path != "${item}"}  # align's --source is a name
+        declared = set()
+        for key in ("deps", "outs", "metrics", "plots"):
+            for entry in spec.get(key, []):
+                path = next(iter(entry)) if isinstance(entry, dict) else entry
+                if not re.fullmatch(r"(stages|src/weakalign)/\w+\.py", path):
+                    declared.add(path)
+        declared.discard("params.yaml")  # read through --params (its default); report also hashes the file
+        info = {p for p in declared - passed if p.endswith(".info.json")}  # written beside its --metrics file
+        assert all(p.removesuffix(".info.json") + ".json" in passed for p in info), (name, info)
+        assert passed == declared - info, (f"dvc.yaml stage {name}: passed, not declared {sorted(passed - declared)}; "
+                                           f"declared, not passed {sorted(declared - info - passed)}")
