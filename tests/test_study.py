@@ -203,3 +203,18 @@ def test_a_task_left_running_by_a_killed_study_is_marked_failed_and_queued_again
     fake_dvc(workers=0)
     assert study._queued(str(fake)) == {"study-s0-60177624": "Failed", "study-s1-da5586ca": "Queued"}
     assert "queue kill study-s0-60177624" in calls.read_text()
+
+
+def test_the_queue_is_put_back_in_plan_order():
+    """DVC runs queued tasks oldest first. A run whose task died goes back to its place in the plan, and the tasks
+    waiting behind that place are queued again after it; a queue already in plan order is left alone."""
+    want = ["s1", "s3", "s4", "s0-layers_8"]
+    # 2026-12-02: s1's dead task was requeued behind the teacher runs, s3's died next.
+    queued = {"s4": "Queued", "s0-layers_8": "Queued", "s1": "Queued", "s3": "Failed", "s0": "Success"}
+    assert study.queue_order(want, queued) == (["s1", "s3", "s4", "s0-layers_8"], want)
+    in_order = {"s2": "Running", "s1": "Queued", "s3": "Queued", "s4": "Queued", "s0-layers_8": "Queued"}
+    assert study.queue_order(want, in_order) == ([], [])
+    # Only the tail after the first run out of place is queued again; a never-queued run is only added.
+    tail = {"s1": "Queued", "s3": "Queued", "s0-layers_8": "Queued"}
+    assert study.queue_order(want, tail) == (["s0-layers_8"], ["s4", "s0-layers_8"])
+    assert study.queue_order(want, {}) == ([], want)

@@ -217,6 +217,22 @@ def _queued(dvc: str, prefix: str = "study-") -> dict[str, str]:
     return tasks
 
 
+def queue_order(want: list[str], queued: dict[str, str]) -> tuple[list[str], list[str]]:
+    """Which study tasks to drop from DVC's queue and which to queue, in order, so that the queue holds the runs
+    still to do (`want`, in plan order, none of them running) in plan order.
+
+    DVC runs queued tasks oldest first, and lists them in that order (`queued` keeps the listing's order). The
+    longest run of `want` that already waits at the head of the queue stays; every later run is queued (again)
+    behind it. So a run whose task died (marked failed by `_queued`) goes back to its place in the plan instead of
+    behind every other task, and seeds finish before the teacher runs."""
+    waiting = [n for n, status in queued.items() if status == "Queued" and n in want]
+    keep = 0
+    while keep < min(len(want), len(waiting)) and want[keep] == waiting[keep]:
+        keep += 1
+    redo = want[keep:]
+    return [n for n in redo if n in queued], redo
+
+
 def _show_json(ref: str, path: str) -> dict:
     return json.loads(_git("show", f"{ref}:{path}"))
 
@@ -262,18 +278,20 @@ def run_all(params: Params, params_file: Path, only: list[str] | None, commit: b
     # finished stages to any later run with the same inputs, a rerun after a kill and `dvc repro` in the workspace
     # (the seed-0 run computes the default's targets). A killed run loses only the stage it was in.
     check_runs(todo)
-    pending = {}  # experiment name -> run
+    pending = {f"study-{run}-{digests[run][:8]}": run for run in todo}  # experiment name -> run
     queued = _queued(dvc)
-    for run, overrides in todo.items():
-        name = f"study-{run}-{digests[run][:8]}"
-        pending[name] = run
-        # Finished in an earlier, interrupted study (only its summary is missing), or still queued by it: no new task.
-        if _exp_ref(name) is None and queued.get(name) not in ("Queued", "Running"):
-            sets = sum((["-S", f"{k}={_flow(v)}"] for k, v in overrides.items()), [])
-            if name in queued:  # failed in an interrupted study: drop that entry and queue the run afresh
-                subprocess.run([dvc, "queue", "remove", name], stdout=subprocess.DEVNULL)
-            if subprocess.run([dvc, "exp", "run", "--queue", "-n", name, *sets]).returncode != 0:
-                raise ValueError(f"dvc could not queue run {run} ({name}); its params: {' '.join(sets)}")
+    # Finished in an earlier, interrupted study (only its summary is missing), or running: no new task.
+    want = [n for n in pending if _exp_ref(n) is None and queued.get(n) != "Running"]
+    remove, add = queue_order(want, queued)
+    if remove:  # failed in an interrupted study, or waiting out of plan order
+        log.info("study: queueing %d runs again, in plan order (%s)", len(remove),
+                 ", ".join(pending[n] for n in remove))
+        subprocess.run([dvc, "queue", "remove", *remove], stdout=subprocess.DEVNULL)
+    for name in add:
+        run = pending[name]
+        sets = sum((["-S", f"{k}={_flow(v)}"] for k, v in todo[run].items()), [])
+        if subprocess.run([dvc, "exp", "run", "--queue", "-n", name, *sets]).returncode != 0:
+            raise ValueError(f"dvc could not queue run {run} ({name}); its params: {' '.join(sets)}")
     # `--run-all` runs every queued task: drop the study's tasks that this plan no longer has (other params or
     # code) and refuse to run someone else's.
     stale = [n for n, status in _queued(dvc).items() if n not in pending and status == "Queued"]
