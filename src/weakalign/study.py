@@ -686,6 +686,8 @@ def report(params: Params, params_file: Path, metrics: Path | None = None, md_ou
     (metrics/study.json for ./params.yaml, metrics/study_tone.json for presets/tone.yaml)."""
     label = runs_dir(params_file).name
     suffix = "" if label == "default" else f"_{label}"
+    # The README's block quotes the committed report: a report written elsewhere (--out) leaves it alone.
+    readme = label == "default" and md_out is None
     metrics = metrics or Path(f"metrics/study{suffix}.json")
     md_out = md_out or Path(f"reports/study{suffix}.md")
     plot_out = plot_out or Path(f"plots/study{suffix}.json")
@@ -714,7 +716,7 @@ def report(params: Params, params_file: Path, metrics: Path | None = None, md_ou
     with atomic_file(md_out) as f:
         f.write(markdown(out, missing, stale, fig.name if plot_rows(out) else None))
     figure_link = f"\n\n![gold reward against label accuracy, over seeds]({fig.as_posix()})" if plot_rows(out) else ""
-    if label == "default" and update_readme(Path("README.md"), headline(out) + figure_link):
+    if readme and update_readme(Path("README.md"), headline(out) + figure_link):
         log.info("study: README.md's study block updated")
     log.info("study: %d seeds, %d missing, %d stale runs -> %s, %s", out["n_seeds"], len(missing), len(stale),
              metrics, md_out)
