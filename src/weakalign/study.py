@@ -527,6 +527,9 @@ def figure(out: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
     names = [n for n in order(list(out["sources"])) if out["sources"][n]["label_accuracy"] is not None]
     colours = {"calibration": "#7f7f7f", "human": "#1f77b4", "weak": "#d62728", "teacher": "#ff7f0e"}
+    # Labels alternate above and below their point, left to right, so that arms of close accuracy (human and
+    # noisy_gold_30 are about 0.7) do not print over each other.
+    below = {n for i, n in enumerate(sorted(names, key=lambda n: out["sources"][n]["label_accuracy"])) if i % 2}
     for n in names:
         s = out["sources"][n]
         g = s["gold_reward"]
@@ -535,7 +538,8 @@ def figure(out: dict, path: Path) -> None:
         err = None if g["lo"] is None else [[g["mean"] - g["lo"]], [g["hi"] - g["mean"]]]
         ax.errorbar([s["label_accuracy"]], [g["mean"]], yerr=err, fmt="o", capsize=3, color=colours[kind],
                     label=kind)
-        ax.annotate(n, (s["label_accuracy"], g["mean"]), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        ax.annotate(n, (s["label_accuracy"], g["mean"]), textcoords="offset points", fontsize=7,
+                    xytext=(5, -11 if n in below else 5))
     b = out["base"]["gold_reward"]
     if b["mean"] is not None:
         ax.axhline(b["mean"], color="black", lw=0.8, ls="--", label="base (before DPO)")
