@@ -218,3 +218,24 @@ def test_the_queue_is_put_back_in_plan_order():
     tail = {"s1": "Queued", "s3": "Queued", "s0-layers_8": "Queued"}
     assert study.queue_order(want, tail) == (["s0-layers_8"], ["s4", "s0-layers_8"])
     assert study.queue_order(want, {}) == ([], want)
+
+
+def test_only_the_committed_report_rewrites_the_readme_block(tmp_path, monkeypatch):
+    """`study report` with its default outputs refreshes the README's block; a report written elsewhere (--out,
+    e.g. a scratch look) leaves it alone, so the README never points at a figure outside the repository."""
+    import shutil
+
+    from weakalign.params import load_params
+
+    root = Path(__file__).resolve().parents[1]
+    for rel in ("params.yaml", "dvc.yaml"):
+        shutil.copy(root / rel, tmp_path / rel)
+    monkeypatch.chdir(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{study.README_BEGIN}\nold\n{study.README_END}\n")
+    params = load_params("params.yaml")
+    study.report(params, Path("params.yaml"), metrics=tmp_path / "s.json", md_out=tmp_path / "scratch/s.md",
+                 plot_out=tmp_path / "s-plot.json")
+    assert "old" in readme.read_text() and (tmp_path / "scratch/s.md").is_file()
+    study.report(params, Path("params.yaml"))
+    assert "old" not in readme.read_text() and "no finished seed" in readme.read_text()
