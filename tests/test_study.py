@@ -239,3 +239,59 @@ def test_only_the_committed_report_rewrites_the_readme_block(tmp_path, monkeypat
     assert "old" in readme.read_text() and (tmp_path / "scratch/s.md").is_file()
     study.report(params, Path("params.yaml"))
     assert "old" not in readme.read_text() and "no finished seed" in readme.read_text()
+
+
+def test_a_dead_queue_worker_is_seen_from_its_pid_file(tmp_path):
+    """On 2026-12-02 DVC's queue worker died (kombu's file broker read a half-written message) while `dvc exp run
+    --run-all` kept waiting, so the study would have hung; the study now checks the workers' pid files."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    assert not study._queue_worker_gone(tmp_path)  # no pid file yet: not known to be gone
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "dvc-exp-worker-1.pid").write_text(str(dead.pid))
+    assert study._queue_worker_gone(tmp_path)
+    (tmp_path / "dvc-exp-worker-2.pid").write_text(str(os.getpid()))
+    assert not study._queue_worker_gone(tmp_path)  # one live worker is enough
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])  # exits, never reaped while we look
+    time.sleep(1.0)
+    (tmp_path / "dvc-exp-worker-2.pid").write_text(str(zombie.pid))
+    if Path(f"/proc/{zombie.pid}/stat").is_file():  # Linux: a zombie answers kill(0) but is dead
+        assert study._queue_worker_gone(tmp_path)
+    zombie.wait()
+
+
+def test_the_study_starts_the_queue_again_when_its_worker_dies(tmp_path, monkeypatch):
+    """`dvc exp run --run-all` that waits on a dead worker is stopped and started again; the run then finishes."""
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    fake = tmp_path / "dvc"
+    calls = tmp_path / "calls"
+    # The first `exp run --run-all` hangs (its worker died); the second finishes the experiment.
+    fake.write_text("#!/bin/sh\n"
+                    f'echo "$@" >> {calls}\n'
+                    'if [ "$1 $2 $3" = "exp run --run-all" ]; then\n'
+                    f'  if [ -f {tmp_path}/started ]; then touch {tmp_path}/finished; exit 0; fi\n'
+                    f'  touch {tmp_path}/started; exec {sys.executable} -c "import time; time.sleep(600)"\n'
+                    "fi\n")
+    fake.chmod(0o755)
+    overrides = {"align.sources": ["human"], "base.seed": 0}
+    for name, value in {"plan": lambda p, o: {"s0": overrides}, "file_overrides": lambda f: {},
+                        "runs_dir": lambda f: tmp_path / "runs", "_uncommitted": lambda f: [],
+                        "code_digest": lambda: "c", "run_digest": lambda f, o, c: "d" * 12,
+                        "_current": lambda d, r, g: None, "check_runs": lambda t: None, "_queued": lambda *a, **k: {},
+                        "_exp_ref": lambda n: "refs/exps/x" if (tmp_path / "finished").exists() else None,
+                        "summarise": lambda ref, run, o, d: {"run": run},
+                        # the hanging run's worker is dead; the restarted run's is alive
+                        "_queue_worker_gone": lambda: calls.read_text().count("exp run --run-all") == 1,
+                        "WORKER_GONE_CHECKS": 10}.items():
+        monkeypatch.setattr(study, name, value)
+    real_sleep = study.time.sleep
+    monkeypatch.setattr(study.time, "sleep", lambda s: real_sleep(0.05))  # 10 checks: half a second, not 3 min
+    assert study.run_all(None, Path("params.yaml"), None, False, str(fake), 1) == 0
+    assert json.loads((tmp_path / "runs/s0.json").read_text()) == {"run": "s0"}
+    assert calls.read_text().count("exp run --run-all") == 2

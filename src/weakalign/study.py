@@ -217,6 +217,29 @@ def _queued(dvc: str, prefix: str = "study-") -> dict[str, str]:
     return tasks
 
 
+WORKER_GONE_CHECKS = 18  # 3 minutes of 10 s checks: a new worker writes its pid file within seconds
+
+
+def _queue_worker_gone(celery: Path = Path(".dvc/tmp/exps/celery")) -> bool:
+    """True when DVC's queue workers have pid files and none of them is alive (a zombie counts as dead). Read from
+    the files, not `dvc queue status`, which writes messages into the same broker. No pid file: not known, False."""
+    pids = [int(p.read_text().strip() or 0) for p in celery.glob("dvc-exp-worker-*.pid")]
+    if not pids:
+        return False
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        stat = Path(f"/proc/{pid}/stat")  # Linux: a zombie still answers kill(0)
+        return not (stat.is_file() and stat.read_text().rsplit(")", 1)[-1].split()[0] == "Z")
+
+    return not any(alive(pid) for pid in pids if pid > 0)
+
+
 def queue_order(want: list[str], queued: dict[str, str]) -> tuple[list[str], list[str]]:
     """Which study tasks to drop from DVC's queue and which to queue, in order, so that the queue holds the runs
     still to do (`want`, in plan order, none of them running) in plan order.
@@ -279,29 +302,31 @@ def run_all(params: Params, params_file: Path, only: list[str] | None, commit: b
     # (the seed-0 run computes the default's targets). A killed run loses only the stage it was in.
     check_runs(todo)
     pending = {f"study-{run}-{digests[run][:8]}": run for run in todo}  # experiment name -> run
-    queued = _queued(dvc)
-    # Finished in an earlier, interrupted study (only its summary is missing), or running: no new task.
-    want = [n for n in pending if _exp_ref(n) is None and queued.get(n) != "Running"]
-    remove, add = queue_order(want, queued)
-    if remove:  # failed in an interrupted study, or waiting out of plan order
-        log.info("study: queueing %d runs again, in plan order (%s)", len(remove),
-                 ", ".join(pending[n] for n in remove))
-        subprocess.run([dvc, "queue", "remove", *remove], stdout=subprocess.DEVNULL)
-    for name in add:
-        run = pending[name]
-        sets = sum((["-S", f"{k}={_flow(v)}"] for k, v in todo[run].items()), [])
-        if subprocess.run([dvc, "exp", "run", "--queue", "-n", name, *sets]).returncode != 0:
-            raise ValueError(f"dvc could not queue run {run} ({name}); its params: {' '.join(sets)}")
-    # `--run-all` runs every queued task: drop the study's tasks that this plan no longer has (other params or
-    # code) and refuse to run someone else's.
-    stale = [n for n, status in _queued(dvc).items() if n not in pending and status == "Queued"]
-    if stale:
-        subprocess.run([dvc, "queue", "remove", *stale], stdout=subprocess.DEVNULL)
-    foreign = _queued(dvc, prefix="")
-    foreign = [n for n, status in foreign.items() if not n.startswith("study-") and status == "Queued"]
-    if foreign:
-        raise ValueError(f"DVC's queue holds other experiments ({', '.join(foreign)}); `dvc exp run --run-all` "
-                         "would run them too: run or remove them first (`dvc queue remove --queued`)")
+
+    def enqueue() -> None:
+        queued = _queued(dvc)
+        # Finished in an earlier, interrupted study (only its summary is missing), or running: no new task.
+        want = [n for n in pending if _exp_ref(n) is None and queued.get(n) != "Running"]
+        remove, add = queue_order(want, queued)
+        if remove:  # failed in an interrupted study, or waiting out of plan order
+            log.info("study: queueing %d runs again, in plan order (%s)", len(remove),
+                     ", ".join(pending[n] for n in remove))
+            subprocess.run([dvc, "queue", "remove", *remove], stdout=subprocess.DEVNULL)
+        for name in add:
+            run = pending[name]
+            sets = sum((["-S", f"{k}={_flow(v)}"] for k, v in todo[run].items()), [])
+            if subprocess.run([dvc, "exp", "run", "--queue", "-n", name, *sets]).returncode != 0:
+                raise ValueError(f"dvc could not queue run {run} ({name}); its params: {' '.join(sets)}")
+        # `--run-all` runs every queued task: drop the study's tasks that this plan no longer has (other params or
+        # code) and refuse to run someone else's.
+        stale = [n for n, status in _queued(dvc).items() if n not in pending and status == "Queued"]
+        if stale:
+            subprocess.run([dvc, "queue", "remove", *stale], stdout=subprocess.DEVNULL)
+        foreign = _queued(dvc, prefix="")
+        foreign = [n for n, status in foreign.items() if not n.startswith("study-") and status == "Queued"]
+        if foreign:
+            raise ValueError(f"DVC's queue holds other experiments ({', '.join(foreign)}); `dvc exp run --run-all` "
+                             "would run them too: run or remove them first (`dvc queue remove --queued`)")
 
     def collect() -> None:
         for name, run in list(pending.items()):
@@ -317,15 +342,28 @@ def run_all(params: Params, params_file: Path, only: list[str] | None, commit: b
                 subprocess.run(["git", "commit", "-q", "-m", f"study: run {run} ({name})", "--", path], check=True)
             del pending[name]
 
-    collect()
-    if pending:
+    for attempt in range(3):  # DVC's queue worker can die under a live `dvc exp run`: start it again, twice
+        enqueue()
+        collect()
+        if not pending:
+            break
         t0 = time.perf_counter()
         worker = subprocess.Popen([dvc, "exp", "run", "--run-all", "-j", str(jobs)])
-        while worker.poll() is None:
+        gone = 0  # consecutive checks that found no live queue worker
+        while worker.poll() is None and gone < WORKER_GONE_CHECKS:
             time.sleep(10)
             collect()
+            gone = gone + 1 if _queue_worker_gone() else 0
+        if worker.poll() is None:
+            log.error("study: DVC's queue worker is gone while `dvc exp run --run-all` waits on (seen on 2026-12-02: "
+                      "kombu's file broker read a half-written message); starting it again with %d runs to do",
+                      len(pending))
+            worker.terminate()
+            worker.wait()
         collect()
         log.info("study: queue done in %.0f s (exit %d)", time.perf_counter() - t0, worker.returncode)
+        if not pending or not gone:
+            break
     for name, run in pending.items():
         log.error("study: %s did not finish (experiment %s); `study run` queues it again", run, name)
     return len(pending)
