@@ -278,6 +278,51 @@ def summarise(ref: str, run: str, overrides: dict[str, Any], digest: str) -> dic
             "accuracy_weak_vs_gold": feedback.get("accuracy_weak_vs_gold"), "sources": sources}
 
 
+def _enqueue(dvc: str, pending: dict[str, str], todo: dict[str, dict]) -> None:
+    """Put the study's unfinished runs (`pending`: experiment name -> run) in DVC's queue, in plan order."""
+    queued = _queued(dvc)
+    # Finished in an earlier, interrupted study (only its summary is missing), or running: no new task.
+    want = [n for n in pending if _exp_ref(n) is None and queued.get(n) != "Running"]
+    remove, add = queue_order(want, queued)
+    if remove:  # failed in an interrupted study, or waiting out of plan order
+        log.info("study: queueing %d runs again, in plan order (%s)", len(remove),
+                 ", ".join(pending[n] for n in remove))
+        subprocess.run([dvc, "queue", "remove", *remove], stdout=subprocess.DEVNULL)
+    for name in add:
+        run = pending[name]
+        sets = sum((["-S", f"{k}={_flow(v)}"] for k, v in todo[run].items()), [])
+        if subprocess.run([dvc, "exp", "run", "--queue", "-n", name, *sets]).returncode != 0:
+            raise ValueError(f"dvc could not queue run {run} ({name}); its params: {' '.join(sets)}")
+    # `--run-all` runs every queued task: drop the study's tasks that this plan no longer has (other params or
+    # code) and refuse to run someone else's.
+    stale = [n for n, status in _queued(dvc).items() if n not in pending and status == "Queued"]
+    if stale:
+        subprocess.run([dvc, "queue", "remove", *stale], stdout=subprocess.DEVNULL)
+    foreign = _queued(dvc, prefix="")
+    foreign = [n for n, status in foreign.items() if not n.startswith("study-") and status == "Queued"]
+    if foreign:
+        raise ValueError(f"DVC's queue holds other experiments ({', '.join(foreign)}); `dvc exp run --run-all` "
+                         "would run them too: run or remove them first (`dvc queue remove --queued`)")
+
+
+def _run_queue(dvc: str, jobs: int, collect) -> bool:
+    """`dvc exp run --run-all`, calling `collect` every 10 s; stop it if DVC's queue worker is gone for
+    WORKER_GONE_CHECKS checks running, and return whether that happened."""
+    t0 = time.perf_counter()
+    worker = subprocess.Popen([dvc, "exp", "run", "--run-all", "-j", str(jobs)])
+    gone = 0  # consecutive checks that found no live queue worker
+    while worker.poll() is None and gone < WORKER_GONE_CHECKS:
+        time.sleep(10)
+        collect()
+        gone = gone + 1 if _queue_worker_gone() else 0
+    if worker.poll() is None:
+        worker.terminate()
+        worker.wait()
+    collect()
+    log.info("study: queue done in %.0f s (exit %d)", time.perf_counter() - t0, worker.returncode)
+    return gone >= WORKER_GONE_CHECKS
+
+
 def run_all(params: Params, params_file: Path, only: list[str] | None, commit: bool, dvc: str, jobs: int) -> int:
     """Queue every planned run whose summary is missing or stale, run the queue `jobs` at a time, and write each
     run's summary as soon as its experiment exists; return how many runs did not finish."""
@@ -303,31 +348,6 @@ def run_all(params: Params, params_file: Path, only: list[str] | None, commit: b
     check_runs(todo)
     pending = {f"study-{run}-{digests[run][:8]}": run for run in todo}  # experiment name -> run
 
-    def enqueue() -> None:
-        queued = _queued(dvc)
-        # Finished in an earlier, interrupted study (only its summary is missing), or running: no new task.
-        want = [n for n in pending if _exp_ref(n) is None and queued.get(n) != "Running"]
-        remove, add = queue_order(want, queued)
-        if remove:  # failed in an interrupted study, or waiting out of plan order
-            log.info("study: queueing %d runs again, in plan order (%s)", len(remove),
-                     ", ".join(pending[n] for n in remove))
-            subprocess.run([dvc, "queue", "remove", *remove], stdout=subprocess.DEVNULL)
-        for name in add:
-            run = pending[name]
-            sets = sum((["-S", f"{k}={_flow(v)}"] for k, v in todo[run].items()), [])
-            if subprocess.run([dvc, "exp", "run", "--queue", "-n", name, *sets]).returncode != 0:
-                raise ValueError(f"dvc could not queue run {run} ({name}); its params: {' '.join(sets)}")
-        # `--run-all` runs every queued task: drop the study's tasks that this plan no longer has (other params or
-        # code) and refuse to run someone else's.
-        stale = [n for n, status in _queued(dvc).items() if n not in pending and status == "Queued"]
-        if stale:
-            subprocess.run([dvc, "queue", "remove", *stale], stdout=subprocess.DEVNULL)
-        foreign = _queued(dvc, prefix="")
-        foreign = [n for n, status in foreign.items() if not n.startswith("study-") and status == "Queued"]
-        if foreign:
-            raise ValueError(f"DVC's queue holds other experiments ({', '.join(foreign)}); `dvc exp run --run-all` "
-                             "would run them too: run or remove them first (`dvc queue remove --queued`)")
-
     def collect() -> None:
         for name, run in list(pending.items()):
             ref = _exp_ref(name)
@@ -342,28 +362,14 @@ def run_all(params: Params, params_file: Path, only: list[str] | None, commit: b
                 subprocess.run(["git", "commit", "-q", "-m", f"study: run {run} ({name})", "--", path], check=True)
             del pending[name]
 
-    for attempt in range(3):  # DVC's queue worker can die under a live `dvc exp run`: start it again, twice
-        enqueue()
+    for _ in range(3):  # DVC's queue worker can die under a live `dvc exp run`: start it again, twice
+        _enqueue(dvc, pending, todo)
         collect()
-        if not pending:
+        if not pending or not _run_queue(dvc, jobs, collect):
             break
-        t0 = time.perf_counter()
-        worker = subprocess.Popen([dvc, "exp", "run", "--run-all", "-j", str(jobs)])
-        gone = 0  # consecutive checks that found no live queue worker
-        while worker.poll() is None and gone < WORKER_GONE_CHECKS:
-            time.sleep(10)
-            collect()
-            gone = gone + 1 if _queue_worker_gone() else 0
-        if worker.poll() is None:
-            log.error("study: DVC's queue worker is gone while `dvc exp run --run-all` waits on (seen on 2026-12-02: "
-                      "kombu's file broker read a half-written message); starting it again with %d runs to do",
-                      len(pending))
-            worker.terminate()
-            worker.wait()
-        collect()
-        log.info("study: queue done in %.0f s (exit %d)", time.perf_counter() - t0, worker.returncode)
-        if not pending or not gone:
-            break
+        log.error("study: DVC's queue worker is gone while `dvc exp run --run-all` waits on (seen on 2026-12-02: "
+                  "kombu's file broker read a half-written message); starting it again with %d runs to do",
+                  len(pending))
     for name, run in pending.items():
         log.error("study: %s did not finish (experiment %s); `study run` queues it again", run, name)
     return len(pending)
