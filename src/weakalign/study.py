@@ -223,7 +223,7 @@ WORKER_GONE_CHECKS = 18  # 3 minutes of 10 s checks: a new worker writes its pid
 def _queue_worker_gone(celery: Path = Path(".dvc/tmp/exps/celery")) -> bool:
     """True when DVC's queue workers have pid files and none of them is alive (a zombie counts as dead). Read from
     the files, not `dvc queue status`, which writes messages into the same broker. No pid file: not known, False."""
-    pids = [int(p.read_text().strip() or 0) for p in celery.glob("dvc-exp-worker-*.pid")]
+    pids = [int(t) for t in (p.read_text().strip() for p in celery.glob("dvc-exp-worker-*.pid")) if t.isdigit()]
     if not pids:
         return False
 
@@ -234,8 +234,11 @@ def _queue_worker_gone(celery: Path = Path(".dvc/tmp/exps/celery")) -> bool:
             return False
         except PermissionError:
             return True
-        stat = Path(f"/proc/{pid}/stat")  # Linux: a zombie still answers kill(0)
-        return not (stat.is_file() and stat.read_text().rsplit(")", 1)[-1].split()[0] == "Z")
+        try:  # Linux: a zombie still answers kill(0)
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except (OSError, IndexError):
+            return True  # no /proc (macOS), or it went this instant: the next check sees it
+        return state != "Z"
 
     return not any(alive(pid) for pid in pids if pid > 0)
 
