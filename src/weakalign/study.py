@@ -283,7 +283,8 @@ def summarise(ref: str, run: str, overrides: dict[str, Any], digest: str) -> dic
 
 def _enqueue(dvc: str, pending: dict[str, str], todo: dict[str, dict]) -> None:
     """Put the study's unfinished runs (`pending`: experiment name -> run) in DVC's queue, in plan order."""
-    queued = _queued(dvc)
+    tasks = _queued(dvc, prefix="")  # one `dvc queue status` for all three decisions below
+    queued = {n: status for n, status in tasks.items() if n.startswith("study-")}
     # Finished in an earlier, interrupted study (only its summary is missing), or running: no new task.
     want = [n for n in pending if _exp_ref(n) is None and queued.get(n) != "Running"]
     remove, add = queue_order(want, queued)
@@ -298,11 +299,10 @@ def _enqueue(dvc: str, pending: dict[str, str], todo: dict[str, dict]) -> None:
             raise ValueError(f"dvc could not queue run {run} ({name}); its params: {' '.join(sets)}")
     # `--run-all` runs every queued task: drop the study's tasks that this plan no longer has (other params or
     # code) and refuse to run someone else's.
-    stale = [n for n, status in _queued(dvc).items() if n not in pending and status == "Queued"]
+    stale = [n for n, status in queued.items() if n not in pending and status == "Queued"]
     if stale:
         subprocess.run([dvc, "queue", "remove", *stale], stdout=subprocess.DEVNULL)
-    foreign = _queued(dvc, prefix="")
-    foreign = [n for n, status in foreign.items() if not n.startswith("study-") and status == "Queued"]
+    foreign = [n for n, status in tasks.items() if n not in queued and status == "Queued"]
     if foreign:
         raise ValueError(f"DVC's queue holds other experiments ({', '.join(foreign)}); `dvc exp run --run-all` "
                          "would run them too: run or remove them first (`dvc queue remove --queued`)")
