@@ -133,6 +133,10 @@ def test_headline_quotes_the_analysis_and_the_readme_block_is_replaced(tmp_path)
     assert "Over 3 seeds" in text and study._cell(out["sources"]["weak"]["gain_vs_base"]) in text
     assert study._cell(out["weak_minus_human"]) in text and "not shown" in text  # TOST fails here (see above)
     assert "flipped below base: yes" in text
+    assert "would need an accuracy of" in text and "past 1.0" not in text
+    out["accuracy_to_match_human"] = out["accuracy_to_match_human"] | {"hi": 1.069}  # an impossible upper end is said so
+    assert "an interval reaching past 1.0, the most accurate labels can be, means the seeds do not bound it yet" \
+        in study.headline(out)
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n{study.README_BEGIN}\nold\n{study.README_END}\nrest\n")
     assert study.update_readme(readme, text)

@@ -639,7 +639,9 @@ def headline(out: dict) -> str:
              f"({'TOST p = ' + str(t['p']) if t['p'] is not None else 'TOST needs 2 seeds'}).",
              *([f"To do as well as the human labels, gold labels with random errors would need an accuracy of "
                 f"{_cell(out['accuracy_to_match_human']).replace('+', '')} (the human labels' own: "
-                f"{s['human']['label_accuracy']}; the weak labels': {s['weak']['label_accuracy']})."]
+                f"{s['human']['label_accuracy']}; the weak labels': {s['weak']['label_accuracy']})"
+                + ("; an interval reaching past 1.0, the most accurate labels can be, means the seeds do not bound "
+                   "it yet." if (out["accuracy_to_match_human"].get("hi") or 0) > 1 else ".")]
                if (out.get("accuracy_to_match_human") or {}).get("mean") is not None else []),
              "Calibration: " + "; ".join(f"{k.replace('_', ' ')}: "
                                          f"{'not measurable yet' if v is None else 'yes' if v else 'NO'}"
