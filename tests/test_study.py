@@ -84,6 +84,43 @@ def test_analysis_by_hand():
                              "gold_gain_above_random_disjoint": True, "calibration_spearman_at_least_0.8": True}
 
 
+def test_a_teacher_run_that_drew_other_data_is_left_out_of_the_paired_figures():
+    # Measured on 2026-12-02: a teacher run of seed 0 on a machine with native bf16 sampled other pairs than seed
+    # 0's main run on an AVX2 machine (fp32), so its base scored 0.1414 against 0.1586 and its D_u md5 differed.
+    p = _params(teachers={"small": {"train_weak.model": "embedded:smollm2@layers=8"}})
+    runs = {f"s{s}": _summary(s, 0.1 * s, _golds(s), ACC) for s in range(3)}
+    for s in range(3):
+        runs[f"s{s}-small"] = _summary(s, 0.1 * s, {"weak": round(0.1 * s + 0.1, 6)}, {"weak": 0.55}, f"s{s}-small")
+    runs["s0"]["data"] = {"data/pairs.jsonl": "aa" * 16, "data/split/unlabeled.jsonl": "bb" * 16}
+    runs["s0-small"]["data"] = {"data/pairs.jsonl": "aa" * 16, "data/split/unlabeled.jsonl": "cc" * 16}
+    runs["s1-small"]["base"]["gold_reward"] = 0.1414  # the main run's base: 0.1
+    runs["s2-small"]["data"] = {"data/pairs.jsonl": "aa" * 16}  # s2 records no hashes: the base decides
+    out = study.analyse(p, runs)
+    assert set(out["unpaired_runs"]) == {"s0-small", "s1-small"}
+    assert out["unpaired_runs"]["s0-small"] == "data/split/unlabeled.jsonl md5 cccccccc against bbbbbbbb in s0"
+    assert out["unpaired_runs"]["s1-small"] == "base gold reward 0.1414 against 0.1 in s1"
+    small = out["sources"]["weak@small"]
+    assert small["gain_vs_base"]["n"] == 1 and small["minus_human"]["n"] == 1  # seed 2 only
+    assert small["minus_human"]["mean"] == pytest.approx(-0.3)
+    text = study.machine_sentence(out)
+    assert "do not record their machine" in text and "2 teacher runs drew other data" in text and "s1-small" in text
+    # Two machines: both named with the runs each ran.
+    runs["s0"]["machine"] = {"cpu": "AMD EPYC", "gpu": None, "native_bf16": False, "torch": "2.13.0"}
+    text = study.machine_sentence(study.analyse(p, runs))
+    assert "AMD EPYC (no native bf16, so fp32, torch 2.13.0): s0;" in text and "predates the record" in text
+
+
+def test_data_hashes_come_from_the_experiments_dvc_lock(monkeypatch):
+    lock = {"schema": "2.0", "stages": {
+        "generate_pairs": {"outs": [{"path": "data/pairs.jsonl", "md5": "p" * 32}]},
+        "split": {"outs": [{"path": "data/split/labeled.jsonl", "md5": "l" * 32},
+                           {"path": "data/split/unlabeled.jsonl", "md5": "u" * 32}]}}}
+    monkeypatch.setattr(study, "_git", lambda *args: json.dumps(lock) if args[1].endswith(":dvc.lock") else "")
+    assert study.data_hashes("refs/exps/x") == {"data/pairs.jsonl": "p" * 32, "data/split/unlabeled.jsonl": "u" * 32}
+    m = study.machine()
+    assert set(m) == {"cpu", "gpu", "native_bf16", "torch"} and m["cpu"] and m["torch"]
+
+
 def test_report_reads_only_current_summaries_and_writes_its_files(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text("study:\n  seeds: [0, 1]\n  sources: [human, weak, random]\n  teachers: {}\n")

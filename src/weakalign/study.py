@@ -263,8 +263,48 @@ def _show_json(ref: str, path: str) -> dict:
     return json.loads(_git("show", f"{ref}:{path}"))
 
 
+def machine() -> dict:
+    """What ran the study's experiments (DVC's queue runs them here): the CPU, whether it has native bf16 (the
+    `bf16` keys mean fp32 where it has not, models.bf16_usable, so two such machines run different arithmetic),
+    the GPU if any, and torch. A seed redraws data and training; the machine changes the numbers besides."""
+    import platform
+    from importlib.metadata import version
+
+    from .models import native_bf16
+
+    cpu = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
+                if line.startswith("model name")), platform.processor() or platform.machine())
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "gpu": gpu, "native_bf16": native_bf16(), "torch": version("torch")}
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+# The outs whose hashes say which data a run drew: its sampled pairs and its D_u (human labels included).
+DRAW_OUTS = ("data/pairs.jsonl", "data/split/unlabeled.jsonl")
+
+
+def data_hashes(ref: str) -> dict[str, str | None]:
+    """md5 of the run's DRAW_OUTS, from its experiment's dvc.lock."""
+    lock = yaml.safe_load(_git("show", f"{ref}:dvc.lock")) or {}
+    found: dict[str, str | None] = dict.fromkeys(DRAW_OUTS)
+    for stage in lock.get("stages", {}).values():
+        for out in stage.get("outs", []):
+            if out.get("path") in found:
+                found[out["path"]] = out.get("md5")
+    return found
+
+
 def summarise(ref: str, run: str, overrides: dict[str, Any], digest: str) -> dict:
-    """The few numbers of one finished run that the study needs, read from its experiment commit."""
+    """The few numbers of one finished run that the study needs, read from its experiment commit, with the data it
+    drew (hashes) and the machine it ran on."""
     alignment = _show_json(ref, "metrics/alignment.json")
     feedback = _show_json(ref, "metrics/feedback.json")
     sources = {}
@@ -278,7 +318,8 @@ def summarise(ref: str, run: str, overrides: dict[str, Any], digest: str) -> dic
             "commit": baseline(ref),
             "params": overrides, "base": {"gold_reward": alignment["base"]["gold_reward_mean"]},
             "agreement_weak_human": feedback.get("agreement_weak_human"),
-            "accuracy_weak_vs_gold": feedback.get("accuracy_weak_vs_gold"), "sources": sources}
+            "accuracy_weak_vs_gold": feedback.get("accuracy_weak_vs_gold"), "sources": sources,
+            "data": data_hashes(ref), "machine": machine()}
 
 
 def _enqueue(dvc: str, pending: dict[str, str], todo: dict[str, dict]) -> None:
@@ -460,6 +501,31 @@ def _dose_response(sources: dict, arms: list[str]) -> dict:
     return out
 
 
+def other_draw(main: dict, run: dict | None) -> str | None:
+    """Why `run` (a teacher run) did not draw its seed's data as `main` did, or None where it did or did not run.
+    The base's gold reward is the base sampled on the same prompts with the same seed: equal only where the machine
+    computes alike; the pairs' and D_u's hashes, where both summaries have them, must agree too."""
+    if run is None:
+        return None
+    if run["base"]["gold_reward"] != main["base"]["gold_reward"]:
+        return f"base gold reward {run['base']['gold_reward']} against {main['base']['gold_reward']} in {main['run']}"
+    for out in DRAW_OUTS:
+        a, b = (x.get("data", {}).get(out) for x in (main, run))
+        if a and b and a != b:
+            return f"{out} md5 {b[:8]} against {a[:8]} in {main['run']}"
+    return None
+
+
+def machines(summaries: dict[str, dict]) -> list[dict]:
+    """Each machine the runs ran on, with its runs; runs whose summary predates the record under `machine: null`."""
+    groups: dict[str, dict] = {}
+    for run, s in sorted(summaries.items()):
+        m = s.get("machine")
+        key = json.dumps(m, sort_keys=True)
+        groups.setdefault(key, {"machine": m, "runs": []})["runs"].append(run)
+    return list(groups.values())
+
+
 def analyse(params: Params, summaries: dict[str, dict]) -> dict:
     """metrics/study.json from the current run summaries (see the module docstring for what is computed)."""
     st = params.study
@@ -467,10 +533,20 @@ def analyse(params: Params, summaries: dict[str, dict]) -> dict:
     main = [summaries[f"s{s}"] for s in seeds]
     base = [m["base"]["gold_reward"] for m in main]
 
+    # A teacher run is compared with its seed's main run (its human target, its base, its calibration line), so it
+    # counts only where it drew the same data: on another machine the same seed samples other pairs.
+    unpaired = {}
+    for name in st.teachers:
+        for s, m in zip(seeds, main, strict=True):
+            why = other_draw(m, summaries.get(f"s{s}-{name}"))
+            if why:
+                unpaired[f"s{s}-{name}"] = why
+
     def per_seed(source: str, field: str = "gold_reward", teacher: str | None = None) -> list[float | None]:
         if teacher is None:
             return [m["sources"].get(source, {}).get(field) for m in main]
-        return [summaries.get(f"s{s}-{teacher}", {}).get("sources", {}).get("weak", {}).get(field) for s in seeds]
+        return [None if f"s{s}-{teacher}" in unpaired else
+                summaries.get(f"s{s}-{teacher}", {}).get("sources", {}).get("weak", {}).get(field) for s in seeds]
 
     arms = {s: per_seed(s) for s in st.sources}  # gold reward per seed, aligned with `seeds`
     accuracy = {s: per_seed(s, "label_accuracy") for s in st.sources}
@@ -483,7 +559,7 @@ def analyse(params: Params, summaries: dict[str, dict]) -> dict:
         heldout[f"weak@{name}"] = per_seed("weak", "heldout_accuracy", teacher=name)
 
     out: dict[str, Any] = {"n_seeds": len(seeds), "seeds": seeds, "model": params.base.model,
-                           "judge": params.judge.name,
+                           "judge": params.judge.name, "machines": machines(summaries), "unpaired_runs": unpaired,
                            "base": {"gold_reward": _interval(base)}, "sources": {}}
     family: list[tuple[tuple, float | None]] = []  # (where in `out`, p): the contrasts Holm adjusts over
     for name, golds in arms.items():
@@ -650,9 +726,37 @@ def headline(out: dict) -> str:
                 "read." if calibrated else "Until every check holds, no weak-vs-human claim should be read "
                 "from these numbers."),
              f"What it does not show: this is one target model ({out.get('model')}) on one task (gold judge "
-             f"{out.get('judge')}); a seed redraws data and training but not the model, the task or the machine, so "
-             "nothing here transfers to other models, judges or data without running the study there."]
+             f"{out.get('judge')}); a seed redraws data and training but not the model or the task, so "
+             "nothing here transfers to other models, judges or data without running the study there. "
+             + machine_sentence(out)]
     return "\n\n".join(lines)
+
+
+def machine_sentence(out: dict) -> str:
+    """Which machines the runs ran on, from the summaries' record, and what that does to the pairing."""
+    groups = out.get("machines") or []
+
+    def name(m: dict | None) -> str:
+        if m is None:
+            return "a machine the summary does not record (it predates the record)"
+        bf16 = {True: "native bf16", False: "no native bf16, so fp32", None: "bf16 unknown"}[m.get("native_bf16")]
+        return f"{m.get('gpu') or m.get('cpu')} ({bf16}, torch {m.get('torch')})"
+
+    if not groups or (len(groups) == 1 and groups[0]["machine"] is None):
+        text = ("The run summaries do not record their machine (they predate the record); another machine "
+                "computes other numbers from the same seeds.")
+    elif len(groups) == 1:
+        text = (f"All runs ran on {name(groups[0]['machine'])}; another machine computes other numbers from the "
+                "same seeds.")
+    else:
+        text = ("The runs ran on " + "; ".join(f"{name(g['machine'])}: {', '.join(g['runs'])}" for g in groups)
+                + ". Machines differ in their arithmetic, so a seed on one is another draw than on the other; the "
+                  "intervals over seeds include that spread.")
+    unpaired = out.get("unpaired_runs") or {}
+    if unpaired:
+        text += (f" {len(unpaired)} teacher run{'s' * (len(unpaired) != 1)} drew other data than its seed's main run "
+                 f"and is left out of every paired figure ({'; '.join(f'{k}: {v}' for k, v in unpaired.items())}).")
+    return text
 
 
 README_BEGIN, README_END = "<!-- study:begin (written by `make study-report`) -->", "<!-- study:end -->"
