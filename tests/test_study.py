@@ -205,6 +205,35 @@ def test_a_study_refuses_to_queue_over_uncommitted_pipeline_changes(tmp_path, mo
     assert study._uncommitted(Path("/elsewhere/params.yaml")) == ["stages/a.py"]
 
 
+def test_a_summary_made_from_another_prompt_file_is_stale(tmp_path, monkeypatch):
+    # The prompt file (`data.path`) decides a run's result as the code does: a summary that records its md5 is
+    # stale once the file changes; one older than that record is judged by git, the file at the run's commit.
+    import subprocess
+
+    monkeypatch.chdir(tmp_path)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q"], check=True)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/p.jsonl").write_text('{"prompt": "a"}\n')
+    (tmp_path / "params.yaml").write_text("data:\n  path: data/p.jsonl\nstudy: {}\n")
+    subprocess.run(["git", "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], check=True)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    now = study.input_file({})
+    assert now == {"path": "data/p.jsonl", "md5": "a0e8e6d9ce7693311c0a61857e0482a4"}
+    (runs / "s0.json").write_text(json.dumps({"digest": "d", "input": now}))
+    (runs / "s1.json").write_text(json.dumps({"digest": "d", "commit": commit}))  # before the record
+    assert study._current(runs, "s0", "d", {}) and study._current(runs, "s1", "d", {})
+    assert study._current(runs, "s0", "other", {}) is None
+    assert study._uncommitted(Path("params.yaml"), ["data/p.jsonl"]) == []
+    (tmp_path / "data/p.jsonl").write_text('{"prompt": "b"}\n')
+    assert study._current(runs, "s0", "d", {}) is None and study._current(runs, "s1", "d", {}) is None
+    assert study._uncommitted(Path("params.yaml"), ["data/p.jsonl"]) == ["data/p.jsonl"]
+    assert study._current(runs, "s0", "d") is not None  # without the run's params there is nothing to compare
+
+
 def test_effective_accuracy_inverts_each_seeds_calibration_line():
     # Seed 0: calibration points on gold = 2 * acc - 1 exactly (random 0.5 -> 0, noisy_gold_20 0.8 -> 0.6, gold 1 -> 1);
     # human at 0.4 gold reward sits at accuracy 0.7. Seed 1: a flat line cannot be inverted, so no value.
@@ -322,9 +351,9 @@ def test_the_study_starts_the_queue_again_when_its_worker_dies(tmp_path, monkeyp
     fake.chmod(0o755)
     overrides = {"align.sources": ["human"], "base.seed": 0}
     for name, value in {"plan": lambda p, o: {"s0": overrides}, "file_overrides": lambda f: {},
-                        "runs_dir": lambda f: tmp_path / "runs", "_uncommitted": lambda f: [],
+                        "runs_dir": lambda f: tmp_path / "runs", "_uncommitted": lambda f, i=(): [], "input_file": lambda o: None,
                         "code_digest": lambda: "c", "run_digest": lambda f, o, c: "d" * 12,
-                        "_current": lambda d, r, g: None, "check_runs": lambda t: None, "_queued": lambda *a, **k: {},
+                        "_current": lambda d, r, g, o=None: None, "check_runs": lambda t: None, "_queued": lambda *a, **k: {},
                         "_exp_ref": lambda n: "refs/exps/x" if (tmp_path / "finished").exists() else None,
                         "summarise": lambda ref, run, o, d: {"run": run},
                         # the hanging run's worker is dead; the restarted run's is alive
@@ -334,5 +363,5 @@ def test_the_study_starts_the_queue_again_when_its_worker_dies(tmp_path, monkeyp
     real_sleep = study.time.sleep
     monkeypatch.setattr(study.time, "sleep", lambda s: real_sleep(0.05))  # 10 checks: half a second, not 3 min
     assert study.run_all(None, Path("params.yaml"), None, False, str(fake), 1) == 0
-    assert json.loads((tmp_path / "runs/s0.json").read_text()) == {"run": "s0"}
+    assert json.loads((tmp_path / "runs/s0.json").read_text()) == {"run": "s0", "input": None}
     assert calls.read_text().count("exp run --run-all") == 2

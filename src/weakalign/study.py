@@ -155,12 +155,42 @@ def check_runs(runs: dict[str, dict[str, Any]]) -> None:
             raise ValueError(str(e)) from None
 
 
-def _current(runs: Path, run: str, digest: str) -> dict | None:
+def input_file(overrides: dict[str, Any]) -> dict[str, str] | None:
+    """The local prompt or preference file a run reads (`data.path`) and its md5, or None where it reads none
+    (a Hub dataset). Not in the digest: its content changes a run's result as much as the code does, and the
+    digest of summaries made before this was recorded must stay what it was."""
+    path = Path(str(effective_params(overrides).get("data", {}).get("path") or ""))
+    if not path.is_file():
+        return None
+    return {"path": path.as_posix(), "md5": hashlib.md5(path.read_bytes()).hexdigest()}
+
+
+def _same_input(summary: dict, now: dict[str, str] | None) -> bool:
+    """Whether the run read the file it would read now: by the md5 it recorded, or for a summary older than that
+    record by git (the file at the run's commit against the working tree); a file git does not track, unrecorded,
+    cannot be checked and is taken as the same."""
+    if now is None:
+        return True
+    recorded = summary.get("input")
+    if recorded:
+        return recorded == now
+    commit = summary.get("commit")
+    if not commit or subprocess.run(["git", "ls-files", "--error-unmatch", now["path"]],
+                                    capture_output=True).returncode != 0:
+        return True
+    return subprocess.run(["git", "diff", "--quiet", commit, "--", now["path"]], capture_output=True).returncode == 0
+
+
+def _current(runs: Path, run: str, digest: str, overrides: dict[str, Any] | None = None) -> dict | None:
+    """The run's summary if it was made with these params and code (`digest`) and, given the run's `overrides`,
+    from the same input file; else None."""
     path = runs / f"{run}.json"
     if not path.is_file():
         return None
     summary = json.loads(path.read_text())
-    return summary if summary.get("digest") == digest else None
+    if summary.get("digest") != digest:
+        return None
+    return summary if overrides is None or _same_input(summary, input_file(overrides)) else None
 
 
 # --- running ------------------------------------------------------------------------------------------------------
@@ -169,11 +199,13 @@ def _git(*args: str) -> str:
     return subprocess.run(["git", *args], check=True, capture_output=True, text=True).stdout
 
 
-def _uncommitted(params_file: Path) -> list[str]:
-    """Files that decide a run's result (the pipeline's code, dvc.yaml, params) and differ from HEAD."""
+def _uncommitted(params_file: Path, inputs: list[str] = ()) -> list[str]:
+    """Files that decide a run's result (the pipeline's code, dvc.yaml, params, the runs' input files) and differ
+    from HEAD."""
     paths = ["src/weakalign", "stages", "dvc.yaml", "params.yaml", "pyproject.toml"]
-    if params_file.resolve().is_relative_to(Path.cwd().resolve()):  # a params file outside the repo has no HEAD
-        paths.append(str(params_file))
+    for f in [params_file, *map(Path, inputs)]:
+        if f.resolve().is_relative_to(Path.cwd().resolve()):  # a file outside the repo has no HEAD
+            paths.append(str(f))
     out = _git("status", "--porcelain", "--untracked-files=no", "--", *paths)
     return [line[3:] for line in out.splitlines()
             if not any(line[3:].endswith(n) for n in NOT_PIPELINE)]
@@ -376,7 +408,8 @@ def run_all(params: Params, params_file: Path, only: list[str] | None, commit: b
         if unknown:
             raise ValueError(f"--only: no run named {unknown[0]!r}; the plan has {', '.join(runs)}")
         runs = {k: v for k, v in runs.items() if k in only}
-    dirty = _uncommitted(params_file)
+    inputs = {k: input_file(v) for k, v in runs.items()}  # now, like the digests below
+    dirty = _uncommitted(params_file, sorted({i["path"] for i in inputs.values() if i}))
     if dirty:
         raise ValueError(f"uncommitted changes to {', '.join(dirty[:3])}: queued experiments run the committed "
                          "code and params, so the study's record would not describe them; commit or stash first")
@@ -384,7 +417,7 @@ def run_all(params: Params, params_file: Path, only: list[str] | None, commit: b
     # name what it ran with, which is HEAD at queue time.
     code = code_digest()
     digests = {k: run_digest(params_file, v, code) for k, v in runs.items()}
-    todo = {k: v for k, v in runs.items() if _current(out_dir, k, digests[k]) is None}
+    todo = {k: v for k, v in runs.items() if _current(out_dir, k, digests[k], v) is None}
     log.info("study: %d of %d runs to do (%s)", len(todo), len(runs), ", ".join(todo) or "none")
     # Every run keeps the stage commands of params.yaml (no path is overridden), so DVC's run cache serves a run's
     # finished stages to any later run with the same inputs, a rerun after a kill and `dvc repro` in the workspace
@@ -398,7 +431,7 @@ def run_all(params: Params, params_file: Path, only: list[str] | None, commit: b
             if ref is None:
                 continue
             overrides = todo[run]
-            write_json(out_dir / f"{run}.json", summarise(ref, run, overrides, digests[run]))
+            write_json(out_dir / f"{run}.json", summarise(ref, run, overrides, digests[run]) | {"input": inputs[run]})
             log.info("study: %s finished (%d to go)", run, len(pending) - 1)
             if commit:
                 path = str(out_dir / f"{run}.json")
@@ -855,7 +888,7 @@ def report(params: Params, params_file: Path, metrics: Path | None = None, md_ou
         if not path.is_file():
             missing.append(run)
             continue
-        summary = _current(runs_dir(params_file), run, run_digest(params_file, overrides, code))
+        summary = _current(runs_dir(params_file), run, run_digest(params_file, overrides, code), overrides)
         if summary is None:
             stale.append(run)
             continue
