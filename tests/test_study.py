@@ -183,20 +183,23 @@ def test_headline_quotes_the_analysis_and_the_readme_block_is_replaced(tmp_path)
     assert "no finished seed" in study.headline(study.analyse(p, {}))
 
 
-def test_a_study_refuses_to_queue_over_uncommitted_pipeline_changes(tmp_path, monkeypatch):
-    # Queued experiments run HEAD; a digest of an edited workspace would label their results with the wrong code.
+def _git_repo(tmp_path, monkeypatch, files: dict[str, str]) -> str:
+    """A git repository in tmp_path (made the working directory) with `files` committed; returns the commit."""
     import subprocess
 
-    from weakalign import study
-
     monkeypatch.chdir(tmp_path)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run(["git", "init", "-q"], check=True)
-    (tmp_path / "stages").mkdir()
-    (tmp_path / "stages/a.py").write_text("x = 1\n")
-    (tmp_path / "README.md").write_text("doc\n")
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
     subprocess.run(["git", "add", "-A"], check=True)
-    subprocess.run([*git, "commit", "-qm", "init"], check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], check=True)
+    return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+
+
+def test_a_study_refuses_to_queue_over_uncommitted_pipeline_changes(tmp_path, monkeypatch):
+    # Queued experiments run HEAD; a digest of an edited workspace would label their results with the wrong code.
+    _git_repo(tmp_path, monkeypatch, {"stages/a.py": "x = 1\n", "README.md": "doc\n"})
     assert study._uncommitted(Path("params.yaml")) == []
     (tmp_path / "README.md").write_text("docs may change while a study runs\n")
     assert study._uncommitted(Path("params.yaml")) == []
@@ -208,17 +211,8 @@ def test_a_study_refuses_to_queue_over_uncommitted_pipeline_changes(tmp_path, mo
 def test_a_summary_made_from_another_prompt_file_is_stale(tmp_path, monkeypatch):
     # The prompt file (`data.path`) decides a run's result as the code does: a summary that records its md5 is
     # stale once the file changes; one older than that record is judged by git, the file at the run's commit.
-    import subprocess
-
-    monkeypatch.chdir(tmp_path)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run(["git", "init", "-q"], check=True)
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data/p.jsonl").write_text('{"prompt": "a"}\n')
-    (tmp_path / "params.yaml").write_text("data:\n  path: data/p.jsonl\nstudy: {}\n")
-    subprocess.run(["git", "add", "-A"], check=True)
-    subprocess.run([*git, "commit", "-qm", "init"], check=True)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = _git_repo(tmp_path, monkeypatch, {"data/p.jsonl": '{"prompt": "a"}\n',
+                                                "params.yaml": "data:\n  path: data/p.jsonl\nstudy: {}\n"})
     runs = tmp_path / "runs"
     runs.mkdir()
     now = study.input_file({})
