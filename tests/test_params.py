@@ -230,6 +230,23 @@ def test_tone_preset_is_params_yaml_with_the_tone_task(root):
     assert preset == raw
 
 
+def test_lora_presets_are_params_yaml_with_lora_targets(root):
+    """presets/lora.yaml is params.yaml with LoRA targets; presets/tone-lora.yaml is that on the tone task with
+    a three-seed calibration study (keep them in step: their study results are read as the same design's)."""
+    load = lambda name: yaml.safe_load((root / name).read_text())
+    lora, tone, raw = load("presets/lora.yaml"), load("presets/tone-lora.yaml"), _raw(root)
+    assert lora["align"]["lora"]["use_peft"] and lora["align"]["dpo"]["learning_rate"] == 3e-4
+    assert (tone["judge"]["name"], tone["data"]["path"]) == ("tone", "data/raw/tone_prompts.jsonl")
+    assert set(tone["study"]["sources"]) == {"gold", "random", "flipped", "noisy_gold_30"}
+    assert len(tone["study"]["seeds"]) >= 3
+    for key in ("judge", "data", "study"):
+        tone[key] = lora[key]
+    assert tone == lora
+    lora["align"]["dpo"]["learning_rate"] = raw["align"]["dpo"]["learning_rate"]
+    lora["align"]["lora"] = raw["align"]["lora"]
+    assert lora == raw
+
+
 def test_params_command_has_help_and_checks_several_files(root):
     import subprocess
     import sys
