@@ -142,6 +142,8 @@ def test_report_reads_only_current_summaries_and_writes_its_files(tmp_path, monk
     assert out["n_seeds"] == 1 and out["n_runs_stale"] == 1 and out["n_runs_missing"] == 0
     text = (tmp_path / "r.md").read_text()
     assert "1 stale" in text and "![gold reward against label accuracy](r.png)" in text
+    # The runs themselves, a row per seed: the base and each arm's gain over it (0.5 - 0.1, 0.4 - 0.1, 0.1 - 0.1).
+    assert "| 0 | not recorded | 0.1000 | +0.400 | +0.300 | +0.000 |" in text
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
     assert [row["source"] for row in json.loads((tmp_path / "p.json").read_text())] == ["human", "weak", "random"]
     # A code change makes every summary stale.

@@ -809,7 +809,30 @@ def update_readme(readme: Path, text: str) -> bool:
     return True
 
 
-def markdown(out: dict, missing: list[str], stale: list[str], figure_name: str | None) -> str:
+def seed_table(params: Params, summaries: dict[str, dict], out: dict) -> list[str]:
+    """The runs themselves: each seed's base and every arm's gain over it, a row per seed (the unit of analysis;
+    the intervals above are over these rows). An unpaired teacher run shows as `n/p`."""
+    names = order(list(out["sources"]))
+    rows = ["| seed | machine | base | " + " | ".join(md(n) for n in names) + " |",
+            "|---" * (len(names) + 3) + "|"]
+    for seed in out["seeds"]:
+        main = summaries[f"s{seed}"]
+        base = main["base"]["gold_reward"]
+        cells = []
+        for n in names:
+            run = f"s{seed}-{n.removeprefix('weak@')}" if n.startswith("weak@") else f"s{seed}"
+            src = "weak" if n.startswith("weak@") else n
+            g = summaries.get(run, {}).get("sources", {}).get(src, {}).get("gold_reward")
+            cells.append("n/p" if run in out.get("unpaired_runs", {}) else "–" if g is None else f"{g - base:+.3f}")
+        m = main.get("machine") or {}
+        where = re.sub(r"\((R|TM)\)", "", str(m.get("gpu") or m.get("cpu") or "not recorded"))
+        rows.append(f"| {seed} | {md(where)} | {base:.4f} | "
+                    + " | ".join(cells) + " |")
+    return rows
+
+
+def markdown(out: dict, missing: list[str], stale: list[str], figure_name: str | None,
+             seeds: list[str] = ()) -> str:
     s = out["sources"]
     lines = ["# The study: feedback sources over seeds", "",
              f"{out['n_seeds']} seeds ({', '.join(map(str, out['seeds'])) or 'none'}); each seed is one run of the "
@@ -836,6 +859,8 @@ def markdown(out: dict, missing: list[str], stale: list[str], figure_name: str |
         lines.append(f"| {md(n)} | {acc} | {_cell(x['gold_reward'])} | {_cell(x['gain_vs_base'])} | "
                      f"{'–' if p is None else f'{p:.3g}'} | {ho} | {kl} |")
     lines.append("")
+    if seeds:
+        lines += ["## Per seed: gain over the base in gold reward", "", *seeds, ""]
     if "weak_minus_human" in out:
         w, t = out["weak_minus_human"], out["tost"]
         lines += ["## Weak against human", "",
@@ -904,7 +929,8 @@ def report(params: Params, params_file: Path, metrics: Path | None = None, md_ou
     write_json(metrics, out)
     write_json(plot_out, plot_rows(out))
     with atomic_file(md_out) as f:
-        f.write(markdown(out, missing, stale, fig.name if plot_rows(out) else None))
+        f.write(markdown(out, missing, stale, fig.name if plot_rows(out) else None,
+                         seed_table(params, summaries, out) if out["n_seeds"] else []))
     figure_link = f"\n\n![gold reward against label accuracy, over seeds]({fig.as_posix()})" if plot_rows(out) else ""
     if readme and update_readme(Path("README.md"), headline(out) + figure_link):
         log.info("study: README.md's study block updated")
