@@ -223,28 +223,26 @@ def test_sandbox_judges_need_sandbox_data(root, judge):
 
 
 def test_tone_preset_is_params_yaml_with_the_tone_task(root):
-    """presets/tone.yaml differs from params.yaml only in the judge and its prompts (keep them in step)."""
+    """presets/tone.yaml differs from params.yaml only in the judge, its prompts and its study: the calibration
+    check over at least three seeds (keep them in step)."""
     preset, raw = yaml.safe_load((root / "presets/tone.yaml").read_text()), _raw(root)
     assert (preset["judge"]["name"], preset["data"]["path"]) == ("tone", "data/raw/tone_prompts.jsonl")
+    assert {"gold", "random", "flipped"} <= set(preset["study"]["sources"]) and len(preset["study"]["seeds"]) >= 3
     preset["judge"]["name"], preset["data"]["path"] = raw["judge"]["name"], raw["data"]["path"]
+    preset["study"] = raw["study"]
     assert preset == raw
 
 
-def test_lora_presets_are_params_yaml_with_lora_targets(root):
-    """presets/lora.yaml is params.yaml with LoRA targets; presets/tone-lora.yaml is that on the tone task with
-    a three-seed calibration study (keep them in step: their study results are read as the same design's)."""
-    load = lambda name: yaml.safe_load((root / name).read_text())
-    lora, tone, raw = load("presets/lora.yaml"), load("presets/tone-lora.yaml"), _raw(root)
-    assert lora["align"]["lora"]["use_peft"] and lora["align"]["dpo"]["learning_rate"] == 3e-4
-    assert (tone["judge"]["name"], tone["data"]["path"]) == ("tone", "data/raw/tone_prompts.jsonl")
-    assert set(tone["study"]["sources"]) == {"gold", "random", "flipped", "noisy_gold_30"}
-    assert len(tone["study"]["seeds"]) >= 3
-    for key in ("judge", "data", "study"):
-        tone[key] = lora[key]
-    assert tone == lora
-    lora["align"]["dpo"]["learning_rate"] = raw["align"]["dpo"]["learning_rate"]
-    lora["align"]["lora"] = raw["align"]["lora"]
-    assert lora == raw
+def test_full_ft_preset_is_params_yaml_with_fully_fine_tuned_targets(root):
+    """presets/full-ft.yaml is the default before 2026-12-02 (full fine-tuning at 3e-5), params.yaml that with LoRA
+    targets (the design whose study passed the calibration checks): keep the two in step, since their studies are
+    read as the same pipeline with one design change."""
+    preset, raw = yaml.safe_load((root / "presets/full-ft.yaml").read_text()), _raw(root)
+    assert raw["align"]["lora"]["use_peft"] and raw["align"]["dpo"]["learning_rate"] == 3e-4
+    assert not preset["align"]["lora"]["use_peft"] and preset["align"]["dpo"]["learning_rate"] == 3e-5
+    preset["align"]["dpo"]["learning_rate"] = raw["align"]["dpo"]["learning_rate"]
+    preset["align"]["lora"] = raw["align"]["lora"]
+    assert preset == raw
 
 
 def test_params_command_has_help_and_checks_several_files(root):
