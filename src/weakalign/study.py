@@ -809,7 +809,7 @@ def update_readme(readme: Path, text: str) -> bool:
     return True
 
 
-def seed_table(params: Params, summaries: dict[str, dict], out: dict) -> list[str]:
+def seed_table(summaries: dict[str, dict], out: dict) -> list[str]:
     """The runs themselves: each seed's base and every arm's gain over it, a row per seed (the unit of analysis;
     the intervals above are over these rows). An unpaired teacher run shows as `n/p`."""
     names = order(list(out["sources"]))
@@ -826,13 +826,12 @@ def seed_table(params: Params, summaries: dict[str, dict], out: dict) -> list[st
             cells.append("n/p" if run in out.get("unpaired_runs", {}) else "–" if g is None else f"{g - base:+.3f}")
         m = main.get("machine") or {}
         where = re.sub(r"\((R|TM)\)", "", str(m.get("gpu") or m.get("cpu") or "not recorded"))
-        rows.append(f"| {seed} | {md(where)} | {base:.4f} | "
-                    + " | ".join(cells) + " |")
+        rows.append(f"| {seed} | {md(where)} | {base:.4f} | " + " | ".join(cells) + " |")
     return rows
 
 
 def markdown(out: dict, missing: list[str], stale: list[str], figure_name: str | None,
-             seeds: list[str] = ()) -> str:
+             seed_rows: list[str] = ()) -> str:
     s = out["sources"]
     lines = ["# The study: feedback sources over seeds", "",
              f"{out['n_seeds']} seeds ({', '.join(map(str, out['seeds'])) or 'none'}); each seed is one run of the "
@@ -859,8 +858,8 @@ def markdown(out: dict, missing: list[str], stale: list[str], figure_name: str |
         lines.append(f"| {md(n)} | {acc} | {_cell(x['gold_reward'])} | {_cell(x['gain_vs_base'])} | "
                      f"{'–' if p is None else f'{p:.3g}'} | {ho} | {kl} |")
     lines.append("")
-    if seeds:
-        lines += ["## Per seed: gain over the base in gold reward", "", *seeds, ""]
+    if seed_rows:
+        lines += ["## Per seed: gain over the base in gold reward", "", *seed_rows, ""]
     if "weak_minus_human" in out:
         w, t = out["weak_minus_human"], out["tost"]
         lines += ["## Weak against human", "",
@@ -930,7 +929,7 @@ def report(params: Params, params_file: Path, metrics: Path | None = None, md_ou
     write_json(plot_out, plot_rows(out))
     with atomic_file(md_out) as f:
         f.write(markdown(out, missing, stale, fig.name if plot_rows(out) else None,
-                         seed_table(params, summaries, out) if out["n_seeds"] else []))
+                         seed_table(summaries, out) if out["n_seeds"] else []))
     figure_link = f"\n\n![gold reward against label accuracy, over seeds]({fig.as_posix()})" if plot_rows(out) else ""
     if readme and update_readme(Path("README.md"), headline(out) + figure_link):
         log.info("study: README.md's study block updated")
