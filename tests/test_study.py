@@ -361,3 +361,38 @@ def test_the_study_starts_the_queue_again_when_its_worker_dies(tmp_path, monkeyp
     assert study.run_all(None, Path("params.yaml"), None, False, str(fake), 1) == 0
     assert json.loads((tmp_path / "runs/s0.json").read_text()) == {"run": "s0", "input": None}
     assert calls.read_text().count("exp run --run-all") == 2
+
+
+def test_point_labels_of_crowded_arms_neither_overlap_nor_sit_nearer_another_point():
+    """Three arms within 0.03 of each other (the weak teachers of the committed study) and two more at about 0.7:
+    every name gets a box of its own, and a name without a leader line is nearest its own point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.text import Text
+
+    points = [("weak", 0.542, 0.208), ("weak@dl_16", 0.523, 0.232), ("weak@layers_8", 0.548, 0.216),
+              ("noisy_gold_30", 0.701, 0.209), ("human", 0.708, 0.183), ("random", 0.521, 0.151)]
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    ax.plot([p[1] for p in points], [p[2] for p in points], "o")
+    ax.set_xlim(-0.05, 1.05)  # the committed figure's scales: flipped at 0, gold at 1, rewards -0.05 to 0.38
+    ax.set_ylim(-0.05, 0.38)
+    study._label_points(ax, points)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    labels = {t.get_text(): t for t in ax.texts}
+    assert set(labels) == {p[0] for p in points}
+    boxes = {n: Text.get_window_extent(t, renderer) for n, t in labels.items()}  # the text, not its leader line
+    names = list(boxes)
+    assert not any(boxes[a].overlaps(boxes[b]) for i, a in enumerate(names) for b in names[i + 1:])
+    pixels = {n: ax.transData.transform((x, y)) for n, x, y in points}
+
+    def gap(box, p):
+        return np.hypot(max(box.x0 - p[0], 0, p[0] - box.x1), max(box.y0 - p[1], 0, p[1] - box.y1))
+
+    for n, t in labels.items():
+        if t.arrow_patch is None:  # no leader line: position alone must say whose label it is
+            assert all(gap(boxes[n], pixels[n]) < gap(boxes[n], q) for m, q in pixels.items() if m != n), n
+    plt.close(fig)

@@ -673,6 +673,43 @@ def order(names: list[str]) -> list[str]:
     return first + teachers + rest + noisy + floors
 
 
+def _label_points(ax, points: list[tuple[str, float, float]]) -> None:
+    """Name each point at the first of a few offsets whose text box covers no other label or marker; a label
+    set further out gets a thin leader line (arms of close accuracy, the weak teachers at about 0.53, crowd)."""
+    import numpy as np
+    from matplotlib.text import Text
+    from matplotlib.transforms import Bbox
+
+    ax.figure.canvas.draw()  # final limits and layout, so the window extents below are the saved ones
+    renderer = ax.figure.canvas.get_renderer()
+    pixels = {name: ax.transData.transform((x, y)) for name, x, y in points}
+    markers = {name: Bbox.from_extents(px - 5, py - 5, px + 5, py + 5) for name, (px, py) in pixels.items()}
+    placed = []
+
+    def gap(box, p) -> float:  # pixels from a point to a text box
+        return float(np.hypot(max(box.x0 - p[0], 0, p[0] - box.x1), max(box.y0 - p[1], 0, p[1] - box.y1)))
+    near = [(5, 5), (5, -11), (-5, 5), (-5, -11)]
+    far = [(d * sx, dy) for d in (25, 45) for dy in (22, -26, 0, 40, -44) for sx in (1, -1)]
+    for name, x, y in sorted(points, key=lambda p: (p[1], -p[2])):
+        for dx, dy in near + far:
+            arrow = {"arrowstyle": "-", "color": "#999999", "lw": 0.5} if (dx, dy) in far else None
+            a = ax.annotate(name, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=7,
+                            ha="left" if dx > 0 else "right", va="center", arrowprops=arrow)
+            a.update_positions(renderer)
+            box = Text.get_window_extent(a, renderer)  # the text alone: a leader line ends on its own point
+            # A label without a leader line must be nearer its own point than any other.
+            clear = arrow is not None or all(gap(box, pixels[name]) + 3 < gap(box, q)
+                                             for other, q in pixels.items() if other != name)
+            if clear and not any(box.overlaps(b) for b in [*placed, *(m for o, m in markers.items() if o != name)]):
+                break
+            a.remove()
+        else:  # nowhere free: the first place, overlapping
+            a = ax.annotate(name, (x, y), textcoords="offset points", xytext=near[0], fontsize=7, va="center")
+            a.update_positions(renderer)
+            box = Text.get_window_extent(a, renderer)
+        placed.append(box)
+
+
 def figure(out: dict, path: Path) -> None:
     """Gold reward against label accuracy, one point per arm with its 95% interval over seeds, the base as a line."""
     import matplotlib
@@ -683,9 +720,6 @@ def figure(out: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
     names = [n for n in order(list(out["sources"])) if out["sources"][n]["label_accuracy"] is not None]
     colours = {"calibration": "#7f7f7f", "human": "#1f77b4", "weak": "#d62728", "teacher": "#ff7f0e"}
-    # Labels alternate above and below their point, left to right, so that arms of close accuracy (human and
-    # noisy_gold_30 are about 0.7) do not print over each other.
-    below = {n for i, n in enumerate(sorted(names, key=lambda n: out["sources"][n]["label_accuracy"])) if i % 2}
     for n in names:
         s = out["sources"][n]
         g = s["gold_reward"]
@@ -694,8 +728,14 @@ def figure(out: dict, path: Path) -> None:
         err = None if g["lo"] is None else [[g["mean"] - g["lo"]], [g["hi"] - g["mean"]]]
         ax.errorbar([s["label_accuracy"]], [g["mean"]], yerr=err, fmt="o", capsize=3, color=colours[kind],
                     label=kind)
-        ax.annotate(n, (s["label_accuracy"], g["mean"]), textcoords="offset points", fontsize=7,
-                    xytext=(5, -11 if n in below else 5))
+    # The line the effective accuracy reads off (effective_accuracies does it per seed; this is its fit through
+    # the means): where an arm sits against it says what accuracy of randomly flipped gold labels it is worth.
+    cal = [(out["sources"][n]["label_accuracy"], out["sources"][n]["gold_reward"]["mean"]) for n in names
+           if is_calibration(n) and n != "flipped" and out["sources"][n]["gold_reward"]["mean"] is not None]
+    line = noise_line(cal)
+    if line is not None:
+        ax.plot([0.5, 1.0], [line[0] + line[1] * 0.5, line[0] + line[1]], color="#7f7f7f", lw=0.8, ls="-.",
+                label="gold labels with random flips (fit)")
     b = out["base"]["gold_reward"]
     if b["mean"] is not None:
         ax.axhline(b["mean"], color="black", lw=0.8, ls="--", label="base (before DPO)")
@@ -707,6 +747,8 @@ def figure(out: dict, path: Path) -> None:
     ax.set_ylabel("target's gold reward on the test prompts")
     ax.set_title(f"Dose-response over {out['n_seeds']} seeds (mean, 95% t-interval)", fontsize=10)
     fig.tight_layout()
+    _label_points(ax, [(n, out["sources"][n]["label_accuracy"], out["sources"][n]["gold_reward"]["mean"])
+                       for n in names])
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path, "wb") as f:
         fig.savefig(f, format="png")
