@@ -220,13 +220,18 @@ def test_the_report_leads_with_its_headline_embeds_its_figure_and_says_where_it_
     assert [r["model"] for r in rows][:3] == ["base", "human", "weak"]
 
 
-def test_dvc_metrics_and_plots_render(repo):
+def test_dvc_metrics_and_plots_render(repo, tmp_path):
     repo, _ = repo
     metrics = json.loads(_run([DVC, "metrics", "show", "--json"], repo).stdout)
     assert metrics
     plots = json.loads(_run([DVC, "plots", "show", "--json"], repo).stdout)
     assert not plots.get("errors")
     assert {"agreement_by_margin", "gold_reward", "dpo_loss", "dpo_reward_margin"} <= set(plots["data"])
+    # The HTML page declares its charset (DVC's own does not, and a browser opening it from disk turns Vega's minus
+    # signs into mojibake) and embeds every plot.
+    _run([DVC, "plots", "show", "-o", str(tmp_path / "plots")], repo)
+    page = (tmp_path / "plots/index.html").read_text()
+    assert '<meta charset="utf-8">' in page and page.count("vegaEmbed(") >= 4
 
 
 def test_second_repro_runs_nothing(repo):

@@ -82,6 +82,12 @@ def test_analysis_by_hand():
     assert src["weak@small"]["minus_human"]["mean"] == pytest.approx(-0.3)
     assert out["checks"] == {"at_least_5_seeds": False, "random_gain_interval_contains_0": True, "flipped_below_base": True,
                              "gold_gain_above_random_disjoint": True, "calibration_spearman_at_least_0.8": True}
+    # The DVC plot's rows: the table's order, each arm's kind, and the base's gold reward for its dashed line.
+    rows = study.plot_rows(out)
+    assert [r["source"] for r in rows][:3] == ["gold", "human", "weak"] and rows[-1]["source"] == "flipped"
+    assert {r["source"]: r["kind"] for r in rows}["weak@small"] == "teacher"
+    assert {r["kind"] for r in rows} == {"calibration", "human", "weak", "teacher"}
+    assert {r["base"] for r in rows} == {out["base"]["gold_reward"]["mean"]}
 
 
 def test_a_teacher_run_that_drew_other_data_is_left_out_of_the_paired_figures():

@@ -51,6 +51,13 @@ def is_calibration(source: str) -> bool:
     return source in CALIBRATION or bool(NOISY_GOLD.fullmatch(source))
 
 
+def kind(source: str) -> str:
+    """What an arm is, for the figure's legend: a calibration source, the human labels, the weak teacher or a
+    weaker one."""
+    return "calibration" if is_calibration(source) else "teacher" if source.startswith("weak@") else \
+        "human" if source == "human" else "weak"
+
+
 # --- the plan -----------------------------------------------------------------------------------------------------
 
 def plan(params: Params, extra: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
@@ -723,11 +730,9 @@ def figure(out: dict, path: Path) -> None:
     for n in names:
         s = out["sources"][n]
         g = s["gold_reward"]
-        kind = "calibration" if is_calibration(n) else "teacher" if n.startswith("weak@") else \
-            "human" if n == "human" else "weak"
         err = None if g["lo"] is None else [[g["mean"] - g["lo"]], [g["hi"] - g["mean"]]]
-        ax.errorbar([s["label_accuracy"]], [g["mean"]], yerr=err, fmt="o", capsize=3, color=colours[kind],
-                    label=kind)
+        ax.errorbar([s["label_accuracy"]], [g["mean"]], yerr=err, fmt="o", capsize=3, color=colours[kind(n)],
+                    label=kind(n))
     # The line the effective accuracy reads off (effective_accuracies does it per seed; this is its fit through
     # the means): where an arm sits against it says what accuracy of randomly flipped gold labels it is worth.
     cal = [(out["sources"][n]["label_accuracy"], out["sources"][n]["gold_reward"]["mean"]) for n in names
@@ -756,13 +761,16 @@ def figure(out: dict, path: Path) -> None:
 
 
 def plot_rows(out: dict) -> list[dict]:
+    """plots/study.json, in the table's order: one row per arm, each with the base's gold reward (the dashed line
+    of `.dvc/plots/dose_response.json`), since a DVC plot reads one file of rows."""
     rows = []
     for n in order(list(out["sources"])):
         s = out["sources"][n]
         if s["label_accuracy"] is None:
             continue
-        rows.append({"source": n, "label_accuracy": s["label_accuracy"], "gold_reward": s["gold_reward"]["mean"],
-                     "lo": s["gold_reward"]["lo"], "hi": s["gold_reward"]["hi"]})
+        rows.append({"source": n, "kind": kind(n), "label_accuracy": s["label_accuracy"],
+                     "gold_reward": s["gold_reward"]["mean"], "lo": s["gold_reward"]["lo"],
+                     "hi": s["gold_reward"]["hi"], "base": out["base"]["gold_reward"]["mean"]})
     return rows
 
 
