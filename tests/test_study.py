@@ -380,7 +380,8 @@ def test_point_labels_of_crowded_arms_neither_overlap_nor_sit_nearer_another_poi
     from matplotlib.text import Text
 
     points = [("weak", 0.542, 0.208), ("weak@dl_16", 0.523, 0.232), ("weak@layers_8", 0.548, 0.216),
-              ("noisy_gold_30", 0.701, 0.209), ("human", 0.708, 0.183), ("random", 0.521, 0.151)]
+              ("noisy_gold_30", 0.701, 0.209), ("human", 0.708, 0.183), ("random", 0.521, 0.151),
+              ("gold", 1.0, 0.297)]  # at the right edge: its name must go to the left
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
     ax.plot([p[1] for p in points], [p[2] for p in points], "o")
     ax.set_xlim(-0.05, 1.05)  # the committed figure's scales: flipped at 0, gold at 1, rewards -0.05 to 0.38
@@ -393,6 +394,7 @@ def test_point_labels_of_crowded_arms_neither_overlap_nor_sit_nearer_another_poi
     boxes = {n: Text.get_window_extent(t, renderer) for n, t in labels.items()}  # the text, not its leader line
     names = list(boxes)
     assert not any(boxes[a].overlaps(boxes[b]) for i, a in enumerate(names) for b in names[i + 1:])
+    assert all(ax.bbox.x0 <= b.x0 and b.x1 <= ax.bbox.x1 for b in boxes.values()), "a name runs off the axes"
     pixels = {n: ax.transData.transform((x, y)) for n, x, y in points}
 
     def gap(box, p):

@@ -707,7 +707,9 @@ def _label_points(ax, points: list[tuple[str, float, float]]) -> None:
             # A label without a leader line must be nearer its own point than any other.
             clear = arrow is not None or all(gap(box, pixels[name]) + 3 < gap(box, q)
                                              for other, q in pixels.items() if other != name)
-            if clear and not any(box.overlaps(b) for b in [*placed, *(m for o, m in markers.items() if o != name)]):
+            inside = ax.bbox.x0 <= box.x0 and box.x1 <= ax.bbox.x1 and ax.bbox.y0 <= box.y0 and box.y1 <= ax.bbox.y1
+            if clear and inside and not any(box.overlaps(b)
+                                            for b in [*placed, *(m for o, m in markers.items() if o != name)]):
                 break
             a.remove()
         else:  # nowhere free: the first place, overlapping
