@@ -763,7 +763,7 @@ def figure(out: dict, path: Path) -> None:
 
 
 def plot_rows(out: dict) -> list[dict]:
-    """plots/study.json, in the table's order: one row per arm, each with the base's gold reward (the dashed line
+    """plots/study.json, in the table's order: one row per arm, each with the base's gold reward (the horizontal line
     of `.dvc/plots/dose_response.json`), since a DVC plot reads one file of rows."""
     rows = []
     for n in order(list(out["sources"])):
