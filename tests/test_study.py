@@ -82,7 +82,7 @@ def test_analysis_by_hand():
     assert src["weak@small"]["minus_human"]["mean"] == pytest.approx(-0.3)
     assert out["checks"] == {"at_least_5_seeds": False, "random_gain_interval_contains_0": True, "flipped_below_base": True,
                              "gold_gain_above_random_disjoint": True, "calibration_spearman_at_least_0.8": True}
-    # The DVC plot's rows: the table's order, each arm's kind, and the base's gold reward for its dashed line.
+    # The DVC plot's rows: the table's order, each arm's kind, and the base's gold reward for its horizontal line.
     rows = study.plot_rows(out)
     assert [r["source"] for r in rows][:3] == ["gold", "human", "weak"] and rows[-1]["source"] == "flipped"
     assert {r["source"]: r["kind"] for r in rows}["weak@small"] == "teacher"
@@ -370,13 +370,13 @@ def test_the_study_starts_the_queue_again_when_its_worker_dies(tmp_path, monkeyp
 
 
 def test_point_labels_of_crowded_arms_neither_overlap_nor_sit_nearer_another_point():
-    """Three arms within 0.03 of each other (the weak teachers of the committed study) and two more at about 0.7:
-    every name gets a box of its own, and a name without a leader line is nearest its own point."""
+    """Three arms within 0.03 of each other (the weak teachers of the committed study), two more at about 0.7 and
+    gold at the right edge: every name gets a box of its own inside the axes, and a name without a leader line is
+    nearest its own point."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
     from matplotlib.text import Text
 
     points = [("weak", 0.542, 0.208), ("weak@dl_16", 0.523, 0.232), ("weak@layers_8", 0.548, 0.216),
@@ -396,11 +396,8 @@ def test_point_labels_of_crowded_arms_neither_overlap_nor_sit_nearer_another_poi
     assert not any(boxes[a].overlaps(boxes[b]) for i, a in enumerate(names) for b in names[i + 1:])
     assert all(ax.bbox.x0 <= b.x0 and b.x1 <= ax.bbox.x1 for b in boxes.values()), "a name runs off the axes"
     pixels = {n: ax.transData.transform((x, y)) for n, x, y in points}
-
-    def gap(box, p):
-        return np.hypot(max(box.x0 - p[0], 0, p[0] - box.x1), max(box.y0 - p[1], 0, p[1] - box.y1))
-
     for n, t in labels.items():
         if t.arrow_patch is None:  # no leader line: position alone must say whose label it is
-            assert all(gap(boxes[n], pixels[n]) < gap(boxes[n], q) for m, q in pixels.items() if m != n), n
+            assert all(study.box_gap(boxes[n], pixels[n]) < study.box_gap(boxes[n], q)
+                       for m, q in pixels.items() if m != n), n
     plt.close(fig)

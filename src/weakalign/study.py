@@ -26,6 +26,7 @@ import argparse
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import subprocess
@@ -680,10 +681,14 @@ def order(names: list[str]) -> list[str]:
     return first + teachers + rest + noisy + floors
 
 
+def box_gap(box, point) -> float:
+    """Pixels from a point to a text box (0 inside it)."""
+    return math.hypot(max(box.x0 - point[0], 0, point[0] - box.x1), max(box.y0 - point[1], 0, point[1] - box.y1))
+
+
 def _label_points(ax, points: list[tuple[str, float, float]]) -> None:
     """Name each point at the first of a few offsets whose text box covers no other label or marker; a label
     set further out gets a thin leader line (arms of close accuracy, the weak teachers at about 0.53, crowd)."""
-    import numpy as np
     from matplotlib.text import Text
     from matplotlib.transforms import Bbox
 
@@ -693,11 +698,10 @@ def _label_points(ax, points: list[tuple[str, float, float]]) -> None:
     markers = {name: Bbox.from_extents(px - 5, py - 5, px + 5, py + 5) for name, (px, py) in pixels.items()}
     placed = []
 
-    def gap(box, p) -> float:  # pixels from a point to a text box
-        return float(np.hypot(max(box.x0 - p[0], 0, p[0] - box.x1), max(box.y0 - p[1], 0, p[1] - box.y1)))
     near = [(5, 5), (5, -11), (-5, 5), (-5, -11)]
     far = [(d * sx, dy) for d in (25, 45) for dy in (22, -26, 0, 40, -44) for sx in (1, -1)]
     for name, x, y in sorted(points, key=lambda p: (p[1], -p[2])):
+        obstacles = placed + [m for other, m in markers.items() if other != name]
         for dx, dy in near + far:
             arrow = {"arrowstyle": "-", "color": "#999999", "lw": 0.5} if (dx, dy) in far else None
             a = ax.annotate(name, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=7,
@@ -705,11 +709,10 @@ def _label_points(ax, points: list[tuple[str, float, float]]) -> None:
             a.update_positions(renderer)
             box = Text.get_window_extent(a, renderer)  # the text alone: a leader line ends on its own point
             # A label without a leader line must be nearer its own point than any other.
-            clear = arrow is not None or all(gap(box, pixels[name]) + 3 < gap(box, q)
+            clear = arrow is not None or all(box_gap(box, pixels[name]) + 3 < box_gap(box, q)
                                              for other, q in pixels.items() if other != name)
             inside = ax.bbox.x0 <= box.x0 and box.x1 <= ax.bbox.x1 and ax.bbox.y0 <= box.y0 and box.y1 <= ax.bbox.y1
-            if clear and inside and not any(box.overlaps(b)
-                                            for b in [*placed, *(m for o, m in markers.items() if o != name)]):
+            if clear and inside and not any(box.overlaps(b) for b in obstacles):
                 break
             a.remove()
         else:  # nowhere free: the first place, overlapping
@@ -733,8 +736,8 @@ def figure(out: dict, path: Path) -> None:
         s = out["sources"][n]
         g = s["gold_reward"]
         err = None if g["lo"] is None else [[g["mean"] - g["lo"]], [g["hi"] - g["mean"]]]
-        ax.errorbar([s["label_accuracy"]], [g["mean"]], yerr=err, fmt="o", capsize=3, color=colours[kind(n)],
-                    label=kind(n))
+        k = kind(n)
+        ax.errorbar([s["label_accuracy"]], [g["mean"]], yerr=err, fmt="o", capsize=3, color=colours[k], label=k)
     # The line the effective accuracy reads off (effective_accuracies does it per seed; this is its fit through
     # the means): where an arm sits against it says what accuracy of randomly flipped gold labels it is worth.
     cal = [(out["sources"][n]["label_accuracy"], out["sources"][n]["gold_reward"]["mean"]) for n in names
