@@ -178,6 +178,17 @@ def test_each_stage_script_has_a_main_and_a_command_line_in_its_docstring(root):
         assert f"python stages/{name}.py" in code.split('"""')[1]
 
 
+def test_top_level_metrics_name_result_files_not_folders_of_bookkeeping(root):
+    """dvc.yaml's top-level `metrics:` lists files: a folder there (as `metrics/align` once was) makes
+    `dvc metrics show` read every file in it, the stages' `.info.json` bookkeeping and its .gitignore included, so
+    timings showed as results and a checkout without the DVC cache failed to load them. Each `align@` stage
+    declares its own `metrics/align/<source>.json`."""
+    dvc = yaml.safe_load((root / "dvc.yaml").read_text())
+    for entry in dvc["metrics"]:
+        assert entry.endswith(".json") and not entry.endswith(".info.json"), f"dvc.yaml metrics: {entry}"
+    assert dvc["stages"]["align"]["do"]["metrics"] == [{"${paths.metrics}/align/${item}.json": {"cache": False}}]
+
+
 def test_weak_model_reference():
     from weakalign.params import TrainWeak
 
