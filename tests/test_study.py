@@ -1,6 +1,7 @@
 """The study's plan and analysis on made-up run summaries whose statistics can be worked by hand."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,9 @@ def _params(split=None, **study_params):
                                             "teachers": {}, **study_params}, **({"split": split} if split else {})})
 
 
-def _summary(seed, base, golds, accs, run=None, digest="d"):
+def _summary(seed, base, golds, accs, run=None, digest="d", kls=None):
     return {"run": run or f"s{seed}", "seed": seed, "digest": digest, "base": {"gold_reward": base},
-            "sources": {s: {"gold_reward": g, "label_accuracy": accs.get(s), "kl_estimate": 1.0}
+            "sources": {s: {"gold_reward": g, "label_accuracy": accs.get(s), "kl_estimate": (kls or {}).get(s, 1.0)}
                         for s, g in golds.items()}}
 
 
@@ -80,14 +81,124 @@ def test_analysis_by_hand():
     assert out["calibration_spearman"] == 1.0
     assert out["teacher_size"] == {"8": {"label_accuracy": 0.55, "gold_reward": src["weak@small"]["gold_reward"]}}
     assert src["weak@small"]["minus_human"]["mean"] == pytest.approx(-0.3)
-    assert out["checks"] == {"at_least_5_seeds": False, "random_gain_interval_contains_0": True, "flipped_below_base": True,
-                             "gold_gain_above_random_disjoint": True, "calibration_spearman_at_least_0.8": True}
+    # Every check but the number of seeds holds here (worked by hand in test_contrasts_against_the_random_floor).
+    assert out["checks"] == {"at_least_5_seeds": False, "flipped_below_random": True, "gold_above_random": True,
+                             "human_above_random_t4": True, "dose_response_slope_positive": True,
+                             "calibration_spearman_at_least_0_9": True, "equivalence_margin_at_most_half_gap": True}
     # The DVC plot's rows: the table's order, each arm's kind, and the base's gold reward for its horizontal line.
     rows = study.plot_rows(out)
     assert [r["source"] for r in rows][:3] == ["gold", "human", "weak"] and rows[-1]["source"] == "flipped"
     assert {r["source"]: r["kind"] for r in rows}["weak@small"] == "teacher"
     assert {r["kind"] for r in rows} == {"calibration", "human", "weak", "teacher"}
     assert {r["base"] for r in rows} == {out["base"]["gold_reward"]["mean"]}
+
+
+def test_contrasts_against_the_random_floor_by_hand():
+    """Every arm minus the random arm of its seed, drift per nat, PGR and equivalence against the floor, and the
+    dose-response slope, worked by hand on the made-up seeds of _golds (the seed effect 0.1 * seed cancels in every
+    paired difference)."""
+    from scipy import stats
+
+    p = _params(teachers={"small": {"train_weak.model": "embedded:smollm2@layers=8"}})
+    kls = [{"human": 0.5 * (s + 1), "random": 0.0} for s in range(3)]  # human: 0.5, 1.0, 1.5 nats; random: none
+    runs = {f"s{s}": _summary(s, 0.1 * s, _golds(s), ACC, kls=kls[s]) for s in range(3)}
+    for s in range(3):  # the small teacher: gain 0.1 on every seed
+        runs[f"s{s}-small"] = _summary(s, 0.1 * s, {"weak": round(0.1 * s + 0.1, 6)}, {"weak": 0.55}, f"s{s}-small")
+    out = study.analyse(p, runs)
+    src = out["sources"]
+    t2, t2_90, root3 = stats.t.ppf(0.975, 2), stats.t.ppf(0.95, 2), math.sqrt(3)
+    # human - random by seed: 0.4 - 0.05 * (seed - 1) = 0.45, 0.40, 0.35: mean 0.4, s.d. 0.05, s.e. 0.05 / sqrt 3,
+    # t = 0.4 / (0.05 / sqrt 3) = 8 sqrt 3 on 2 df.
+    h = src["human"]["minus_random"]
+    half = t2 * 0.05 / root3
+    assert (h["mean"], h["lo"], h["hi"], h["n"]) == pytest.approx((0.4, 0.4 - half, 0.4 + half, 3), abs=1e-4)
+    assert h["t"] == pytest.approx(8 * root3, abs=1e-4) and h["p"] == pytest.approx(2 * stats.t.sf(8 * root3, 2),
+                                                                                     abs=1e-4)
+    # flipped - random: -0.5 + 0.05, -0.5, -0.5 - 0.05: the same spread around -0.5.
+    f = src["flipped"]["minus_random"]
+    assert (f["mean"], f["lo"], f["hi"]) == pytest.approx((-0.5, -0.5 - half, -0.5 + half), abs=1e-4)
+    # A teacher arm against its seed's random arm: 0.1 - 0.05 * (seed - 1) = 0.15, 0.10, 0.05, t = 2 sqrt 3.
+    small = src["weak@small"]["minus_random"]
+    assert (small["mean"], small["lo"], small["t"]) == pytest.approx((0.1, 0.1 - half, 2 * root3), abs=1e-4)
+    assert "minus_random" not in src["random"]
+    # They join the Holm family: adjusted p at least the raw p, and at most 1.
+    assert all(x["minus_random"]["p"] <= x["minus_random"]["p_holm"] <= 1 for n, x in src.items() if n != "random")
+    # Gold per nat: a ratio of means, mean gain 0.4 over mean KL (0.5 + 1.0 + 1.5) / 3 = 1.0, so 0.4 (the mean of
+    # per-seed ratios would be (0.8 + 0.4 + 0.2667) / 3 = 0.489); random's KL is 0, so none.
+    assert src["human"]["gold_per_nat"] == pytest.approx(0.4) and src["gold"]["gold_per_nat"] == pytest.approx(0.6)
+    assert src["random"]["gold_per_nat"] is None
+    # PGR against the floor: (weak - random) = 0.35, 0.40, 0.45 over (human - random) = 0.45, 0.40, 0.35: 0.4 / 0.4.
+    # Fieller: g = d = 0.4, var of each mean 0.0025 / 3, covariance -0.0025 / 3; the set A rho^2 - 2 B rho + C <= 0.
+    v, c = 0.0025 / 3, -0.0025 / 3
+    qa, qb, qc = 0.16 - t2 ** 2 * v, 0.16 - t2 ** 2 * c, 0.16 - t2 ** 2 * v
+    root = math.sqrt(qb * qb - qa * qc)
+    g = out["pgr_random"]
+    assert (g["mean"], g["lo"], g["hi"]) == pytest.approx((1.0, (qb - root) / qa, (qb + root) / qa), abs=1e-4)
+    assert out["pgr"]["mean"] == pytest.approx(1.0)  # the old keys stay
+    # Equivalence: margin 0.5 * |0.4| = 0.2; weak - human = -0.1, 0, 0.1 (mean 0, s.e. 0.1 / sqrt 3), so each
+    # one-sided t is 0.2 / (0.1 / sqrt 3) = 2 sqrt 3, and the 90% interval is 0 +- t(0.95, 2) * 0.1 / sqrt 3.
+    e = out["equivalence"]
+    assert e["margin_fraction"] == 0.5 and e["margin"] == pytest.approx(0.2)
+    assert e["p"] == pytest.approx(stats.t.sf(2 * root3, 2), abs=1e-4)
+    assert (e["lo90"], e["hi90"]) == pytest.approx((-t2_90 * 0.1 / root3, t2_90 * 0.1 / root3), abs=1e-4)
+    assert e["equivalent"] is True and e["note"] is None
+    assert out["tost"]["margin"] == 0.1 and out["tost"]["equivalent"] is False  # the fixed margin, as before
+    # Dose-response slope over gold (1.0), noisy_gold_20 (0.8), random (0.5), flipped (0.0): mean accuracy 0.575,
+    # Sxx = 0.425^2 + 0.225^2 + 0.075^2 + 0.575^2 = 0.5675; with gains 0.6, 0.5, 0.05 (seed - 1), -0.5,
+    # Sxy = 0.425 * 0.6 + 0.225 * 0.5 - 0.075 * 0.05 (seed - 1) + 0.575 * 0.5 = 0.655 - 0.00375 (seed - 1).
+    slopes = [(0.655 - 0.00375 * (s - 1)) / 0.5675 for s in range(3)]
+    half = t2 * (0.00375 / 0.5675) / root3  # the slopes' s.d. is their step
+    d = out["dose_response_slope"]
+    assert (d["mean"], d["lo"], d["hi"], d["n"]) == pytest.approx((sum(slopes) / 3, slopes[1] - half,
+                                                                    slopes[1] + half, 3), abs=1e-4)
+    rows = {row["source"]: row for row in study.plot_rows(out)}
+    assert rows["human"]["minus_random"] == 0.4 and rows["random"]["minus_random"] is None
+
+
+def test_random_labels_never_pass_as_equivalent_to_human(monkeypatch):
+    """Five seeds on which human labels do no better than coin flips (human - random 0.1, -0.1, 0.05, -0.05, 0.03)
+    and weak labels match human to 0.001: TOST within a margin drawn from that gap passes, but the gap's interval
+    contains 0, so no equivalence is declared; flipped is no lower than random; the margin is 0.8 of the gap."""
+    from scipy import stats
+
+    monkeypatch.setattr(study, "EQUIVALENCE_MARGIN_FRACTION", 0.8)
+    p = _params(seeds=[0, 1, 2, 3, 4])
+    noise = [0.1, -0.1, 0.05, -0.05, 0.03]  # human - random
+    close = [0.001, -0.001, 0.0, 0.001, -0.001]  # weak - human
+    flat = [0.02, -0.02, 0.01, -0.01, -0.005]  # flipped - random
+    runs = {}
+    for s in range(5):
+        rnd = -0.05 + 0.01 * s
+        golds = {"gold": rnd + 0.6, "noisy_gold_20": rnd + 0.5, "random": rnd, "flipped": rnd + flat[s],
+                 "human": rnd + noise[s], "weak": rnd + noise[s] + close[s]}
+        runs[f"s{s}"] = _summary(s, 0.0, {k: round(v, 6) for k, v in golds.items()}, ACC)
+    out = study.analyse(p, runs)
+    h = out["sources"]["human"]["minus_random"]
+    assert h["mean"] == pytest.approx(0.006) and h["lo"] < 0 < h["hi"]
+    assert h["t"] == pytest.approx(0.006 / (stats.tstd(noise) / math.sqrt(5)), abs=1e-3)
+    # margin 0.8 * 0.006 = 0.0048; weak - human has mean 0 and s.d. sqrt(4e-6 / 4) = 0.001: each one-sided t is
+    # 0.0048 / (0.001 / sqrt 5) on 4 df, so the TOST itself passes.
+    e = out["equivalence"]
+    assert e["margin"] == pytest.approx(0.0048) and e["p"] == pytest.approx(stats.t.sf(4.8 * math.sqrt(5), 4), abs=1e-4)
+    assert e["p"] < 0.05 and e["equivalent"] is False and "not above 0" in e["note"]
+    assert out["checks"] == {"at_least_5_seeds": True, "flipped_below_random": False, "gold_above_random": True,
+                             "human_above_random_t4": False, "dose_response_slope_positive": True,
+                             "calibration_spearman_at_least_0_9": True, "equivalence_margin_at_most_half_gap": False}
+    text = study.headline(out)
+    assert "Weak is not declared equivalent to human: human − random's interval is not above 0" in text
+    assert ("This study fails 3 of its 7 checks (flipped below random, human above random with t ≥ 4, equivalence "
+            "margin ≤ half the human − random gap)") in text
+    md = study.markdown(out, [], [], None)
+    assert "- human above random with t ≥ 4: NO" in md and "| minus random [95%] |" in md and "gold per nat |" in md
+    # Without a random arm nothing is measured against the floor: the checks that need it are unknown, not passed.
+    p = _params(sources=["human", "weak", "gold"])
+    out = study.analyse(p, {f"s{s}": _summary(s, 0.0, {"human": 0.1, "weak": 0.1, "gold": 0.3}, ACC) for s in range(3)})
+    assert out["equivalence"]["equivalent"] is False and out["equivalence"]["margin"] is None
+    assert "pgr_random" not in out and "minus_random" not in out["sources"]["human"]
+    assert {k for k, v in out["checks"].items() if v is None} == {
+        "gold_above_random", "flipped_below_random", "human_above_random_t4", "dose_response_slope_positive",
+        "calibration_spearman_at_least_0_9", "equivalence_margin_at_most_half_gap"}
+    assert "cannot measure 6 yet" in study.headline(out)
 
 
 def test_a_teacher_run_that_drew_other_data_is_left_out_of_the_paired_figures():
@@ -175,9 +286,15 @@ def test_headline_quotes_the_analysis_and_the_readme_block_is_replaced(tmp_path)
     runs = {f"s{s}": _summary(s, 0.1 * s, _golds(s), ACC) for s in range(3)}
     out = study.analyse(p, runs)
     text = study.headline(out)
-    assert "Over 3 seeds" in text and study._cell(out["sources"]["weak"]["gain_vs_base"]) in text
-    assert study._cell(out["weak_minus_human"]) in text and "not shown" in text  # TOST fails here (see above)
-    assert "flipped below base: yes" in text
+    assert "Over 3 seeds" in text and study._cell(out["sources"]["random"]["gain_vs_base"]) in text
+    assert study._cell(out["weak_minus_human"]) in text
+    assert "flipped below random: yes" in text and "human above random with t ≥ 4: yes" in text
+    assert "This study fails 1 of its 7 checks (at least 5 seeds): until every check holds" in text
+    # Each arm against the floor, and PGR against the floor (worked by hand in test_contrasts_against_the_random_floor).
+    for name in ("gold", "human", "weak", "flipped", "noisy_gold_20"):
+        assert f"`{name}` {study._with_t(out['sources'][name]['minus_random'])}" in text
+    assert "(weak − random) / (human − random): 1.00 [" in text
+    assert "Equivalence within ±0.2 (0.5 of the human − random gap) is shown" in text
     assert "would need an accuracy of" in text and "past 1.0" not in text
     out["accuracy_to_match_human"] = out["accuracy_to_match_human"] | {"hi": 1.069}  # an impossible upper end is said so
     assert "an interval reaching past 1.0, the most accurate labels can be, means the seeds do not bound it yet" \

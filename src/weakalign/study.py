@@ -14,10 +14,13 @@ current, so a killed study continues where it stopped, and with `--commit` every
 `report` reads only current summaries, lists missing and stale ones, and never reruns anything.
 
 What the report computes, over seeds (weakalign.stats): per-seed paired contrasts on the same test prompts (each
-source minus the base, weak minus human), their mean and 95% t-interval; TOST of weak against human within
-`study.tost_margin`; Holm-adjusted p-values over every contrast it reports; the performance gap recovered, against
-human and against gold (Fieller intervals); the dose-response of gold reward on label accuracy (Spearman); and the
-calibration checks that must pass before a weak-vs-human claim means anything.
+source minus the base, each source minus the `random` target of its seed - the floor -, weak minus human), their
+mean and 95% t-interval; gold reward per nat of drift; TOST of weak against human within a share of the
+human - random gap (`equivalence`) and within `study.tost_margin` (`tost`); Holm-adjusted p-values over every
+contrast it reports; the performance gap recovered against human and gold over the base and against human over the
+random floor (Fieller intervals); the dose-response of gold reward on label accuracy (Spearman, and the per-seed
+slope over the calibration sources); and the calibration checks that must pass before a weak-vs-human claim means
+anything.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import logging
 import math
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -40,7 +44,7 @@ import yaml
 from .io import atomic_file, write_json
 from .params import NOISY_GOLD, Params, load_params
 from .report import md
-from .stats import holm, paired_contrast, pgr, r, spearman, t_interval, tost_paired
+from .stats import holm, mean_sem, paired_contrast, pgr, r, spearman, t_interval, tost_paired
 
 log = logging.getLogger("weakalign.study")
 
@@ -472,15 +476,27 @@ def _mean(xs: list[float | None]) -> float | None:
     return r(sum(xs) / len(xs)) if xs else None
 
 
-def noise_line(points: list[tuple[float, float]]) -> tuple[float, float] | None:
-    """Least-squares line gold reward = a + b * label accuracy through one seed's calibration points, or None
-    where it cannot be inverted (fewer than 3 points, or a slope that is not positive)."""
+def fit_line(points: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """Least-squares line gold reward = a + b * label accuracy through one seed's points, as (a, b); None below 3
+    points (two points always lie on a line, so they show nothing) or with a single accuracy."""
     from scipy.stats import linregress
 
     if len(points) < 3 or len({x for x, _ in points}) < 2:
         return None
     fit = linregress([x for x, _ in points], [y for _, y in points])
-    return (float(fit.intercept), float(fit.slope)) if fit.slope > 0 else None
+    return float(fit.intercept), float(fit.slope)
+
+
+def noise_line(points: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """fit_line through one seed's calibration points, or None where it cannot be inverted (no line, or a slope
+    that is not positive)."""
+    line = fit_line(points)
+    return line if line is not None and line[1] > 0 else None
+
+
+def seed_points(arms: dict[str, list], accuracy: dict[str, list], names: list[str], i: int) -> list[tuple]:
+    """(label accuracy, gold reward) of the arms `names` on seed i, where both are known."""
+    return [(accuracy[n][i], arms[n][i]) for n in names if accuracy[n][i] is not None and arms[n][i] is not None]
 
 
 def effective_accuracies(arms: dict[str, list], accuracy: dict[str, list]) -> dict[str, list[float | None]]:
@@ -497,36 +513,118 @@ def effective_accuracies(arms: dict[str, list], accuracy: dict[str, list]) -> di
             continue
         per_seed = []
         for i, g in enumerate(arms[name]):
-            pts = [(accuracy[c][i], arms[c][i]) for c in cal
-                   if accuracy[c][i] is not None and arms[c][i] is not None]
-            line = noise_line(pts)
+            line = noise_line(seed_points(arms, accuracy, cal, i))
             per_seed.append(None if line is None or g is None else (g - line[0]) / line[1])
         out[name] = per_seed
     return out
 
 
-def _weak_vs_human(out: dict, arms: dict, base: list, st) -> list[tuple[tuple, float | None]]:
-    """The paper's comparison into `out`: weak (and every weak@teacher) minus human paired by seed, TOST of weak
-    against human, PGR with human and with gold as the ceiling; returns the contrasts Holm adjusts over."""
+def _entry(c: dict) -> dict:
+    """A paired_contrast for the metrics file: mean, interval and p rounded, and n."""
+    return {k: r(c[k]) for k in ("mean", "lo", "hi", "p")} | {"n": c["n"]}
+
+
+def paired_t(a: list[float | None], b: list[float | None]) -> float | None:
+    """The paired t statistic of a - b over the seeds that have both, mean / standard error (stats.mean_sem): the
+    statistic of paired_contrast's p. None below 2 seeds or without spread (then it is infinite, and a metrics file
+    holds no infinity). Here, not in stats.py: stats.py is pipeline code, in every run's digest."""
+    diffs = [x - y for x, y in zip(a, b, strict=True) if x is not None and y is not None]
+    if len(diffs) < 2 or statistics.stdev(diffs) == 0:  # paired_contrast's test for "no spread"
+        return None
+    m, se = mean_sem(diffs)
+    return m / se
+
+
+def _versus_random(out: dict, arms: dict) -> tuple[list[tuple[tuple, float | None]], dict[str, dict]]:
+    """Every arm but `random` minus the `random` arm of the same seed (same D_u, same test prompts) into
+    `sources.<s>.minus_random`: the floor is the target aligned on coin flips, not the base, since DPO on labels
+    that carry nothing still moves the policy and costs gold reward through drift. Returns the contrasts Holm
+    adjusts over and the unrounded contrasts by arm."""
+    family, raw = [], {}
+    for name in [n for n in arms if n != "random"]:
+        c = raw[name] = paired_contrast(arms[name], arms["random"])  # an unpaired teacher seed is None: dropped
+        out["sources"][name]["minus_random"] = _entry(c) | {"t": r(paired_t(arms[name], arms["random"]))}
+        family.append((("sources", name, "minus_random"), c["p"]))
+    return family, raw
+
+
+# The equivalence margin as a share of |human - random|. To become `study.equivalence_margin_fraction` (validated in
+# (0, 1]) with the next change to the pipeline's code: params.py is hashed into every run's digest, so adding the
+# key alone would make every committed run stale. Read from params once the key exists.
+EQUIVALENCE_MARGIN_FRACTION = 0.5
+
+
+def _equivalence(diffs: list[float], gap: dict | None, st) -> dict:
+    """TOST of weak - human (`diffs`, paired by seed) within +-margin, the margin a share
+    (EQUIVALENCE_MARGIN_FRACTION) of what human labels add over coin flips, |mean human - random|
+    (`gap`, a paired_contrast): "as good as human" is read on the scale of human's own effect. Where that gap's
+    interval is not above 0 the margin measures nothing, and random labels could pass as "equivalent to human":
+    then `equivalent` is False and `note` says why."""
+    frac = getattr(st, "equivalence_margin_fraction", EQUIVALENCE_MARGIN_FRACTION)
+    out = {"margin_fraction": frac, "margin": None, "lo90": None, "hi90": None, "p": None, "equivalent": False}
+    if gap is None or gap["mean"] is None:
+        return out | {"note": "no human − random contrast (needs the human and random arms)"}
+    margin = frac * abs(gap["mean"])
+    t = tost_paired(diffs, margin, st.alpha)
+    meaningful = gap["lo"] is not None and gap["lo"] > 0
+    note = None if meaningful else (
+        "human − random has no interval yet" if gap["lo"] is None
+        else "human − random's interval is not above 0, so a margin drawn from it means nothing")
+    return out | {"margin": r(margin), "lo90": r(t["lo"]), "hi90": r(t["hi"]), "p": r(t["p"]),
+                  "equivalent": bool(t["equivalent"]) and meaningful, "note": note}
+
+
+def _pgr_entry(g: dict) -> dict:
+    return {"mean": r(g["pgr"]), "lo": r(g["lo"]), "hi": r(g["hi"]), "note": g["reason"]}
+
+
+def _weak_vs_human(out: dict, arms: dict, base: list, st, human_minus_random: dict | None
+                   ) -> list[tuple[tuple, float | None]]:
+    """The paper's comparison into `out`: weak (and every weak@teacher) minus human paired by seed; TOST of weak
+    against human within the fixed `study.tost_margin` (`tost`, kept for comparison) and within a share of the
+    human - random gap (`equivalence`, the verdict); PGR with human and with gold as the ceiling over the base, and
+    with human as the ceiling over the random floor (`pgr_random`). Returns the contrasts Holm adjusts over."""
     family = []
     for name in [n for n in arms if n == "weak" or n.startswith("weak@")]:
         c = paired_contrast(arms[name], arms["human"])
-        entry = {k: r(c[k]) for k in ("mean", "lo", "hi", "p")} | {"n": c["n"]}
         if name == "weak":
-            out["weak_minus_human"] = entry
+            out["weak_minus_human"] = _entry(c)
             family.append((("weak_minus_human",), c["p"]))
         else:
-            out["sources"][name]["minus_human"] = entry
+            out["sources"][name]["minus_human"] = _entry(c)
             family.append((("sources", name, "minus_human"), c["p"]))
     diffs = [w - h for w, h in zip(arms["weak"], arms["human"], strict=True) if w is not None and h is not None]
     t = tost_paired(diffs, st.tost_margin, st.alpha)
     out["tost"] = {"margin": st.tost_margin, "p": r(t["p"]), "lo90": r(t["lo"]), "hi90": r(t["hi"]),
                    "equivalent": bool(t["equivalent"])}
+    out["equivalence"] = _equivalence(diffs, human_minus_random, st)
     for key, ceiling in (("pgr", "human"), ("pgr_gold", "gold")):
         if ceiling in arms:
-            g = pgr(arms["weak"], base, arms[ceiling])
-            out[key] = {"mean": r(g["pgr"]), "lo": r(g["lo"]), "hi": r(g["hi"]), "note": g["reason"]}
+            out[key] = _pgr_entry(pgr(arms["weak"], base, arms[ceiling]))
+    if "random" in arms:
+        out["pgr_random"] = _pgr_entry(pgr(arms["weak"], arms["random"], arms["human"]))
     return family
+
+
+def dose_response_slopes(arms: dict[str, list], accuracy: dict[str, list]) -> list[float | None]:
+    """Per seed, the least-squares slope of gold reward on label accuracy over the calibration sources (gold,
+    random, flipped, noisy_gold_NN: accuracies set by construction, from 0 to 1); None for a seed without a line.
+    Positive over seeds is what "the instrument responds to label quality" means."""
+    cal = [n for n in arms if is_calibration(n)]
+    n_seeds = len(next(iter(arms.values()), []))
+    lines = [fit_line(seed_points(arms, accuracy, cal, i)) for i in range(n_seeds)]
+    return [None if line is None else line[1] for line in lines]
+
+
+def gold_per_nat(golds: list, base: list, kls: list) -> float | None:
+    """Gold reward gained over the base per nat of KL to the start: the mean gain over the mean KL, over the seeds
+    that have both. A ratio of means (as PGR), not a mean of per-seed ratios, which a seed whose KL is near 0
+    blows up. None where no seed has both or the mean KL is not above 0."""
+    seeds = [(g - b, k) for g, b, k in zip(golds, base, kls, strict=True) if None not in (g, b, k)]
+    if not seeds:
+        return None
+    kl = sum(k for _, k in seeds) / len(seeds)
+    return r(sum(g for g, _ in seeds) / len(seeds) / kl) if kl > 0 else None
 
 
 def _dose_response(sources: dict, arms: list[str]) -> dict:
@@ -608,16 +706,18 @@ def analyse(params: Params, summaries: dict[str, dict]) -> dict:
         out["sources"][name] = {
             "label_accuracy": _mean(accuracy[name]),
             "gold_reward": _interval([g for g in golds if g is not None]),
-            "gain_vs_base": {k: r(gain[k]) for k in ("mean", "lo", "hi", "p")} | {"n": gain["n"]},
+            "gain_vs_base": _entry(gain),
             "kl_estimate": _mean(kl[name]),
+            "gold_per_nat": gold_per_nat(golds, base, kl[name]),
             "heldout_accuracy": _mean(heldout[name]),
         }
         family.append((("sources", name, "gain_vs_base"), gain["p"]))
+    versus_random: dict[str, dict] = {}
+    if "random" in arms:
+        floor_family, versus_random = _versus_random(out, arms)
+        family += floor_family
     if "weak" in arms and "human" in arms:
-        family += _weak_vs_human(out, arms, base, st)
-    if "gold" in arms and "random" in arms:
-        c = paired_contrast(arms["gold"], arms["random"])
-        out["gold_minus_random"] = {k: r(c[k]) for k in ("mean", "lo", "hi", "p")} | {"n": c["n"]}
+        family += _weak_vs_human(out, arms, base, st, versus_random.get("human"))
     for name, eff in effective_accuracies(arms, accuracy).items():
         xs = [x for x in eff if x is not None]
         out["sources"][name]["effective_accuracy"] = _interval(xs) | {"n": len(xs)}
@@ -629,6 +729,8 @@ def analyse(params: Params, summaries: dict[str, dict]) -> dict:
             node = node[k]
         node["p_holm"] = r(adj)
     out |= _dose_response(out["sources"], list(arms))
+    slopes = [x for x in dose_response_slopes(arms, accuracy) if x is not None]
+    out["dose_response_slope"] = _interval(slopes) | {"n": len(slopes)}
     out["checks"] = calibration_checks(out)
     teacher_size = {}
     for name, overrides in st.teachers.items():
@@ -642,23 +744,46 @@ def analyse(params: Params, summaries: dict[str, dict]) -> dict:
 
 
 def calibration_checks(out: dict) -> dict[str, bool | None]:
-    """The sandbox is an instrument only if these hold (None: the arm did not run or has no interval yet)."""
+    """The sandbox is an instrument only if these hold (None: the arm did not run or has no interval yet). Every
+    contrast is against the `random` arm of the same seed, not the base: DPO on coin flips moves the policy too
+    and costs gold reward through drift, so "above the base" would credit labels with what drift takes away."""
     s = out["sources"]
 
-    def gain(name: str) -> dict | None:
-        g = s.get(name, {}).get("gain_vs_base")
-        return g if g and g.get("lo") is not None else None
+    def vs_random(name: str) -> dict | None:
+        c = s.get(name, {}).get("minus_random")
+        return c if c and c.get("lo") is not None else None
 
-    rnd, flp, gold = gain("random"), gain("flipped"), gain("gold")
-    # The issue's bar: the two gain intervals (paired with the base within each seed) do not overlap. Stricter
-    # than a paired gold - random test, which `gold_minus_random` in the output reports.
-    disjoint = None if gold is None or rnd is None else gold["lo"] > rnd["hi"]
-    rho = out.get("calibration_spearman")
+    flp, gold, human = vs_random("flipped"), vs_random("gold"), vs_random("human")
+    slope, rho, eq = out.get("dose_response_slope") or {}, out.get("calibration_spearman"), out.get("equivalence")
+    # t >= 4 (two-sided p about 0.016 on 4 df): human labels must stand clearly above coin flips before their gap
+    # can scale an equivalence margin. An interval (n >= 2) without a t means no spread, so t is infinite.
+    human_t4 = None if human is None else human["lo"] > 0 and (human["t"] is None or human["t"] >= 4)
     return {"at_least_5_seeds": out["n_seeds"] >= 5,  # the bar; fewer seeds give intervals too wide to calibrate
-            "random_gain_interval_contains_0": None if rnd is None else rnd["lo"] <= 0 <= rnd["hi"],
-            "flipped_below_base": None if flp is None else flp["hi"] < 0,
-            "gold_gain_above_random_disjoint": disjoint,
-            "calibration_spearman_at_least_0.8": None if rho is None else rho >= 0.8}
+            "flipped_below_random": None if flp is None else flp["hi"] < 0,
+            "gold_above_random": None if gold is None else gold["lo"] > 0,
+            "human_above_random_t4": human_t4,
+            "dose_response_slope_positive": None if slope.get("lo") is None else slope["lo"] > 0,
+            "calibration_spearman_at_least_0_9": None if rho is None else rho >= 0.9,
+            # margin = fraction x gap, so margin <= half the gap is fraction <= 0.5; compared as the fraction, since
+            # the rounded margin and gap could differ in the last digit.
+            "equivalence_margin_at_most_half_gap": None if not eq or eq["margin"] is None
+            else eq["margin_fraction"] <= 0.5}
+
+
+CHECK_LABELS = {"at_least_5_seeds": "at least 5 seeds", "flipped_below_random": "flipped below random",
+                "gold_above_random": "gold above random", "human_above_random_t4": "human above random with t ≥ 4",
+                "dose_response_slope_positive": "dose-response slope above 0",
+                "calibration_spearman_at_least_0_9": "calibration Spearman ≥ 0.9",
+                "equivalence_margin_at_most_half_gap": "equivalence margin ≤ half the human − random gap"}
+
+
+def check_label(name: str) -> str:
+    return CHECK_LABELS.get(name, name.replace("_", " "))
+
+
+def check_verdict(ok: bool | None) -> str:
+    """One check's outcome, the same words in the README's headline and in the report."""
+    return "not measurable yet" if ok is None else "yes" if ok else "NO"
 
 
 # --- the report ---------------------------------------------------------------------------------------------------
@@ -775,8 +900,58 @@ def plot_rows(out: dict) -> list[dict]:
             continue
         rows.append({"source": n, "kind": kind(n), "label_accuracy": s["label_accuracy"],
                      "gold_reward": s["gold_reward"]["mean"], "lo": s["gold_reward"]["lo"],
-                     "hi": s["gold_reward"]["hi"], "base": out["base"]["gold_reward"]["mean"]})
+                     "hi": s["gold_reward"]["hi"], "base": out["base"]["gold_reward"]["mean"],
+                     "minus_random": (s.get("minus_random") or {}).get("mean")})
     return rows
+
+
+def _with_t(c: dict | None) -> str:
+    return _cell(c) + (f" (t = {c['t']:.1f})" if c and c.get("t") is not None else "")
+
+
+def _ratio(g: dict) -> str:
+    """A PGR entry in words: its mean and Fieller interval, or why there is none."""
+    if g["mean"] is None:
+        return f"undefined ({g['note']})"
+    if g["lo"] is None:
+        return f"{g['mean']:.2f}, no bounded interval ({g['note']})"
+    return f"{g['mean']:.2f} [{g['lo']:.2f}, {g['hi']:.2f}]"
+
+
+def _floor_sentence(out: dict, made: str) -> str:
+    s, n = out["sources"], out["n_seeds"]
+    arms = ", ".join(f"`{name}` {_with_t(s[name]['minus_random'])}" for name in order(list(s))
+                     if (s[name].get("minus_random") or {}).get("mean") is not None)  # an arm that ran
+    return (f"Over {n} seed{'s' * (n != 1)} (each a whole pipeline run{made}; 95% t-intervals over seeds), each "
+            "target against the one aligned on coin flips (`random`: the same seed, D_u and test prompts), in gold "
+            f"reward, paired by seed: {arms}. The coin-flip target's own gain over the base is "
+            f"{_cell(s['random']['gain_vs_base'])}: DPO on labels that carry nothing still moves the policy (drift), "
+            "so the floor is that target, not the base.")
+
+
+def _equivalence_sentence(out: dict) -> str:
+    e, gap = out["equivalence"], out["sources"].get("human", {}).get("minus_random")
+    if e["margin"] is None:
+        return f"No equivalence of weak and human can be tested: {e['note']}."
+    tost = f"TOST p = {e['p']}" if e["p"] is not None else "TOST needs 2 seeds"
+    if e["note"]:  # the verdict must never let coin-flip-like labels pass as "equivalent to human"
+        t = "" if gap.get("t") is None else f", t = {gap['t']:.1f}"
+        return (f"Weak is not declared equivalent to human: {e['note']} (human − random: {_cell(gap)}{t}; "
+                f"{tost} within ±{e['margin']}, {e['margin_fraction']} of that gap).")
+    return (f"Equivalence within ±{e['margin']} ({e['margin_fraction']} of the human − random gap) is "
+            f"{'shown' if e['equivalent'] else 'not shown'} ({tost}).")
+
+
+def checks_verdict(checks: dict[str, bool | None]) -> str:
+    """What the checks allow, naming every check that fails or cannot be measured (README headline and report)."""
+    failed = [check_label(k) for k, v in checks.items() if v is False]
+    unknown = [check_label(k) for k, v in checks.items() if v is None]
+    if not failed and not unknown:
+        return "Every check holds, so the weak-vs-human contrast can be read."
+    parts = ([f"fails {len(failed)} of its {len(checks)} checks ({', '.join(failed)})"] if failed else []) + \
+        ([f"cannot measure {len(unknown)} yet ({', '.join(unknown)})"] if unknown else [])
+    return (f"This study {' and '.join(parts)}: until every check holds, no weak-vs-human claim should be read from "
+            "these numbers.")
 
 
 def headline(out: dict) -> str:
@@ -784,39 +959,30 @@ def headline(out: dict) -> str:
     s = out["sources"]
     if not out["n_seeds"]:
         return "The study has no finished seed yet: `make study` runs it (docs/STUDY.md)."
-    if "weak_minus_human" not in out:
-        return f"{out['n_seeds']} seeds finished; the study's sources lack `weak` or `human`, so there is no headline."
-    n, c = out["n_seeds"], out["checks"]
-
-    def gain(name: str) -> str:
-        return _cell(s[name]["gain_vs_base"]) if name in s else "–"
-
-    t, w = out["tost"], out["weak_minus_human"]
-    calibrated = all(v is True for v in c.values())
     made = f" of commit {', '.join(out['commits'])}" if out.get("commits") else ""
-    holm_p = "" if w.get("p_holm") is None else f" (Holm-adjusted p = {w['p_holm']})"
-    lines = [f"Over {n} seed{'s' * (n != 1)} (each a whole pipeline run{made}; 95% t-intervals over seeds), the target "
-             f"aligned on weak labels gains {gain('weak')} in gold reward over the base, the one aligned on human "
-             f"labels {gain('human')}, on gold labels {gain('gold')}, on coin flips {gain('random')}. "
-             f"Weak minus human, paired by seed: {_cell(w)}{holm_p}; "
-             f"equivalence within ±{t['margin']} is {'shown' if t['equivalent'] else 'not shown'} "
-             f"({'TOST p = ' + str(t['p']) if t['p'] is not None else 'TOST needs 2 seeds'}).",
-             *([f"To do as well as the human labels, gold labels with random errors would need an accuracy of "
-                f"{_cell(out['accuracy_to_match_human']).replace('+', '')} (the human labels' own: "
-                f"{s['human']['label_accuracy']}; the weak labels': {s['weak']['label_accuracy']})"
-                + ("; an interval reaching past 1.0, the most accurate labels can be, means the seeds do not bound "
-                   "it yet." if (out["accuracy_to_match_human"].get("hi") or 0) > 1 else ".")]
-               if (out.get("accuracy_to_match_human") or {}).get("mean") is not None else []),
-             "Calibration: " + "; ".join(f"{k.replace('_', ' ')}: "
-                                         f"{'not measurable yet' if v is None else 'yes' if v else 'NO'}"
-                                         for k, v in c.items()) + ". "
-             + ("The instrument ranks the calibration sources as it should, so the weak-vs-human contrast can be "
-                "read." if calibrated else "Until every check holds, no weak-vs-human claim should be read "
-                "from these numbers."),
-             f"What it does not show: this is one target model ({out.get('model')}) on one task (gold judge "
-             f"{out.get('judge')}); a seed redraws data and training but not the model or the task, so "
-             "nothing here transfers to other models, judges or data without running the study there. "
-             + machine_sentence(out)]
+    lines = [_floor_sentence(out, made) if "random" in s else
+             f"{out['n_seeds']} seeds finished; the study has no `random` arm, so no contrast against the floor."]
+    if "weak_minus_human" in out:
+        w = out["weak_minus_human"]
+        holm_p = "" if w.get("p_holm") is None else f" (Holm-adjusted p = {w['p_holm']})"
+        pgr_floor = (f"; the performance gap recovered against the floor, (weak − random) / (human − random): "
+                     f"{_ratio(out['pgr_random'])}" if "pgr_random" in out else "")
+        lines.append(f"Weak minus human, paired by seed: {_cell(w)}{holm_p}{pgr_floor}. {_equivalence_sentence(out)}")
+    else:
+        lines.append("The study's sources lack `weak` or `human`, so there is no weak-vs-human contrast.")
+    if (out.get("accuracy_to_match_human") or {}).get("mean") is not None:
+        lines.append(f"To do as well as the human labels, gold labels with random errors would need an accuracy of "
+                     f"{_cell(out['accuracy_to_match_human']).replace('+', '')} (the human labels' own: "
+                     f"{s['human']['label_accuracy']}; the weak labels': {s['weak']['label_accuracy']})"
+                     + ("; an interval reaching past 1.0, the most accurate labels can be, means the seeds do not "
+                        "bound it yet." if (out["accuracy_to_match_human"].get("hi") or 0) > 1 else "."))
+    c = out["checks"]
+    lines += ["Calibration: " + "; ".join(f"{check_label(k)}: {check_verdict(v)}" for k, v in c.items()) + ". "
+              + checks_verdict(c),
+              f"What it does not show: this is one target model ({out.get('model')}) on one task (gold judge "
+              f"{out.get('judge')}); a seed redraws data and training but not the model or the task, so "
+              "nothing here transfers to other models, judges or data without running the study there. "
+              + machine_sentence(out)]
     return "\n\n".join(lines)
 
 
@@ -900,32 +1066,40 @@ def markdown(out: dict, missing: list[str], stale: list[str], figure_name: str |
                   "`make study` runs them.", ""]
     if figure_name:
         lines += [f"![gold reward against label accuracy]({figure_name})", ""]
-    lines += ["| source | label accuracy | gold reward | gain vs base | p (Holm) | held-out pref. accuracy | "
-              "KL to start (nats) |",
-              "|---|---|---|---|---|---|---|",
-              f"| base | – | {_cell(out['base']['gold_reward'])} | – | – | – | – |"]
+    lines += ["| source | label accuracy | gold reward | gain vs base | p (Holm) | minus random [95%] | t; p (Holm) | "
+              "held-out pref. accuracy | KL to start (nats) | gold per nat |",
+              "|---" * 10 + "|",
+              f"| base | – | {_cell(out['base']['gold_reward'])} |" + " – |" * 7]
+
+    def num(x: float | None, fmt: str) -> str:
+        return "–" if x is None else format(x, fmt)
+
     for n in order(list(s)):
         x = s[n]
-        acc = "–" if x["label_accuracy"] is None else f"{x['label_accuracy']:.3f}"
-        p = x["gain_vs_base"].get("p_holm")
-        kl = "–" if x["kl_estimate"] is None else f"{x['kl_estimate']:.2f}"
-        ho = "–" if x.get("heldout_accuracy") is None else f"{x['heldout_accuracy']:.3f}"
-        lines.append(f"| {md(n)} | {acc} | {_cell(x['gold_reward'])} | {_cell(x['gain_vs_base'])} | "
-                     f"{'–' if p is None else f'{p:.3g}'} | {ho} | {kl} |")
-    lines.append("")
+        floor = x.get("minus_random")
+        test = "–" if floor is None else f"{num(floor.get('t'), '.2f')}; {num(floor.get('p_holm'), '.3g')}"
+        lines.append(f"| {md(n)} | {num(x['label_accuracy'], '.3f')} | {_cell(x['gold_reward'])} | "
+                     f"{_cell(x['gain_vs_base'])} | {num(x['gain_vs_base'].get('p_holm'), '.3g')} | {_cell(floor)} | "
+                     f"{test} | {num(x.get('heldout_accuracy'), '.3f')} | {num(x['kl_estimate'], '.2f')} | "
+                     f"{num(x.get('gold_per_nat'), '+.3f')} |")
+    lines += ["", "Minus random: the target against the one aligned on coin flips in the same seed (the floor). Gold "
+              "per nat: the mean gain over the base divided by the mean KL to the start, over seeds.", ""]
     if seed_rows:
         lines += ["## Per seed: gain over the base in gold reward", "", *seed_rows, ""]
     if "weak_minus_human" in out:
-        w, t = out["weak_minus_human"], out["tost"]
+        w, t, e = out["weak_minus_human"], out["tost"], out["equivalence"]
         lines += ["## Weak against human", "",
                   f"- weak − human, paired by seed: {_cell(w)}, p (Holm) = {w.get('p_holm')}",
-                  f"- equivalence (TOST, margin ±{t['margin']}): 90% interval [{t['lo90']}, {t['hi90']}], "
-                  f"p = {t['p']}: {'equivalent' if t['equivalent'] else 'not shown equivalent'}"]
-        for key, what in (("pgr", "human"), ("pgr_gold", "gold")):
+                  f"- equivalence (TOST, margin ±{e['margin']} = {e['margin_fraction']} × |human − random|): 90% "
+                  f"interval [{e['lo90']}, {e['hi90']}], p = {e['p']}: "
+                  f"{'equivalent' if e['equivalent'] else 'not shown equivalent'}"
+                  + (f" ({e['note']})" if e.get("note") else ""),
+                  f"- for comparison, TOST within the fixed margin ±{t['margin']} (`study.tost_margin`): 90% interval "
+                  f"[{t['lo90']}, {t['hi90']}], p = {t['p']}"]
+        for key, what in (("pgr_random", "human over the random floor"), ("pgr", "human over the base"),
+                          ("pgr_gold", "gold over the base")):
             if key in out:
-                g = out[key]
-                iv = f"[{g['lo']}, {g['hi']}]" if g["lo"] is not None else f"no bounded interval ({g['note']})"
-                lines.append(f"- performance gap recovered against {what}: {g['mean']} {iv}")
+                lines.append(f"- performance gap recovered against {what}: {_ratio(out[key])}")
         for n in order(list(s)):
             e = s[n].get("effective_accuracy")
             if e and e.get("mean") is not None:
@@ -939,10 +1113,13 @@ def markdown(out: dict, missing: list[str], stale: list[str], figure_name: str |
         lines.append("")
     lines += ["## Is the instrument calibrated?", "",
               f"Spearman(label accuracy, gold reward): {out['dose_response_spearman']} over every arm, "
-              f"{out['calibration_spearman']} over the calibration sources.", ""]
+              f"{out['calibration_spearman']} over the calibration sources. Least-squares slope of gold reward on "
+              f"label accuracy over the calibration sources, per seed: {_cell(out['dose_response_slope'])} "
+              f"({out['dose_response_slope']['n']} seeds).", ""]
     for check, ok in out["checks"].items():
-        lines.append(f"- {check.replace('_', ' ')}: {'not yet measurable' if ok is None else 'yes' if ok else 'NO'}")
-    lines += ["", "What this does not show: seeds here redraw the data and training of one small model on one "
+        lines.append(f"- {check_label(check)}: {check_verdict(ok)}")
+    lines += ["", checks_verdict(out["checks"]), ""]
+    lines += ["What this does not show: seeds here redraw the data and training of one small model on one "
               "sandbox task with a lexicon judge; an interval over few seeds is wide, a non-significant contrast is "
               "not evidence of no difference (only the TOST line can support \"matches\"), and nothing here "
               "transfers to other models, judges or data without running the study there.", ""]
