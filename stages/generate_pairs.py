@@ -5,6 +5,8 @@ source's own pairs of the training prompts are taken (jsonl / hf: --source-pairs
         --source-pairs data/source/pairs.jsonl --out data/pairs.jsonl --metrics metrics/pairs.json \
         --checkpoints checkpoints/generate_pairs
 
+With `generate_pairs.styles`, each response of a pair is sampled under its own instruction (two different styles
+per prompt, a seeded draw), so the pool holds quality differences; the pair keeps the plain prompt.
 Prompts whose two samples are empty or identical are sampled again (`generate_pairs.max_attempts` rounds); pairs
 still unusable are dropped and counted by reason in the metrics file. Finished batches are appended to
 --checkpoints; a killed run resumes after the last one with the same results.
@@ -15,6 +17,7 @@ import logging
 from weakalign import resume
 from weakalign.cli import seed_everything, stage
 from weakalign.io import read_jsonl, write_jsonl, write_metrics
+from weakalign.sandbox import steered, style_pairs
 from weakalign.schema import Pair, Prompt, response_problem
 
 log = logging.getLogger("weakalign.generate_pairs")
@@ -62,12 +65,22 @@ def main(args, params):
     work = resume.prepare(args.checkpoints, resume.fingerprint(
         "generate_pairs", g.model_dump(), params.base.seed, [p.model_dump() for p in prompts],
         resume.files_digest(args.model)))
+    # With styles, each response is sampled from its own policy (the prompt plus its style's instruction); the
+    # pair keeps the plain prompt. Without, the two responses are two samples of the plain prompt.
+    styles = dict(zip((p.id for p in prompts), style_pairs(len(prompts), len(g.styles), params.base.seed))) \
+        if g.styles else {}
     responses: dict[str, list[str]] = {}
     todo = prompts
     for attempt in range(g.max_attempts):
         partial = resume.BatchLog(work / f"round{attempt + 1}.jsonl")
-        samples = sample(model, tok, [p.prompt for p in todo], g, seed=params.base.seed + 7919 * attempt,
-                         n_samples=2, desc=f"pairs (round {attempt + 1})", partial=partial)
+        seed, desc = params.base.seed + 7919 * attempt, f"pairs (round {attempt + 1})"
+        if styles:
+            texts = [steered(p.prompt, g.styles[k]) for p in todo for k in styles[p.id]]
+            flat = sample(model, tok, texts, g, seed=seed, n_samples=1, desc=desc, partial=partial)
+            samples = [[flat[2 * i][0], flat[2 * i + 1][0]] for i in range(len(todo))]
+        else:
+            samples = sample(model, tok, [p.prompt for p in todo], g, seed=seed, n_samples=2, desc=desc,
+                             partial=partial)
         partial.close()
         for p, s in zip(todo, samples, strict=True):
             responses[p.id] = s
@@ -88,7 +101,10 @@ def main(args, params):
     if not pairs:
         raise ValueError("no usable pairs were generated")
     write_jsonl(args.out, pairs)
-    write_metrics(args.metrics, {"n_prompts": len(prompts), "n_pairs": len(pairs), "dropped": dropped})
+    # With styles, how often each was drawn into a kept pair: the pool's make-up, beside its size.
+    drawn = {f"style_{i}": sum(i in styles[p.id] for p in pairs) for i in range(len(g.styles))}
+    write_metrics(args.metrics, {"n_prompts": len(prompts), "n_pairs": len(pairs), "dropped": dropped,
+                                 **({"styles": drawn} if drawn else {})})
     resume.finish(args.checkpoints)
 
 

@@ -141,3 +141,39 @@ def test_the_cpu_scoring_patch_still_fits_trl():
         assert trl_utils._use_triton(torch.device("cpu")) is True
         with plain_trl():
             assert trl_utils._use_triton is original
+
+
+@pytest.mark.parametrize("use_peft", [False, True])
+def test_shared_reference_logps_equal_each_sources_own(tiny_dir, tmp_path, monkeypatch, use_peft):
+    """The `reference` stage's log-probs, oriented by a source's labels, are the numbers TRL's trainer would
+    precompute for that source itself (the same batches, with chosen and rejected swapped where the label says 2);
+    and a training that gets them does not score D_u again."""
+    from trl import DPOConfig, DPOTrainer
+
+    from weakalign.params import Lora
+    from weakalign.training import trainer_kwargs
+
+    tok = load_tokenizer(tiny_dir)
+    pairs = [(f"Rate item {i}.", "Good. " * (1 + i % 4) + f"{i}", "Bad" + " really" * (i % 3) + f" {i}.")
+             for i in range(11)]  # 11 pairs in batches of 4: a short last batch, and lengths that vary
+    cfg = DPO(per_device_train_batch_size=4, max_length=64, max_steps=1, warmup_steps=0, bf16=True)
+    lora = Lora(use_peft=use_peft, lora_target_modules=["q_proj", "v_proj"]) if use_peft else None
+    shared = dpo.reference_logps(load_model(tiny_dir), tok, pairs, cfg, seed=0, lora=lora)
+    labels = [1, 2, 2, 1, 2, 1, 1, 2, 2, 2, 1]
+    oriented = [(p, a, b) if c == 1 else (p, b, a) for (p, a, b), c in zip(pairs, labels)]
+    with __import__("tempfile").TemporaryDirectory() as tmp:
+        own = DPOTrainer(model=load_model(tiny_dir), processing_class=tok,
+                         args=DPOConfig(**{**trainer_kwargs(cfg, 0, tmp), "precompute_ref_log_probs": True}),
+                         train_dataset=dpo.preference_dataset(oriented),
+                         peft_config=dpo.lora_config(lora, "CAUSAL_LM") if lora else None).train_dataset
+    expected = [r if c == 1 else r[::-1] for r, c in zip(shared, labels)]
+    assert list(zip(own["ref_chosen_logps"], own["ref_rejected_logps"])) == expected
+    assert all(a != b for a, b in shared)  # the two responses differ, so a swap would show
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the reference log-probs were computed again")
+
+    monkeypatch.setattr(DPOTrainer, "_precompute_ref_logps", refuse)
+    _, summary = dpo.train(load_model(tiny_dir), tok, oriented, cfg, seed=0, live_dir=tmp_path / "live",
+                           work_dir=tmp_path / "work", model_id="tiny", lora=lora, ref_logps=expected)
+    assert summary["steps"] == 1

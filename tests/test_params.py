@@ -99,6 +99,9 @@ def test_paper_presets_are_the_papers_models_on_its_data_with_a_reward_model_gol
     (("paths", "report"), "r.md;touch pwned", "paths.report: Value error, 'r.md;touch pwned' holds ' ', ';'"),
     (("paths", "metrics"), "$(touch pwned)", "paths.metrics: Value error"),
     (("data", "path"), "data/prompts/all.jsonl", "data.path ('data/prompts/all.jsonl') is, or lies inside, paths."),
+    (("generate_pairs", "styles"), ["warm"], "generate_pairs.styles: Value error, needs at least two"),
+    (("generate_pairs", "styles"), ["", "warm", "warm"], "generate_pairs.styles: Value error, duplicates"),
+    (("generate_pairs", "styles"), ["", "a\x1b[2Jb"], "generate_pairs.styles: Value error, 'a\\x1b[2Jb' must be"),
 ])
 def test_bad_params_name_the_key(root, path, value, expect):
     raw = _raw(root)

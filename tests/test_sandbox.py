@@ -87,3 +87,70 @@ def test_requested_tone_round_trips_and_reads_only_the_instruction(root):
             requested_tone(row["prompt"])
     with pytest.raises(ValueError, match="Say it in a positive tone and in a negative tone"):
         requested_tone('Say it in a positive tone and in a negative tone: "x"')
+
+
+def test_style_pairs_draw_two_different_styles_in_a_seeded_coin_order():
+    from weakalign.sandbox import steered, style_pairs
+
+    draw = style_pairs(3000, 3, seed=0)
+    assert draw == style_pairs(3000, 3, seed=0) != style_pairs(3000, 3, seed=1)
+    assert all(a != b and {a, b} <= {0, 1, 2} for a, b in draw)
+    # Every unordered pair of styles, and each order of it, about equally often: the position carries no preference.
+    counts = Counter(draw)
+    assert len(counts) == 6 and all(abs(n - 500) < 100 for n in counts.values()), counts
+    assert steered("Finish this review:", "") == "Finish this review:"
+    assert steered("Finish this review:", "Be warm.") == "Finish this review: Be warm."
+
+
+def test_styles_are_refused_for_real_data(root):
+    import yaml
+
+    from weakalign.params import ParamsError, parse_params
+
+    raw = yaml.safe_load((root / "presets/hh-local.yaml").read_text())
+    raw["generate_pairs"]["styles"] = ["", "Be warm."]
+    with pytest.raises(ParamsError, match="generate_pairs.styles: only the sandbox samples its pairs"):
+        parse_params(raw)
+
+
+def test_generate_pairs_samples_each_response_under_its_style_and_keeps_the_plain_prompt(tmp_path, root, monkeypatch):
+    """The stage feeds each response's steered prompt to the sampler, and the pair (what every later stage sees)
+    keeps the plain prompt; the style counts land in the metrics. The sampler is replaced by one that echoes its
+    prompt, so the test reads which prompt each response was sampled from."""
+    import argparse
+    import importlib.util
+
+    import yaml
+
+    from weakalign import generation, models
+    from weakalign.io import read_jsonl as read
+    from weakalign.params import parse_params
+    from weakalign.sandbox import style_pairs
+    from weakalign.schema import Pair
+
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    styles = ["", "Be warm.", "Be harsh."]
+    raw["generate_pairs"]["styles"] = styles
+    params = parse_params(raw)
+    prompts = [{"id": f"p{i}", "prompt": f"Finish review {i}:"} for i in range(12)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(p) + "\n" for p in prompts))
+    monkeypatch.setattr(models, "load_model", lambda ref: None)
+    monkeypatch.setattr(models, "load_tokenizer", lambda ref: None)
+    monkeypatch.setattr(generation, "sample", lambda model, tok, texts, g, seed, n_samples, desc, partial:
+                        [[f"<{t}>"] * n_samples for t in texts])
+    spec = importlib.util.spec_from_file_location("generate_pairs_stage", root / "stages/generate_pairs.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    args = argparse.Namespace(model="unused", prompts=tmp_path / "train.jsonl", source_pairs=tmp_path / "none.jsonl",
+                              out=tmp_path / "pairs.jsonl", metrics=tmp_path / "pairs.json",
+                              checkpoints=tmp_path / "ckpt")
+    stage.main(args, params)
+    pairs = read(tmp_path / "pairs.jsonl", Pair)
+    draw = style_pairs(len(prompts), len(styles), params.base.seed)
+    for p, pair, (a, b) in zip(prompts, pairs, draw, strict=True):
+        assert pair.prompt == p["prompt"]
+        assert pair.response_1 == f"<{(p['prompt'] + ' ' + styles[a]).strip()}>"
+        assert pair.response_2 == f"<{(p['prompt'] + ' ' + styles[b]).strip()}>"
+    counts = json.loads((tmp_path / "pairs.json").read_text())["styles"]
+    assert sum(counts.values()) == 2 * len(prompts)
+    assert counts == {f"style_{i}": sum(i in d for d in draw) for i in range(3)}

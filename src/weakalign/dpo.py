@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+import tempfile
 from pathlib import Path
 
+import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import DPOConfig, DPOTrainer
@@ -19,7 +21,8 @@ from . import resume
 from .generation import chat_prompt
 from .params import DPO, Lora
 from .schema import Pair
-from .training import fit, tail_mean, trainer_kwargs
+from .models import lora_config
+from .training import fit, score_completions_only, tail_mean, trainer_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +32,46 @@ _STUCK_LOSS = 0.01
 _STUCK_MARGIN = 0.05
 
 
-def preference_dataset(triples: list[tuple[str, str, str]]) -> Dataset:
-    """(prompt, chosen, rejected) texts -> TRL's conversational preference format."""
-    return Dataset.from_list([
-        {"prompt": chat_prompt(p), "chosen": [{"role": "assistant", "content": c}],
-         "rejected": [{"role": "assistant", "content": r}]}
-        for p, c, r in triples
-    ])
+def preference_dataset(triples: list[tuple[str, str, str]],
+                       ref_logps: list[tuple[float, float]] | None = None) -> Dataset:
+    """(prompt, chosen, rejected) texts -> TRL's conversational preference format; with `ref_logps`, each row also
+    carries the reference's (log p(chosen), log p(rejected)) in TRL's own column names."""
+    rows = [{"prompt": chat_prompt(p), "chosen": [{"role": "assistant", "content": c}],
+             "rejected": [{"role": "assistant", "content": r}]} for p, c, r in triples]
+    for row, (chosen, rejected) in zip(rows, ref_logps or [], strict=ref_logps is not None):
+        row |= {"ref_chosen_logps": chosen, "ref_rejected_logps": rejected}
+    return Dataset.from_list(rows)
+
+
+class SharedReferenceDPOTrainer(DPOTrainer):
+    """TRL's DPOTrainer, except that a train dataset which already carries the reference log-probs is used as it
+    is instead of being scored again. The `reference` stage scores D_u once per seed for every feedback source:
+    the sources share the pairs, the start model and the batches, and differ only in which response is chosen."""
+
+    def _precompute_ref_logps(self, dataset: Dataset, name: str, batch_size: int) -> Dataset:
+        if {"ref_chosen_logps", "ref_rejected_logps"} <= set(dataset.column_names):
+            return dataset
+        return super()._precompute_ref_logps(dataset, name, batch_size)
+
+
+def reference_logps(model: PreTrainedModel, tok: PreTrainedTokenizerBase, triples: list[tuple[str, str, str]],
+                    dpo: DPO, seed: int, lora: Lora | None = None) -> list[tuple[float, float]]:
+    """The reference's log-probs of both responses of each (prompt, y_1, y_2), exactly as TRL's DPOTrainer
+    precomputes them before training with these settings (its tokenization, collator, batches and autocast):
+    the trainer is built as `train` builds it, which scores the dataset, and its columns are read back."""
+    _check_room(tok, triples, dpo.max_length)
+    score_completions_only()
+    torch.manual_seed(seed)
+    peft = lora_config(lora, "CAUSAL_LM") if lora is not None and lora.use_peft else None
+    with tempfile.TemporaryDirectory(prefix="weakalign-reference-") as tmp:
+        args = DPOConfig(**{**trainer_kwargs(dpo, seed, tmp), "precompute_ref_log_probs": True})
+        trainer = DPOTrainer(model=model, args=args, train_dataset=preference_dataset(triples),
+                             processing_class=tok, peft_config=peft)
+        ds = trainer.train_dataset
+        if len(ds) != len(triples):
+            raise ValueError(f"{len(triples) - len(ds)} pairs have a prompt longer than align.dpo.max_length="
+                             f"{dpo.max_length}")
+        return list(zip(ds["ref_chosen_logps"], ds["ref_rejected_logps"], strict=True))
 
 
 def _check_room(tok: PreTrainedTokenizerBase, triples: list[tuple[str, str, str]], max_length: int | None) -> None:
@@ -96,13 +132,15 @@ def _shared(ds: Dataset, work: Path) -> Dataset:
 
 def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, triples: list[tuple[str, str, str]], dpo: DPO,
           seed: int, live_dir: str | Path, work_dir: str | Path, model_id: str,
-          lora: Lora | None = None) -> tuple[PreTrainedModel, dict]:
+          lora: Lora | None = None, ref_logps: list[tuple[float, float]] | None = None) -> tuple[PreTrainedModel, dict]:
     """DPO-train `model` (in place) on the triples; return it and a summary for the metrics.
 
     The reference is the model as it is before training: with `precompute_ref_log_probs` TRL scores every pair
     with it once up front; otherwise it gets an untouched copy. With `lora.use_peft`, TRL wraps the model in LoRA
     adapters and the reference is the same model with the adapter switched off (no copy); the returned model is
-    then a PEFT model, which `models.save_model` writes as an adapter. Checkpoints go to `work_dir`; if it holds one
+    then a PEFT model, which `models.save_model` writes as an adapter. `ref_logps` (the reference's log-probs of
+    each triple's chosen and rejected response, from `reference_logps`) are used instead of TRL's precomputation,
+    where `precompute_ref_log_probs` is on; they are ignored otherwise. Checkpoints go to `work_dir`; if it holds one
     from a killed run of the same inputs (`model_id` identifies the starting weights), training resumes from
     it and the dvclive curves are replayed from its log history. The caller deletes `work_dir` when done.
     """
@@ -120,9 +158,10 @@ def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, triples: list[tu
             log.warning("max_length %s: %d pairs dropped, %d truncated", dpo.max_length,
                         counts["n_train_pairs_dropped_too_long"], counts["n_train_pairs_truncated"])
 
-    run = fit(DPOTrainer, "dpo", dpo, DPOConfig, seed, triples, model_id, work_dir, live_dir, model=model, lora=lora,
-              prepare=lambda work: _shared(preference_dataset(triples), work), check=check, ref_model=ref,
-              processing_class=tok)
+    shared = ref_logps if dpo.precompute_ref_log_probs else None
+    run = fit(SharedReferenceDPOTrainer, "dpo", dpo, DPOConfig, seed, triples, model_id, work_dir, live_dir,
+              model=model, lora=lora, prepare=lambda work: _shared(preference_dataset(triples, shared), work),
+              check=check, ref_model=ref, processing_class=tok)
     summary = summarize(run.history, run.metrics, counts) | {"steps": run.steps}
     return run.trainer.model, {**summary, "num_processes": run.trainer.args.world_size,
                                "resumed_from_step": run.resumed_from_step}

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from .trl_config import LORA_FIELDS, TRLSection, hint, section
 
@@ -90,6 +91,7 @@ class Paths(_Section):
     annotated: SafePath = "data/annotated.jsonl"
     labeled: SafePath = "data/split/labeled.jsonl"
     unlabeled: SafePath = "data/split/unlabeled.jsonl"
+    reference: SafePath = "data/reference.jsonl"  # the targets' reference log-probs of D_u, shared by every source
     sft_target: SafePath = "models/sft/target"  # sft: the target's starting point (a note only, unless sft.enabled)
     sft_weak: SafePath = "models/sft/weak"  # sft: the weak LLM's, when train_weak.model is not `base`
     weak_model: SafePath = "models/weak"
@@ -213,10 +215,28 @@ class Generation(_Section):
 
 
 class GeneratePairs(Generation):
+    styles: list[str] = Field(
+        default_factory=list, max_length=16, description="Sampling policies of the sandbox's response pool, as "
+        "instructions appended to the prompt when sampling only (every later stage sees the plain prompt); `\"\"` "
+        "is the plain prompt. Each prompt's two responses come from two different styles, a seeded draw, so the "
+        "pool holds real quality differences (as UltraFeedback samples several models). Empty: two samples of the "
+        "plain prompt. Needs `data.source: sandbox`.")
     max_attempts: int = Field(
         3, ge=1, description="Sampling rounds for prompts whose two responses came out empty or identical; pairs "
         "still unusable after that are dropped and counted in metrics/pairs.json.",
     )
+
+    @field_validator("styles")
+    @classmethod
+    def _styles(cls, styles: list[str]) -> list[str]:
+        if len(set(styles)) != len(styles):
+            raise ValueError(f"duplicates in {styles}")
+        if len(styles) == 1:
+            raise ValueError(f"needs at least two different styles (a pair draws two), got {styles}")
+        for style in styles:
+            if len(style) > 300 or not style.isprintable():
+                raise ValueError(f"{style[:40]!r} must be printable and at most 300 characters")
+        return styles
 
 
 class Judge(_Section):
@@ -506,6 +526,8 @@ class Params(_Section):
         gold_based = [s for s in self.align.sources if s in ("gold", "flipped") or NOISY_GOLD.fullmatch(s)]
         if self.judge.name == "none" and gold_based:
             raise ValueError(f"align.sources: {gold_based[0]!r} needs a gold judge, and judge.name is 'none'")
+        if self.generate_pairs.styles and self.data.source != "sandbox":
+            raise ValueError("generate_pairs.styles: only the sandbox samples its pairs; real data brings its own")
         for source, section in (("rm", self.label_rm), ("judge", self.label_judge)):
             if source in self.align.sources and not section.enabled:
                 raise ValueError(f"align.sources: '{source}' needs its labels; set label_{source}.enabled: true")

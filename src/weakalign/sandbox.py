@@ -110,3 +110,15 @@ def make_tone_prompts(n: int, seed: int) -> list[dict]:
         o = o[0].upper() + o[1:]
         rows.append({"id": f"p{i:04d}", "prompt": template.format(o=o, k=kind, t=requested)})
     return rows
+
+
+def style_pairs(n: int, n_styles: int, seed: int) -> list[tuple[int, int]]:
+    """For each of `n` prompts, two different style indices out of `n_styles` (generate_pairs.styles), in a seeded
+    random order: which style is response_1 is a coin, so the position carries no preference."""
+    rng = random.Random(f"styles:{seed}")
+    return [tuple(rng.sample(range(n_styles), 2)) for _ in range(n)]
+
+
+def steered(prompt: str, style: str) -> str:
+    """The prompt a response is sampled from under `style`: the instruction after the prompt ("" keeps it plain)."""
+    return f"{prompt} {style}" if style else prompt

@@ -5,6 +5,7 @@ Files between stages (see docs/ARCHITECTURE.md):
 - pairs (`data/pairs.jsonl`, `data/annotated.jsonl`, `data/split/*.jsonl`): :class:`Pair`
 - labels (`data/labels/weak.jsonl`, `data/labels/rm.jsonl`): :class:`WeakLabel`; `data/labels/judge.jsonl`:
   :class:`JudgeLabel`; feedback (`data/feedback/<source>.jsonl`): :class:`Preference`
+- the targets' reference log-probs of D_u (`data/reference.jsonl`): :class:`ReferenceLogps`
 """
 
 from __future__ import annotations
@@ -145,6 +146,15 @@ class JudgeLabel(_Row):
     log_odds_21: float | None  # the same with response_2 shown as A
     margin: float | None  # (log_odds_12 - log_odds_21) / 2: > 0 favours response_1 in both orders on average
     label: Literal[1, 2] | None  # the response both orders prefer; None where they disagree (a tie) or too long
+
+
+class ReferenceLogps(_Row):
+    """The targets' reference (their start model) log-probs of one D_u pair's two responses, as TRL's DPOTrainer
+    precomputes them (`reference` stage); every `align@` stage reads them instead of scoring D_u again."""
+
+    pair_id: str
+    logp_1: float = Field(allow_inf_nan=False)
+    logp_2: float = Field(allow_inf_nan=False)
 
 
 class Preference(_Row):
