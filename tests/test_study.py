@@ -155,14 +155,13 @@ def test_contrasts_against_the_random_floor_by_hand():
     assert rows["human"]["minus_random"] == 0.4 and rows["random"]["minus_random"] is None
 
 
-def test_random_labels_never_pass_as_equivalent_to_human(monkeypatch):
+def test_random_labels_never_pass_as_equivalent_to_human():
     """Five seeds on which human labels do no better than coin flips (human - random 0.1, -0.1, 0.05, -0.05, 0.03)
     and weak labels match human to 0.001: TOST within a margin drawn from that gap passes, but the gap's interval
     contains 0, so no equivalence is declared; flipped is no lower than random; the margin is 0.8 of the gap."""
     from scipy import stats
 
-    monkeypatch.setattr(study, "EQUIVALENCE_MARGIN_FRACTION", 0.8)
-    p = _params(seeds=[0, 1, 2, 3, 4])
+    p = _params(seeds=[0, 1, 2, 3, 4], equivalence_margin_fraction=0.8)
     noise = [0.1, -0.1, 0.05, -0.05, 0.03]  # human - random
     close = [0.001, -0.001, 0.0, 0.001, -0.001]  # weak - human
     flat = [0.02, -0.02, 0.01, -0.01, -0.005]  # flipped - random
@@ -199,6 +198,14 @@ def test_random_labels_never_pass_as_equivalent_to_human(monkeypatch):
         "gold_above_random", "flipped_below_random", "human_above_random_t4", "dose_response_slope_positive",
         "calibration_spearman_at_least_0_9", "equivalence_margin_at_most_half_gap"}
     assert "cannot measure 6 yet" in study.headline(out)
+
+
+def test_the_equivalence_margin_fraction_lies_in_0_to_1():
+    assert _params(equivalence_margin_fraction=1).study.equivalence_margin_fraction == 1.0
+    assert Params().study.equivalence_margin_fraction == 0.5
+    for bad in (0, -0.1, 1.01, float("nan")):
+        with pytest.raises(Exception, match="equivalence_margin_fraction"):
+            _params(equivalence_margin_fraction=bad)
 
 
 def test_a_teacher_run_that_drew_other_data_is_left_out_of_the_paired_figures():

@@ -463,7 +463,13 @@ class Study(_Section):
         "embedded:smollm2@layers=8}` or `dl_32: {split.n_labeled: 32}`); reported as `weak@<name>`.")
     tost_margin: float = Field(0.1, gt=0, allow_inf_nan=False, description="Equivalence margin of weak against "
                                "human in gold-reward units: TOST declares them equivalent when the 90% interval of "
-                               "the per-seed difference lies within +-margin.")
+                               "the per-seed difference lies within +-margin. Kept for comparison: the report's "
+                               "verdict is `equivalence_margin_fraction`'s.")
+    equivalence_margin_fraction: float = Field(
+        0.5, gt=0, le=1, allow_inf_nan=False, description="Equivalence margin of weak against human as a share of "
+        "the human labels' own gain over coin flips (|mean human - random|, paired by seed): a fixed margin in "
+        "gold-reward units can exceed what human labels add at all, so that random labels would pass as "
+        "'equivalent to human'. No equivalence is declared while human - random's interval is not above 0.")
     alpha: float = Field(0.05, gt=0, lt=0.5, description="Level of every test (Holm-adjusted over the family).")
 
     @model_validator(mode="after")

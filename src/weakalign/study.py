@@ -548,19 +548,13 @@ def _versus_random(out: dict, arms: dict) -> tuple[list[tuple[tuple, float | Non
     return family, raw
 
 
-# The equivalence margin as a share of |human - random|. To become `study.equivalence_margin_fraction` (validated in
-# (0, 1]) with the next change to the pipeline's code: params.py is hashed into every run's digest, so adding the
-# key alone would make every committed run stale. Read from params once the key exists.
-EQUIVALENCE_MARGIN_FRACTION = 0.5
-
-
 def _equivalence(diffs: list[float], gap: dict | None, st) -> dict:
     """TOST of weak - human (`diffs`, paired by seed) within +-margin, the margin a share
-    (EQUIVALENCE_MARGIN_FRACTION) of what human labels add over coin flips, |mean human - random|
+    (`study.equivalence_margin_fraction`) of what human labels add over coin flips, |mean human - random|
     (`gap`, a paired_contrast): "as good as human" is read on the scale of human's own effect. Where that gap's
     interval is not above 0 the margin measures nothing, and random labels could pass as "equivalent to human":
     then `equivalent` is False and `note` says why."""
-    frac = getattr(st, "equivalence_margin_fraction", EQUIVALENCE_MARGIN_FRACTION)
+    frac = st.equivalence_margin_fraction
     out = {"margin_fraction": frac, "margin": None, "lo90": None, "hi90": None, "p": None, "equivalent": False}
     if gap is None or gap["mean"] is None:
         return out | {"note": "no human − random contrast (needs the human and random arms)"}
