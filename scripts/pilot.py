@@ -1,0 +1,123 @@
+"""The design pilot (docs/STUDY.md, "The pilot"): a grid of sandbox designs over seeds, each cell one `dvc repro`
+of a scratch clone with its params changed, its numbers appended to a JSONL file.
+
+    python scripts/pilot.py teacher --seeds 0,1,2 --out study/pilot/teacher.jsonl   # up to `compare`: label accuracy
+    python scripts/pilot.py target --seeds 0,1,2 --out study/pilot/target.jsonl    # the whole pipeline: gold reward
+
+The clone (`--work`, default /tmp/weakalign-pilot) is made from the committed HEAD with its own DVC cache, so
+DVC's run cache serves every stage two cells share (a seed's pairs across D_l sizes, say) and nothing here touches
+the workspace. Cells already in `--out` are skipped, so a killed pilot continues. Each cell is a design (a dict
+of params overrides, `key.path: value`) and a seed; the cell's wall time is recorded beside its numbers, so the
+table says what each design costs on the machine that ran it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from weakalign.study import machine
+
+ROOT = Path(__file__).resolve().parents[1]
+STYLES = ["", "Write it in a warm, enthusiastic tone.", "Write it in a harsh, critical tone."]
+# 472 training prompts (600 less 128 test): D_u 192 first, D_l from the rest.
+SIZES = {"holdout.n_train": 472, "split.n_unlabeled": 192}
+TEACHER = {
+    "plain_dl256_e1": {**SIZES, "split.n_labeled": 256, "train_weak.dpo.num_train_epochs": 1},
+    "styles_dl64_e2": {**SIZES, "generate_pairs.styles": STYLES, "split.n_labeled": 64},
+    "styles_dl256_e1": {**SIZES, "generate_pairs.styles": STYLES, "split.n_labeled": 256,
+                        "train_weak.dpo.num_train_epochs": 1},
+    "styles_dl256_e1_layers8": {**SIZES, "generate_pairs.styles": STYLES, "split.n_labeled": 256,
+                                "train_weak.dpo.num_train_epochs": 1, "train_weak.model": "base@layers=8"},
+}
+TARGET = {
+    "styles_dl256_e1": {**TEACHER["styles_dl256_e1"], "align.sources": ["gold", "human", "weak", "random"]},
+}
+
+
+def cell_params(base: dict, overrides: dict, seed: int) -> dict:
+    out = json.loads(json.dumps(base))
+    for key, value in {**overrides, "base.seed": seed}.items():
+        node = out
+        *path, last = key.split(".")
+        for k in path:
+            node = node[k]
+        if last not in node:
+            raise KeyError(f"{key}: not a key of params.yaml")
+        node[last] = value
+    return out
+
+
+def numbers(work: Path, grid: str) -> dict:
+    def read(name: str) -> dict:
+        return json.loads((work / "metrics" / name).read_text())
+
+    fb, ann = read("feedback.json"), read("annotate.json")
+    row = {"acc_weak": fb["accuracy_weak_vs_gold"], "acc_weak_lo": fb["accuracy_weak_vs_gold_lo"],
+           "acc_weak_hi": fb["accuracy_weak_vs_gold_hi"], "acc_human": fb["accuracy_human_vs_gold"],
+           "agreement": fb["agreement_weak_human"], "n_labeled": fb["n_labeled"], "n_unlabeled": fb["n_unlabeled"],
+           "mean_abs_gold_gap": ann["mean_abs_gold_gap"],
+           "teacher_final_loss": read("train_weak.json").get("final_loss")}
+    if grid == "target":
+        al = read("alignment.json")
+        row["gold_reward"] = {m: v["gold_reward_mean"] for m, v in al.items() if isinstance(v, dict)
+                              and "gold_reward_mean" in v}
+        row["gold_reward_sem"] = {m: v["gold_reward_sem"] for m, v in al.items() if isinstance(v, dict)
+                                  and "gold_reward_sem" in v}
+        row["kl"] = {m: v.get("kl_estimate") for m, v in al.items() if isinstance(v, dict) and "kl_estimate" in v}
+        row["heldout_accuracy"] = {m: v.get("heldout_accuracy") for m, v in al.items()
+                                   if isinstance(v, dict) and "heldout_accuracy" in v}
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("grid", choices=["teacher", "target"])
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--designs", default=None, help="comma-separated names (default: every design of the grid)")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/weakalign-pilot"))
+    args = ap.parse_args(argv)
+    designs = TEACHER if args.grid == "teacher" else TARGET
+    names = args.designs.split(",") if args.designs else list(designs)
+    work = args.work
+    if not work.exists():
+        subprocess.run(["git", "clone", "-q", str(ROOT), str(work)], check=True)
+        subprocess.run(["dvc", "config", "--local", "cache.dir", str(work) + "-cache"], cwd=work, check=True)
+    base = yaml.safe_load((work / "params.yaml").read_text())
+    done = set()
+    if args.out.exists():
+        done = {(r["design"], r["seed"]) for r in map(json.loads, args.out.read_text().splitlines())}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    target = ["compare"] if args.grid == "teacher" else []
+    for seed in map(int, args.seeds.split(",")):
+        for name in names:
+            if (name, seed) in done:
+                continue
+            (work / "params.yaml").write_text(yaml.safe_dump(cell_params(base, designs[name], seed), sort_keys=False))
+            t = time.time()
+            res = subprocess.run(["dvc", "repro", *target], cwd=work, capture_output=True, text=True)
+            if res.returncode:
+                print(f"{name} seed {seed}: failed\n{res.stderr[-3000:]}", file=sys.stderr)
+                return 1
+            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=work, capture_output=True,
+                                    text=True).stdout.strip()
+            row = {"design": name, "seed": seed, "wall_s": round(time.time() - t), "cpu": machine()["cpu"],
+                   "commit": commit, **numbers(work, args.grid)}
+            with args.out.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(json.dumps(row), flush=True)
+    (work / "params.yaml").write_text(yaml.safe_dump(base, sort_keys=False))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("WEAKALIGN_LOG", "WARNING")
+    raise SystemExit(main())

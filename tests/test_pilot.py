@@ -1,0 +1,34 @@
+"""scripts/pilot.py: a design cell is params.yaml with its overrides and seed, and every design of the grid is
+a valid params file (a typo would otherwise fail an hour into the pilot)."""
+
+import importlib.util
+
+import pytest
+import yaml
+
+from weakalign.params import parse_params
+
+
+@pytest.fixture(scope="module")
+def pilot(root):
+    spec = importlib.util.spec_from_file_location("pilot", root / "scripts/pilot.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_cell_is_params_yaml_with_its_overrides_and_seed(pilot, root):
+    base = yaml.safe_load((root / "params.yaml").read_text())
+    cell = pilot.cell_params(base, {"split.n_labeled": 256, "generate_pairs.styles": ["", "Be warm."]}, seed=3)
+    assert cell["split"]["n_labeled"] == 256 and cell["base"]["seed"] == 3
+    assert cell["generate_pairs"]["styles"] == ["", "Be warm."]
+    assert base["split"]["n_labeled"] != 256 and base["generate_pairs"]["styles"] == []  # the base is not changed
+    with pytest.raises(KeyError, match="split.n_labled: not a key"):
+        pilot.cell_params(base, {"split.n_labled": 1}, seed=0)
+
+
+@pytest.mark.parametrize("grid", ["TEACHER", "TARGET"])
+def test_every_design_is_a_valid_params_file(pilot, root, grid):
+    base = yaml.safe_load((root / "params.yaml").read_text())
+    for name, design in getattr(pilot, grid).items():
+        parse_params(pilot.cell_params(base, design, seed=0), f"{grid} {name}")
