@@ -27,11 +27,14 @@ from weakalign.study import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 STYLES = ["", "Write it in a warm, enthusiastic tone.", "Write it in a harsh, critical tone."]
-# 472 training prompts (600 less 128 test): D_u 192 first, D_l from the rest.
+# 472 training prompts (600 less 128 test): D_u 192 first, D_l from the rest. Every design names each key it
+# varies, so a cell means the same after params.yaml took styles_dl256_e1 as its default.
 SIZES = {"holdout.n_train": 472, "split.n_unlabeled": 192}
 TEACHER = {
-    "plain_dl256_e1": {**SIZES, "split.n_labeled": 256, "train_weak.dpo.num_train_epochs": 1},
-    "styles_dl64_e2": {**SIZES, "generate_pairs.styles": STYLES, "split.n_labeled": 64},
+    "plain_dl256_e1": {**SIZES, "generate_pairs.styles": [], "split.n_labeled": 256,
+                       "train_weak.dpo.num_train_epochs": 1},
+    "styles_dl64_e2": {**SIZES, "generate_pairs.styles": STYLES, "split.n_labeled": 64,
+                       "train_weak.dpo.num_train_epochs": 2},
     "styles_dl256_e1": {**SIZES, "generate_pairs.styles": STYLES, "split.n_labeled": 256,
                         "train_weak.dpo.num_train_epochs": 1},
     "styles_dl256_e1_layers8": {**SIZES, "generate_pairs.styles": STYLES, "split.n_labeled": 256,

@@ -237,13 +237,19 @@ def test_sandbox_judges_need_sandbox_data(root, judge):
 
 
 def test_tone_preset_is_params_yaml_with_the_tone_task(root):
-    """presets/tone.yaml differs from params.yaml only in the judge, its prompts and its study: the calibration
-    check over at least three seeds (keep them in step)."""
+    """presets/tone.yaml differs from params.yaml only in the judge, its prompts, its study (the calibration
+    check over at least three seeds) and the sandbox design that study ran on (keep the rest in step)."""
     preset, raw = yaml.safe_load((root / "presets/tone.yaml").read_text()), _raw(root)
     assert (preset["judge"]["name"], preset["data"]["path"]) == ("tone", "data/raw/tone_prompts.jsonl")
     assert {"gold", "random", "flipped"} <= set(preset["study"]["sources"]) and len(preset["study"]["seeds"]) >= 3
     preset["judge"]["name"], preset["data"]["path"] = raw["judge"]["name"], raw["data"]["path"]
     preset["study"] = raw["study"]
+    assert (preset["generate_pairs"]["styles"], preset["holdout"]["n_train"], preset["split"]["n_labeled"],
+            preset["split"]["n_unlabeled"], preset["train_weak"]["dpo"]["num_train_epochs"]) == ([], 160, 64, 96, 2)
+    preset["generate_pairs"]["styles"] = raw["generate_pairs"]["styles"]
+    preset["holdout"]["n_train"] = raw["holdout"]["n_train"]
+    preset["split"] = raw["split"]
+    preset["train_weak"]["dpo"]["num_train_epochs"] = raw["train_weak"]["dpo"]["num_train_epochs"]
     assert preset == raw
 
 
@@ -429,3 +435,15 @@ def test_every_params_key_a_stage_reads_is_in_its_dvc_params(root):
         for key in sorted(reads):
             assert any(key == d or key.startswith(d + ".") for d in declared), \
                 f"dvc.yaml stage {name}: stages/{script}.py reads params {key}, not in its params {declared}"
+
+
+def test_styles_default_is_the_sandboxs_and_left_unset_means_none_for_real_data(root):
+    """The default pool is styled (the pilot's design); a real-data params file that does not name
+    `generate_pairs.styles` gets no styles, one that sets them is refused naming the key."""
+    raw = yaml.safe_load((root / "presets/hh-local.yaml").read_text())
+    del raw["generate_pairs"]["styles"]
+    assert parse_params(raw).generate_pairs.styles == []
+    raw["generate_pairs"]["styles"] = ["", "Be brief."]
+    with pytest.raises(ParamsError, match="generate_pairs.styles"):
+        parse_params(raw)
+    assert len(parse_params(_raw(root)).generate_pairs.styles) == 3

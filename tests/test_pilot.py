@@ -19,10 +19,19 @@ def pilot(root):
 
 def test_a_cell_is_params_yaml_with_its_overrides_and_seed(pilot, root):
     base = yaml.safe_load((root / "params.yaml").read_text())
-    cell = pilot.cell_params(base, {"split.n_labeled": 256, "generate_pairs.styles": ["", "Be warm."]}, seed=3)
-    assert cell["split"]["n_labeled"] == 256 and cell["base"]["seed"] == 3
+    cell = pilot.cell_params(base, {"split.n_labeled": 8, "generate_pairs.styles": ["", "Be warm."]}, seed=3)
+    assert cell["split"]["n_labeled"] == 8 and cell["base"]["seed"] == 3
     assert cell["generate_pairs"]["styles"] == ["", "Be warm."]
-    assert base["split"]["n_labeled"] != 256 and base["generate_pairs"]["styles"] == []  # the base is not changed
+    assert base["split"]["n_labeled"] != 8 and base["generate_pairs"]["styles"] != ["", "Be warm."]  # not changed
+
+
+def test_the_default_is_the_chosen_design_and_every_design_names_what_it_varies(pilot, root):
+    """params.yaml is styles_dl256_e1 (the pilot's choice); each design sets every key any design varies, so a
+    cell's params do not depend on the default of the day."""
+    base = yaml.safe_load((root / "params.yaml").read_text())
+    assert pilot.cell_params(base, pilot.TEACHER["styles_dl256_e1"], 0) == base
+    varied = set().union(*pilot.TEACHER.values()) - {"train_weak.model"}
+    assert all(varied <= set(d) for d in pilot.TEACHER.values())
     with pytest.raises(KeyError, match="split.n_labled: not a key"):
         pilot.cell_params(base, {"split.n_labled": 1}, seed=0)
 

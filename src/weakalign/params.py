@@ -199,7 +199,7 @@ class Data(_Section):
 
 class Holdout(_Section):
     n_test: int = Field(128, ge=1, description="Prompts held out for evaluation; never seen in training or labeling.")
-    n_train: int | None = Field(160, ge=2, description="Training prompts kept (a seeded sample of the rest); null "
+    n_train: int | None = Field(472, ge=2, description="Training prompts kept (a seeded sample of the rest); null "
                                 "keeps all. Each becomes one response pair.")
 
 
@@ -216,7 +216,8 @@ class Generation(_Section):
 
 class GeneratePairs(Generation):
     styles: list[str] = Field(
-        default_factory=list, max_length=16, description="Sampling policies of the sandbox's response pool, as "
+        default_factory=lambda: ["", "Write it in a warm, enthusiastic tone.", "Write it in a harsh, critical tone."],
+        max_length=16, description="Sampling policies of the sandbox's response pool, as "
         "instructions appended to the prompt when sampling only (every later stage sees the plain prompt); `\"\"` "
         "is the plain prompt. Each prompt's two responses come from two different styles, a seeded draw, so the "
         "pool holds real quality differences (as UltraFeedback samples several models). Empty: two samples of the "
@@ -283,14 +284,14 @@ class Annotate(_Section):
 
 
 class Split(_Section):
-    n_labeled: int | None = Field(64, ge=1, description="Pairs in D_l, which keeps its human labels and trains the "
+    n_labeled: int | None = Field(256, ge=1, description="Pairs in D_l, which keeps its human labels and trains the "
                                   "weak teacher. Set it or `labeled_fraction`, not both.")
     labeled_fraction: float | None = Field(
         None, gt=0, lt=1, description="D_l as a share of all pairs, in (0, 1) (the paper's labeled fraction, e.g. "
         "0.125); rounded to whole pairs. Set it or `n_labeled`, not both.",
     )
     n_unlabeled: int | None = Field(
-        96, ge=1, description="Pairs in D_u, labeled by the weak teacher; null takes every remaining pair."
+        192, ge=1, description="Pairs in D_u, labeled by the weak teacher; null takes every remaining pair."
     )
 
     @model_validator(mode="after")
@@ -458,8 +459,9 @@ class Study(_Section):
                                 "(e.g. cheaper training). With teachers that change `split`, set "
                                 "`split.n_unlabeled` so D_u is the same for every teacher.")
     teachers: dict[str, dict[str, Any]] = Field(
-        {"layers_8": {"train_weak.model": "base@layers=8"},
-         "dl_16": {"split.n_labeled": 16, "split.labeled_fraction": None}}, description="Extra weak teachers, name -> params (e.g. `layers_8: {train_weak.model: "
+        {"dl_16": {"split.n_labeled": 16, "split.labeled_fraction": None},
+         "dl_64": {"split.n_labeled": 64, "split.labeled_fraction": None},
+         "layers_8": {"train_weak.model": "base@layers=8"}}, description="Extra weak teachers, name -> params (e.g. `layers_8: {train_weak.model: "
         "embedded:smollm2@layers=8}` or `dl_32: {split.n_labeled: 32}`); reported as `weak@<name>`.")
     tost_margin: float = Field(0.1, gt=0, allow_inf_nan=False, description="Equivalence margin of weak against "
                                "human in gold-reward units: TOST declares them equivalent when the 90% interval of "
@@ -533,7 +535,10 @@ class Params(_Section):
         if self.judge.name == "none" and gold_based:
             raise ValueError(f"align.sources: {gold_based[0]!r} needs a gold judge, and judge.name is 'none'")
         if self.generate_pairs.styles and self.data.source != "sandbox":
-            raise ValueError("generate_pairs.styles: only the sandbox samples its pairs; real data brings its own")
+            if "styles" in self.generate_pairs.model_fields_set:
+                raise ValueError("generate_pairs.styles: only the sandbox samples its pairs; real data brings its own")
+            # Left unset: the sandbox's default pool means nothing for real data (sections are frozen once built).
+            object.__setattr__(self.generate_pairs, "styles", [])
         for source, section in (("rm", self.label_rm), ("judge", self.label_judge)):
             if source in self.align.sources and not section.enabled:
                 raise ValueError(f"align.sources: '{source}' needs its labels; set label_{source}.enabled: true")
