@@ -11,39 +11,16 @@ Exit 0 when all are identical, 1 otherwise, listing what differs.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 from pathlib import Path
 
-TIMINGS = ("seconds", "seconds_per_1000_pairs", "train_runtime_s", "resumed_from_step")
-
-
-def _strip(d):
-    return {k: _strip(v) if isinstance(v, dict) else v for k, v in d.items()
-            if not any(k == t or k.endswith("_" + t) for t in TIMINGS)}
+from weakalign.fingerprint import result_hashes
 
 
 def main(a: Path, b: Path) -> int:
-    def sha(p: Path) -> str:
-        return hashlib.sha256(p.read_bytes()).hexdigest()
-
-    same, differ = 0, []
-    for pattern in ("data/**/*.jsonl", "models/**/*.safetensors"):
-        for pa in sorted(a.glob(pattern)):
-            pb = b / pa.relative_to(a)
-            if pb.is_file() and sha(pa) == sha(pb):
-                same += 1
-            else:
-                differ.append(str(pa.relative_to(a)))
-    for pa in sorted(a.glob("metrics/**/*.json")):
-        if pa.name.startswith("study") or pa.name.endswith(".info.json"):
-            continue
-        pb = b / pa.relative_to(a)
-        if pb.is_file() and _strip(json.loads(pa.read_text())) == _strip(json.loads(pb.read_text())):
-            same += 1
-        else:
-            differ.append(str(pa.relative_to(a)))
+    ha, hb = result_hashes(a), result_hashes(b)
+    differ = sorted(k for k in ha.keys() | hb.keys() if ha.get(k) != hb.get(k))
+    same = len(ha.keys() & hb.keys()) - len([k for k in differ if k in ha and k in hb])
     print(f"{same} files identical (timings aside), {len(differ)} different" + (f": {differ}" if differ else ""))
     return 1 if differ else 0
 

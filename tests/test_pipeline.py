@@ -326,14 +326,15 @@ def test_a_two_seed_study_runs_from_the_queue_resumes_and_aggregates(repo, tmp_p
     study_params = tmp_path / "study-params.yaml"  # the pipeline's params.yaml, another study section
     study_params.write_text(yaml.safe_dump(params, sort_keys=False))
     study = [sys.executable, "-m", "weakalign.study", "--params", str(study_params)]
-    _run([*study, "run", "-j", "2", "--dvc", DVC], repo)
+    # No fingerprint here (a second tiny repro, ~6 min): tests/test_fingerprint.py checks that mechanism.
+    _run([*study, "run", "-j", "2", "--dvc", DVC, "--no-fingerprint"], repo)
     runs = sorted(p.name for p in (repo / "study/runs/study-params").iterdir())  # named for the params file
     assert runs == ["s0.json", "s1.json"]
     s1 = json.loads((repo / "study/runs/study-params/s1.json").read_text())
     assert s1["seed"] == 1 and set(s1["sources"]) == {"human", "weak", "flipped"}
     assert s1["sources"]["flipped"]["label_accuracy"] == 0.0  # every gold label inverted
     assert s1["sources"]["human"]["kl_estimate"] is not None
-    again = _run([*study, "run", "--dvc", DVC], repo)
+    again = _run([*study, "run", "--dvc", DVC, "--no-fingerprint"], repo)
     assert "0 of 2 runs to do" in again.stderr
     _run([*study, "report", "--metrics", str(tmp_path / "study.json"), "--out", str(tmp_path / "study.md"),
           "--plot", str(tmp_path / "plot.json")], repo)

@@ -2,6 +2,7 @@
 
 import json
 import math
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -479,7 +480,8 @@ def test_the_study_starts_the_queue_again_when_its_worker_dies(tmp_path, monkeyp
     for name, value in {"plan": lambda p, o: {"s0": overrides}, "file_overrides": lambda f: {},
                         "runs_dir": lambda f: tmp_path / "runs", "_uncommitted": lambda f, i=(): [], "input_file": lambda o: None,
                         "code_digest": lambda: "c", "run_digest": lambda f, o, c: "d" * 12,
-                        "_current": lambda d, r, g, o=None: None, "check_runs": lambda t: None, "_queued": lambda *a, **k: {},
+                        "_fingerprints": lambda *a: None, "params_digest": lambda o: "p" * 12,
+                        "_current": lambda d, r, g, o=None, c=None, rec=None: None, "check_runs": lambda t: None, "_queued": lambda *a, **k: {},
                         "_exp_ref": lambda n: "refs/exps/x" if (tmp_path / "finished").exists() else None,
                         "summarise": lambda ref, run, o, d: {"run": run},
                         # the hanging run's worker is dead; the restarted run's is alive
@@ -489,7 +491,8 @@ def test_the_study_starts_the_queue_again_when_its_worker_dies(tmp_path, monkeyp
     real_sleep = study.time.sleep
     monkeypatch.setattr(study.time, "sleep", lambda s: real_sleep(0.05))  # 10 checks: half a second, not 3 min
     assert study.run_all(None, Path("params.yaml"), None, False, str(fake), 1) == 0
-    assert json.loads((tmp_path / "runs/s0.json").read_text()) == {"run": "s0", "input": None}
+    assert json.loads((tmp_path / "runs/s0.json").read_text()) == {"run": "s0", "input": None, "code": "c",
+                                                                   "params_digest": "p" * 12}
     assert calls.read_text().count("exp run --run-all") == 2
 
 
@@ -525,3 +528,28 @@ def test_point_labels_of_crowded_arms_neither_overlap_nor_sit_nearer_another_poi
             assert all(study.box_gap(boxes[n], pixels[n]) < study.box_gap(boxes[n], q)
                        for m, q in pixels.items() if m != n), n
     plt.close(fig)
+
+
+def test_the_studys_commits_wait_for_a_held_index_lock_and_skip_unchanged_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q"], check=True)
+    for k, v in (("user.name", "t"), ("user.email", "t@t")):
+        subprocess.run(["git", "config", k, v], check=True)
+    (tmp_path / "a.json").write_text("{}\n")
+    subprocess.run([*git, "add", "a.json"], check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    lock = tmp_path / ".git/index.lock"
+    lock.write_text("")
+    (tmp_path / "a.json").write_text('{"x": 1}\n')
+    monkeypatch.setattr(study.time, "sleep", lambda s: lock.unlink(missing_ok=True))  # someone's git finishes
+    study._git_commit(["a.json"], "study: run s0")
+    log = subprocess.run(["git", "log", "--format=%s"], capture_output=True, text=True, check=True).stdout
+    assert log.splitlines() == ["study: run s0", "one"]
+    study._git_commit(["a.json"], "study: run s0 again")  # unchanged: no empty commit, no error
+    assert subprocess.run(["git", "rev-list", "--count", "HEAD"], capture_output=True, text=True).stdout.strip() == "2"
+    lock.write_text("")
+    monkeypatch.setattr(study.time, "sleep", lambda s: None)
+    (tmp_path / "a.json").write_text('{"x": 2}\n')
+    with pytest.raises(RuntimeError, match="could not commit a.json"):
+        study._git_commit(["a.json"], "study: run s1", tries=3)

@@ -9,8 +9,11 @@ runs), not test prompts, as the unit of analysis.
 `params.yaml: study` says what runs (weakalign.params.Study). Each run is one queued `dvc exp run` of the pipeline
 with its params set (`--jobs` at a time), so DVC's run cache restores every stage a run shares with an earlier one (the teacher runs of a
 seed reuse its pairs, labels and the human target). When a run ends its summary goes to `study/runs/<params label>/<run>.json`,
-keyed by a digest of its params and of the code (src/, stages/, dvc.yaml); `run` skips runs whose summary is
-current, so a killed study continues where it stopped, and with `--commit` every summary is committed as it lands.
+with a digest of its params and the code it ran (src/, stages/, dvc.yaml). A summary is current while its params are
+today's and its code gives today's results: the same code, or code whose result fingerprint (weakalign.fingerprint:
+a tiny-preset repro on the same machine kind) is the same, so a fix that changes no result keeps the study. `run`
+measures the fingerprints it needs and skips current runs, so a killed study continues where it stopped, and with
+`--commit` every summary is committed as it lands.
 `report` reads only current summaries, lists missing and stale ones, and never reruns anything.
 
 What the report computes, over seeds (weakalign.stats): per-seed paired contrasts on the same test prompts (each
@@ -41,6 +44,8 @@ from typing import Any
 
 import yaml
 
+from . import fingerprint
+from .fingerprint import NOT_PIPELINE, code_digest, machine
 from .io import atomic_file, write_json
 from .params import NOISY_GOLD, Params, load_params
 from .report import md
@@ -116,23 +121,6 @@ def _flow(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
 
 
-# Modules no stage runs: changing them changes no result (the study's own analysis, the sweep aggregator).
-NOT_PIPELINE = {"study.py", "aggregate.py"}
-
-
-def code_digest(root: Path = Path(".")) -> str:
-    """What the pipeline's code is: the stage scripts, the library modules they can import (all but
-    NOT_PIPELINE), dvc.yaml's stages, and pyproject.toml (the pinned library versions)."""
-    h = hashlib.sha256()
-    files = sorted([*(f for f in root.glob("src/weakalign/*.py") if f.name not in NOT_PIPELINE),
-                    *root.glob("stages/*.py"), *root.glob("pyproject.toml")])
-    for f in files:
-        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
-    stages = yaml.safe_load((root / "dvc.yaml").read_text()).get("stages", {})
-    h.update(json.dumps(stages, sort_keys=True).encode())
-    return h.hexdigest()[:12]
-
-
 def effective_params(overrides: dict[str, Any]) -> dict:
     """./params.yaml (without `study`) as one run of the study sees it: with the run's params set."""
     raw = yaml.safe_load(Path("params.yaml").read_text())
@@ -151,6 +139,12 @@ def run_digest(params_file: Path, overrides: dict[str, Any], code: str) -> str:
     `params_file` is kept for the call sites; a preset enters through the overrides (file_overrides)."""
     blob = json.dumps([effective_params(overrides), code], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def params_digest(overrides: dict[str, Any]) -> str:
+    """The identity of one run's params: params.yaml (without `study`) with its overrides. With the code's result
+    fingerprint (weakalign.fingerprint) it decides whether a run's summary is current."""
+    return hashlib.sha256(json.dumps(effective_params(overrides), sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def check_runs(runs: dict[str, dict[str, Any]]) -> None:
@@ -193,14 +187,21 @@ def _same_input(summary: dict, now: dict[str, str] | None) -> bool:
     return subprocess.run(["git", "diff", "--quiet", commit, "--", now["path"]], capture_output=True).returncode == 0
 
 
-def _current(runs: Path, run: str, digest: str, overrides: dict[str, Any] | None = None) -> dict | None:
-    """The run's summary if it was made with these params and code (`digest`) and, given the run's `overrides`,
-    from the same input file; else None."""
+def _current(runs: Path, run: str, digest: str, overrides: dict[str, Any] | None = None,
+             code: str | None = None, records: dict | None = None) -> dict | None:
+    """The run's summary if it is current, else None. Current: made with these params (its params digest) by code
+    whose results are today's (the same code, or equal fingerprints: weakalign.fingerprint, given `code` and the
+    `records`), and, given the run's `overrides`, from the same input file. A summary older than the fingerprint
+    record is current only with the same params and code (`digest`)."""
     path = runs / f"{run}.json"
     if not path.is_file():
         return None
     summary = json.loads(path.read_text())
-    if summary.get("digest") != digest:
+    if "params_digest" in summary and code is not None and overrides is not None:
+        if summary["params_digest"] != params_digest(overrides) or \
+                not fingerprint.same_results(summary.get("code"), code, records or {}):
+            return None
+    elif summary.get("digest") != digest:
         return None
     return summary if overrides is None or _same_input(summary, input_file(overrides)) else None
 
@@ -209,6 +210,21 @@ def _current(runs: Path, run: str, digest: str, overrides: dict[str, Any] | None
 
 def _git(*args: str) -> str:
     return subprocess.run(["git", *args], check=True, capture_output=True, text=True).stdout
+
+
+def _git_commit(paths: list[str], message: str, tries: int = 60) -> None:
+    """Commit `paths` alone. The study commits for hours while people work in the same checkout: a git command of
+    theirs holding the index lock makes it wait and retry (a second at a time), not end the study."""
+    for i in range(tries):
+        if subprocess.run(["git", "add", *paths], capture_output=True).returncode == 0:
+            if subprocess.run(["git", "diff", "--cached", "--quiet", "--", *paths]).returncode == 0:
+                return  # the same bytes as committed: nothing to record
+            if subprocess.run(["git", "commit", "-q", "-m", message, "--", *paths],
+                              capture_output=True).returncode == 0:
+                return
+        if i == tries - 1:
+            raise RuntimeError(f"study: could not commit {', '.join(paths)} (git index locked for {tries} s?)")
+        time.sleep(1)
 
 
 def _uncommitted(params_file: Path, inputs: list[str] = ()) -> list[str]:
@@ -307,30 +323,6 @@ def _show_json(ref: str, path: str) -> dict:
     return json.loads(_git("show", f"{ref}:{path}"))
 
 
-def machine() -> dict:
-    """What ran the study's experiments (DVC's queue runs them here): the CPU, whether it has native bf16 (the
-    `bf16` keys mean fp32 where it has not, models.bf16_usable, so two such machines run different arithmetic),
-    the GPU if any, and torch. A seed redraws data and training; the machine changes the numbers besides."""
-    import platform
-    from importlib.metadata import version
-
-    from .models import native_bf16
-
-    cpu = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
-                if line.startswith("model name")), platform.processor() or platform.machine())
-    import torch
-
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "gpu": gpu, "native_bf16": native_bf16(), "torch": version("torch")}
-
-
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return ""
-
-
 # The outs whose hashes say which data a run drew: its sampled pairs and its D_u (human labels included).
 DRAW_OUTS = ("data/pairs.jsonl", "data/split/unlabeled.jsonl")
 
@@ -411,7 +403,28 @@ def _run_queue(dvc: str, jobs: int, collect) -> bool:
     return gone >= WORKER_GONE_CHECKS
 
 
-def run_all(params: Params, params_file: Path, only: list[str] | None, commit: bool, dvc: str, jobs: int) -> int:
+def _fingerprints(out_dir: Path, runs: dict[str, dict[str, Any]], code: str, dvc: str, commit: bool) -> None:
+    """Record the result fingerprints that decide which runs are current (weakalign.fingerprint): HEAD's on this
+    machine (today's runs will be compared by it), and that of each code version whose runs have today's params but
+    no fingerprint on this machine kind (measured at the commit they ran on). Committed with --commit."""
+    kind, measured = fingerprint.machine_kind(), []
+    wanted = {code: "HEAD"}
+    for run, overrides in runs.items():
+        path = out_dir / f"{run}.json"
+        summary = json.loads(path.read_text()) if path.is_file() else {}
+        if summary.get("params_digest") == params_digest(overrides) and summary.get("code") not in (None, code):
+            wanted.setdefault(summary["code"], summary.get("commit"))
+    for c, rev in wanted.items():
+        if rev and kind not in fingerprint.load().get(c, {}):
+            log.info("study: measuring the result fingerprint of code %s (commit %s; tiny preset, ~6 min)", c, rev)
+            fingerprint.ensure(rev, c, dvc, kind)
+            measured.append(c)
+    if measured and commit:
+        _git_commit([str(fingerprint.RECORDS)], f"study: result fingerprints of code {', '.join(measured)}")
+
+
+def run_all(params: Params, params_file: Path, only: list[str] | None, commit: bool, dvc: str, jobs: int,
+            fingerprints: bool = True) -> int:
     """Queue every planned run whose summary is missing or stale, run the queue `jobs` at a time, and write each
     run's summary as soon as its experiment exists; return how many runs did not finish."""
     runs, out_dir = plan(params, file_overrides(params_file)), runs_dir(params_file)
@@ -429,7 +442,11 @@ def run_all(params: Params, params_file: Path, only: list[str] | None, commit: b
     # name what it ran with, which is HEAD at queue time.
     code = code_digest()
     digests = {k: run_digest(params_file, v, code) for k, v in runs.items()}
-    todo = {k: v for k, v in runs.items() if _current(out_dir, k, digests[k], v) is None}
+    pdigests = {k: params_digest(v) for k, v in runs.items()}
+    if fingerprints:
+        _fingerprints(out_dir, runs, code, dvc, commit)
+    records = fingerprint.load()
+    todo = {k: v for k, v in runs.items() if _current(out_dir, k, digests[k], v, code, records) is None}
     log.info("study: %d of %d runs to do (%s)", len(todo), len(runs), ", ".join(todo) or "none")
     # Every run keeps the stage commands of params.yaml (no path is overridden), so DVC's run cache serves a run's
     # finished stages to any later run with the same inputs, a rerun after a kill and `dvc repro` in the workspace
@@ -443,12 +460,12 @@ def run_all(params: Params, params_file: Path, only: list[str] | None, commit: b
             if ref is None:
                 continue
             overrides = todo[run]
-            write_json(out_dir / f"{run}.json", summarise(ref, run, overrides, digests[run]) | {"input": inputs[run]})
+            write_json(out_dir / f"{run}.json", summarise(ref, run, overrides, digests[run])
+                       | {"input": inputs[run], "code": code, "params_digest": pdigests[run]})
             log.info("study: %s finished (%d to go)", run, len(pending) - 1)
             if commit:
                 path = str(out_dir / f"{run}.json")
-                subprocess.run(["git", "add", path], check=True)
-                subprocess.run(["git", "commit", "-q", "-m", f"study: run {run} ({name})", "--", path], check=True)
+                _git_commit([path], f"study: run {run} ({name})")
             del pending[name]
 
     for _ in range(3):  # DVC's queue worker can die under a live `dvc exp run`: start it again, twice
@@ -1056,8 +1073,9 @@ def markdown(out: dict, missing: list[str], stale: list[str], figure_name: str |
     lines += [headline(out), ""]
     if missing or stale:
         lines += [f"**Incomplete**: {len(missing)} planned runs missing ({', '.join(missing) or 'none'}), "
-                  f"{len(stale)} stale (made with other params or code: {', '.join(stale) or 'none'}). "
-                  "`make study` runs them.", ""]
+                  f"{len(stale)} stale (made with other params, or by code whose results differ or have no fingerprint "
+                  f"here: {', '.join(stale) or 'none'}). `make study` measures the fingerprints and runs what "
+                  "changed.", ""]
     if figure_name:
         lines += [f"![gold reward against label accuracy]({figure_name})", ""]
     lines += ["| source | label accuracy | gold reward | gain vs base | p (Holm) | minus random [95%] | t; p (Holm) | "
@@ -1131,14 +1149,15 @@ def report(params: Params, params_file: Path, metrics: Path | None = None, md_ou
     metrics = metrics or Path(f"metrics/study{suffix}.json")
     md_out = md_out or Path(f"reports/study{suffix}.md")
     plot_out = plot_out or Path(f"plots/study{suffix}.json")
-    code = code_digest()
+    code, records = code_digest(), fingerprint.load()
     summaries, missing, stale = {}, [], []
     for run, overrides in plan(params, file_overrides(params_file)).items():
         path = runs_dir(params_file) / f"{run}.json"
         if not path.is_file():
             missing.append(run)
             continue
-        summary = _current(runs_dir(params_file), run, run_digest(params_file, overrides, code), overrides)
+        summary = _current(runs_dir(params_file), run, run_digest(params_file, overrides, code), overrides, code,
+                           records)
         if summary is None:
             stale.append(run)
             continue
@@ -1175,6 +1194,8 @@ def main(argv: list[str] | None = None) -> int:
     r_.add_argument("--commit", action="store_true", help="git-commit each run's summary as it lands")
     r_.add_argument("--dvc", default="dvc", help="the dvc executable (default: dvc on PATH)")
     r_.add_argument("-j", "--jobs", type=int, default=1, help="runs at a time (default 1: one per 2-core machine)")
+    r_.add_argument("--no-fingerprint", action="store_true", help="do not measure result fingerprints (then a "
+                    "run stays current only while the code is the same)")
     rep = sub.add_parser("report", help="metrics/study.json, reports/study.md and its figure, plots/study.json")
     rep.add_argument("--metrics", type=Path, help="default metrics/study.json (study_<preset>.json for a preset)")
     rep.add_argument("--out", type=Path, help="default reports/study.md; its figure goes beside it as .png")
@@ -1189,7 +1210,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(run, " ".join(f"-S {k}={_flow(v)}" for k, v in overrides.items()))
             return 0
         if args.command == "run":
-            return 1 if run_all(params, Path(args.params), args.only, args.commit, args.dvc, args.jobs) else 0
+            return 1 if run_all(params, Path(args.params), args.only, args.commit, args.dvc, args.jobs,
+                                 not args.no_fingerprint) else 0
         report(params, Path(args.params), args.metrics, args.out, args.plot)
     except (ValueError, FileNotFoundError, subprocess.CalledProcessError) as e:
         print(f"study: error: {e}", file=sys.stderr)

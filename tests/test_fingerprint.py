@@ -1,0 +1,158 @@
+"""The result fingerprint (weakalign.fingerprint): a study run stays current while the results are the same."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from weakalign import fingerprint, study
+
+
+def _tree(root: Path, pairs: str = '{"a": 1}\n', seconds: float = 1.0) -> Path:
+    (root / "data/split").mkdir(parents=True, exist_ok=True)
+    (root / "metrics/align").mkdir(parents=True, exist_ok=True)
+    (root / "data/pairs.jsonl").write_text(pairs)
+    (root / "data/split/unlabeled.jsonl").write_text('{"b": 2}\n')
+    (root / "metrics/align/human.json").write_text(json.dumps({"final_loss": 0.5, "train_seconds": seconds}))
+    (root / "metrics/train_weak.info.json").write_text(json.dumps({"train_seconds": seconds, "host": str(root)}))
+    (root / "metrics/study.json").write_text(json.dumps({"n_seeds": seconds}))
+    return root
+
+
+def test_results_are_the_data_models_and_metrics_without_timings(tmp_path):
+    a, b = _tree(tmp_path / "a"), _tree(tmp_path / "b", seconds=99.0)
+    ha = fingerprint.result_hashes(a)
+    assert set(ha) == {"data/pairs.jsonl", "data/split/unlabeled.jsonl", "metrics/align/human.json"}
+    assert ha == fingerprint.result_hashes(b)  # timings, bookkeeping and the study's own metrics aside
+    c = _tree(tmp_path / "c", pairs='{"a": 2}\n')
+    assert fingerprint.results_digest(fingerprint.result_hashes(c)) != fingerprint.results_digest(ha)
+    # scripts/same_results.py is the same comparison, file by file.
+    same = [sys.executable, "scripts/same_results.py"]
+    root = Path(__file__).resolve().parents[1]
+    assert subprocess.run([*same, str(a), str(b)], cwd=root, capture_output=True).returncode == 0
+    out = subprocess.run([*same, str(a), str(c)], cwd=root, capture_output=True, text=True)
+    assert out.returncode == 1 and "data/pairs.jsonl" in out.stdout and "2 files identical" in out.stdout
+
+
+def test_two_codes_give_the_same_results_only_on_a_machine_that_measured_both():
+    records = {"old": {"amd": {"results": "r1"}, "intel": {"results": "r9"}},
+               "new": {"amd": {"results": "r1"}},
+               "other": {"amd": {"results": "r2"}},
+               "elsewhere": {"intel": {"results": "r9"}}}
+    assert fingerprint.same_results("x", "x", {})
+    assert fingerprint.same_results("old", "new", records)
+    assert not fingerprint.same_results("old", "other", records)
+    assert not fingerprint.same_results("new", "elsewhere", records)  # no machine kind measured both
+    assert not fingerprint.same_results(None, "new", records) and not fingerprint.same_results("x", "y", {})
+
+
+def test_a_summary_stays_current_across_a_code_change_that_keeps_the_results(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"split": {"n_labeled": 8}, "study": {"seeds": [0]}}))
+    overrides = {"align.sources": ["human"], "base.seed": 0}
+    (tmp_path / "runs").mkdir()
+    summary = {"run": "s0", "digest": "whatever", "code": "old", "params_digest": study.params_digest(overrides)}
+    (tmp_path / "runs/s0.json").write_text(json.dumps(summary))
+    same = {"old": {"amd": {"results": "r1"}}, "new": {"amd": {"results": "r1"}}}
+    changed = {"old": {"amd": {"results": "r1"}}, "new": {"amd": {"results": "r2"}}}
+    assert study._current(tmp_path / "runs", "s0", "d", overrides, "new", same) == summary
+    assert study._current(tmp_path / "runs", "s0", "d", overrides, "new", changed) is None
+    assert study._current(tmp_path / "runs", "s0", "d", overrides, "new", {}) is None  # not fingerprinted
+    assert study._current(tmp_path / "runs", "s0", "d", overrides, "old", {}) == summary
+    # Other params: stale whatever the code.
+    assert study._current(tmp_path / "runs", "s0", "d", {**overrides, "base.seed": 1}, "old", same) is None
+    # A summary from before the fingerprint (no params digest): current only with the same params and code.
+    (tmp_path / "runs/s0.json").write_text(json.dumps({"run": "s0", "digest": "d"}))
+    assert study._current(tmp_path / "runs", "s0", "d", overrides, "new", same) is not None
+    assert study._current(tmp_path / "runs", "s0", "e", overrides, "new", same) is None
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A git repository shaped like ours, and a fake `dvc` whose `repro` writes results that depend on the
+    clone's code (stages/gen.py's text), its params (the tiny preset with the study's sources) and its PYTHONPATH."""
+    repo = tmp_path / "repo"
+    (repo / "stages").mkdir(parents=True)
+    (repo / "src/weakalign").mkdir(parents=True)
+    (repo / "presets").mkdir()
+    (repo / "dvc.yaml").write_text("stages: {gen: {cmd: python stages/gen.py}}\n")
+    (repo / "stages/gen.py").write_text("VALUE = 1\n")
+    (repo / "src/weakalign/study.py").write_text("# not pipeline code\n")
+    (repo / "presets/tiny.yaml").write_text(yaml.safe_dump({"align": {"sources": ["human", "weak"]}}))
+    (repo / "params.yaml").write_text(yaml.safe_dump({"align": {"sources": ["weak"]},
+                                                      "study": {"sources": ["gold", "weak", "flipped"]}}))
+    _git(repo, "init", "-q")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "add", ".")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    dvc = tmp_path / "dvc"
+    dvc.write_text("#!/bin/sh\nmkdir -p data\n"
+                   'echo "$PYTHONPATH" > data/pythonpath.txt\n'
+                   "cat stages/gen.py params.yaml > data/out.jsonl\n")
+    dvc.chmod(0o755)
+    return repo, str(dvc)
+
+
+def test_measure_repros_the_tiny_preset_with_the_studys_sources_in_a_clone_of_the_commit(repo, monkeypatch):
+    repo, dvc = repo
+    code, results = fingerprint.measure("HEAD", dvc, repo)
+    assert code == fingerprint.code_digest(repo)
+    assert (code, results) == fingerprint.measure("HEAD", dvc, repo)  # the same commit, the same results
+    # Not pipeline code: the same code digest; a stage's edit: another code and other results.
+    (repo / "src/weakalign/study.py").write_text("# still not pipeline code, edited\n")
+    assert fingerprint.code_digest(repo) == code
+    (repo / "stages/gen.py").write_text("VALUE = 2\n")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "two")
+    code2, results2 = fingerprint.measure("HEAD", dvc, repo)
+    assert code2 != code and results2 != results
+    assert fingerprint.measure("HEAD~1", dvc, repo) == (code, results)  # an older commit, measured in its clone
+    # What the fake repro saw: the tiny preset with the study's extra sources, the clone's own src first.
+    monkeypatch.setattr(fingerprint, "result_hashes", lambda root: {
+        "out": (root / "data/out.jsonl").read_text(), "path": (root / "data/pythonpath.txt").read_text()})
+    monkeypatch.setattr(fingerprint, "results_digest", lambda h: json.dumps(h))
+    seen = json.loads(fingerprint.measure("HEAD", dvc, repo)[1])
+    assert "- human\n  - weak\n  - gold\n  - flipped" in seen["out"]
+    assert seen["path"].strip().endswith("/repo/src") and "weakalign-fingerprint-" in seen["path"]
+
+
+def test_ensure_records_once_per_code_and_machine_and_a_failed_repro_says_so(repo, monkeypatch, tmp_path):
+    repo, dvc = repo
+    monkeypatch.chdir(repo)
+    code = fingerprint.code_digest()
+    assert fingerprint.ensure("HEAD", code, dvc, kind="amd") is True
+    rec = fingerprint.load()[code]["amd"]
+    assert rec["commit"] == _git(repo, "rev-parse", "HEAD").strip()[:12] and len(rec["results"]) == 12
+    assert fingerprint.ensure("HEAD", code, dvc, kind="amd") is False  # recorded: nothing measured
+    with pytest.raises(RuntimeError, match="has code"):
+        fingerprint.ensure("HEAD", "not-this-code", dvc, kind="amd")
+    bad = tmp_path / "bad-dvc"
+    bad.write_text("#!/bin/sh\necho 'ERROR: stage gen failed' >&2\nexit 1\n")
+    bad.chmod(0o755)
+    with pytest.raises(RuntimeError, match="dvc repro at .* failed:\nERROR: stage gen failed"):
+        fingerprint.measure("HEAD", str(bad), repo)
+
+
+def test_the_study_measures_the_fingerprints_that_decide_its_runs(tmp_path, monkeypatch):
+    """HEAD's, and the code of a run with today's params made by other code, at that run's commit; not a run with
+    other params (it is stale whatever the results)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"split": {"n_labeled": 8}}))
+    runs = {"s0": {"base.seed": 0}, "s1": {"base.seed": 1}, "s2": {"base.seed": 2}}
+    (tmp_path / "runs").mkdir()
+    for run, code, commit, params in (("s0", "old", "c0ffee", runs["s0"]), ("s1", "new", "beef", runs["s1"]),
+                                      ("s2", "older", "dead", {"base.seed": 9})):
+        (tmp_path / f"runs/{run}.json").write_text(json.dumps(
+            {"code": code, "commit": commit, "params_digest": study.params_digest(params)}))
+    calls = []
+    monkeypatch.setattr(fingerprint, "machine_kind", lambda m=None: "amd")
+    monkeypatch.setattr(fingerprint, "ensure", lambda rev, code, dvc, kind: calls.append((rev, code, kind)))
+    study._fingerprints(tmp_path / "runs", runs, "new", "dvc", commit=False)
+    assert calls == [("HEAD", "new", "amd"), ("c0ffee", "old", "amd")]
