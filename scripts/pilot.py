@@ -3,6 +3,7 @@ of a scratch clone with its params changed, its numbers appended to a JSONL file
 
     python scripts/pilot.py teacher --seeds 0,1,2 --out study/pilot/teacher.jsonl   # up to `compare`: label accuracy
     python scripts/pilot.py target --seeds 0,1,2 --out study/pilot/target.jsonl    # the whole pipeline: gold reward
+    python scripts/pilot.py agreement --work ../hh-pilot --out study/pilot/agreement.jsonl  # hh-local: weak vs human
 
 The clone (`--work`, default /tmp/weakalign-pilot) is made from the committed HEAD with its own DVC cache, so
 DVC's run cache serves every stage two cells share (a seed's pairs across D_l sizes, say) and nothing here touches
@@ -40,6 +41,13 @@ TEACHER = {
     "styles_dl256_e1_layers8": {**SIZES, "generate_pairs.styles": STYLES, "split.n_labeled": 256,
                                 "train_weak.dpo.num_train_epochs": 1, "train_weak.model": "base@layers=8"},
 }
+# Real data (presets/hh-local.yaml as the base): the teacher's agreement with human labels on every pair the file
+# holds beyond D_l and 24 test prompts. max_length 1024 keeps the long dialogues the preset's 256 drops (so D_u
+# holds about 1,000 pairs); issue 29's item 7.
+AGREEMENT = {
+    "hh_dl128_all": {"holdout.n_train": None, "split.n_labeled": 128, "split.n_unlabeled": None,
+                     "train_weak.dpo.max_length": 1024, "align.dpo.max_length": 1024},
+}
 TARGET = {
     "styles_dl256_e1": {**TEACHER["styles_dl256_e1"], "align.sources": ["gold", "human", "weak", "random"]},
 }
@@ -66,7 +74,8 @@ def numbers(work: Path, grid: str) -> dict:
     row = {"acc_weak": fb["accuracy_weak_vs_gold"], "acc_weak_lo": fb["accuracy_weak_vs_gold_lo"],
            "acc_weak_hi": fb["accuracy_weak_vs_gold_hi"], "acc_human": fb["accuracy_human_vs_gold"],
            "agreement": fb["agreement_weak_human"], "n_labeled": fb["n_labeled"], "n_unlabeled": fb["n_unlabeled"],
-           "mean_abs_gold_gap": ann["mean_abs_gold_gap"],
+           "agreement_lo": fb["agreement_weak_human_lo"], "agreement_hi": fb["agreement_weak_human_hi"],
+           "mean_abs_gold_gap": ann.get("mean_abs_gold_gap"),
            "teacher_final_loss": read("train_weak.json").get("final_loss")}
     if grid == "target":
         al = read("alignment.json")
@@ -82,24 +91,26 @@ def numbers(work: Path, grid: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("grid", choices=["teacher", "target"])
+    ap.add_argument("grid", choices=["teacher", "target", "agreement"])
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--designs", default=None, help="comma-separated names (default: every design of the grid)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--work", type=Path, default=Path("/tmp/weakalign-pilot"))
     args = ap.parse_args(argv)
-    designs = TEACHER if args.grid == "teacher" else TARGET
+    designs = {"teacher": TEACHER, "target": TARGET, "agreement": AGREEMENT}[args.grid]
     names = args.designs.split(",") if args.designs else list(designs)
     work = args.work
     if not work.exists():
         subprocess.run(["git", "clone", "-q", str(ROOT), str(work)], check=True)
         subprocess.run(["dvc", "config", "--local", "cache.dir", str(work) + "-cache"], cwd=work, check=True)
-    base = yaml.safe_load((work / "params.yaml").read_text())
+    # The agreement grid starts from the hh-local preset; the clone's params.yaml is put back at the end.
+    default = yaml.safe_load((work / "params.yaml").read_text())
+    base = yaml.safe_load((work / "presets/hh-local.yaml").read_text()) if args.grid == "agreement" else default
     done = set()
     if args.out.exists():
         done = {(r["design"], r["seed"]) for r in map(json.loads, args.out.read_text().splitlines())}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    target = ["compare"] if args.grid == "teacher" else []
+    target = [] if args.grid == "target" else ["compare"]
     for seed in map(int, args.seeds.split(",")):
         for name in names:
             if (name, seed) in done:
@@ -117,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             with args.out.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
-    (work / "params.yaml").write_text(yaml.safe_dump(base, sort_keys=False))
+    (work / "params.yaml").write_text(yaml.safe_dump(default, sort_keys=False))
     return 0
 
 

@@ -41,3 +41,13 @@ def test_every_design_is_a_valid_params_file(pilot, root, grid):
     base = yaml.safe_load((root / "params.yaml").read_text())
     for name, design in getattr(pilot, grid).items():
         parse_params(pilot.cell_params(base, design, seed=0), f"{grid} {name}")
+
+
+def test_the_agreement_design_is_hh_local_labeling_about_1000_pairs(pilot, root):
+    """Issue 29 item 7: the hh-local preset with every pair beyond D_l and the test prompts in D_u, and no prompt
+    dropped for length by a 256-token limit."""
+    base = yaml.safe_load((root / "presets/hh-local.yaml").read_text())
+    for name, design in pilot.AGREEMENT.items():
+        p = parse_params(pilot.cell_params(base, design, seed=0), f"AGREEMENT {name}")
+        assert p.data.source == "jsonl" and p.split.n_unlabeled is None and p.holdout.n_train is None
+        assert p.train_weak.dpo.max_length >= 1024 and p.align.dpo.max_length >= 1024
