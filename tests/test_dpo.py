@@ -13,22 +13,31 @@ from weakalign.schema import Pair
 COUNTS = {"n_train_pairs": 4, "n_train_pairs_dropped_too_long": 0, "n_train_pairs_truncated": 0}
 
 
-@pytest.mark.parametrize("history, learned", [
-    ([{"loss": 0.6931, "rewards/margins": 0.0, "step": i} for i in range(1, 9)], False),   # stuck at ln 2
-    ([{"loss": 0.82, "rewards/margins": -0.1, "step": i} for i in range(1, 9)], False),    # worse than a coin
-    ([{"loss": 0.69, "rewards/margins": 0.3, "step": i} for i in range(1, 9)], False),     # barely below ln 2
-    ([{"loss": 0.4, "rewards/margins": 1.2, "step": i} for i in range(1, 9)], True),
+def _fit(loss, margin):
+    return {"fit_loss": loss, "fit_accuracy": 0.5, "fit_margin": margin}
+
+
+NOISY_TAIL = [{"loss": 0.71, "rewards/margins": 0.0, "step": i} for i in range(1, 9)]  # one epoch on noisy labels
+
+
+@pytest.mark.parametrize("fit, learned", [
+    (_fit(0.693147, 0.0), False),   # stuck at ln 2: the policy is still the reference
+    (_fit(0.82, -0.1), False),      # worse than a coin on its own training pairs
+    (_fit(0.69, 0.3), False),       # barely below ln 2
+    (_fit(0.4, 1.2), True),
+    (_fit(0.66, 0.12), True),       # fits its pairs though the unseen batches it logged stayed near ln 2
 ])
-def test_learned_flag(history, learned):
-    s = dpo.summarize(history, {"train_runtime": 1.0}, COUNTS)
+def test_learned_is_decided_on_the_trained_policys_own_pairs_not_the_logged_batches(fit, learned):
+    s = dpo.summarize(NOISY_TAIL, {"train_runtime": 1.0}, COUNTS, fit)
     assert s["learned"] is learned
-    assert s["steps"] == 8
+    assert s["steps"] == 8 and s["final_loss"] == 0.71 and s["fit_loss"] == fit["fit_loss"]
 
 
 def test_mean_loss_weights_each_logged_loss_by_the_steps_it_covers():
     # logging_first_step, then every 3 steps: the entry at step 4 averages steps 2-4.
     history = [{"loss": 1.0, "step": 1}, {"loss": 0.5, "step": 4}, {"loss": 0.2, "step": 7}]
-    assert dpo.summarize(history, {}, COUNTS)["train_loss_mean"] == pytest.approx((1.0 + 3 * 0.5 + 3 * 0.2) / 7)
+    assert dpo.summarize(history, {}, COUNTS, _fit(0.5, 1.0))["train_loss_mean"] == pytest.approx(
+        (1.0 + 3 * 0.5 + 3 * 0.2) / 7)
 
 
 def test_triples_follow_the_choice():
@@ -51,6 +60,13 @@ def test_training_moves_the_tiny_model_and_logs_to_dvclive(tiny_dir, tmp_path, m
     _, summary = dpo.train(model, tok, triples, cfg, seed=0, live_dir=tmp_path / "live", work_dir=tmp_path / "work",
                            model_id="tiny")
     assert summary["learned"] and summary["final_loss"] < 0.6
+    assert summary["fit_loss"] < 0.6 and summary["fit_accuracy"] == 1.0 and summary["fit_margin"] > 0.5
+    # the fit point is a summary, not a training step: the dvclive curves end at the last step
+    import csv
+
+    with (tmp_path / "live" / "plots" / "metrics" / "loss.tsv").open() as f:
+        assert [int(r["step"]) for r in csv.DictReader(f, delimiter="\t")][-1] == 10
+    assert not list((tmp_path / "live").rglob("*fit*"))
     assert summary["n_train_pairs_truncated"] == 1  # the long third pair exceeds max_length=64
     assert (tmp_path / "live" / "plots" / "metrics" / "loss.tsv").is_file()
     assert (tmp_path / "live" / "plots" / "metrics" / "rewards" / "margins.tsv").is_file()
@@ -65,6 +81,21 @@ def test_training_moves_the_tiny_model_and_logs_to_dvclive(tiny_dir, tmp_path, m
 
 class _Killed(Exception):
     pass
+
+
+def test_a_run_that_cannot_move_scores_ln2_on_its_own_pairs_and_is_flagged(tiny_dir, tmp_path, caplog):
+    """A learning rate of 1e-12: the trained policy is the reference, so its DPO loss on its own pairs is exactly ln 2 and
+    its margins 0, whatever the logged batches said: the flag and its warning name it."""
+    import math
+
+    tok, model = load_tokenizer(tiny_dir), load_model(tiny_dir)
+    triples = [("Rate the film.", "A wonderful film.", "Dull."), ("Rate the soup.", "Delicious.", "Cold.")]
+    cfg = DPO(learning_rate=1e-12, max_steps=2, per_device_train_batch_size=2, warmup_steps=0, logging_steps=1,
+              bf16=False, max_length=64)
+    _, summary = dpo.train(model, tok, triples, cfg, seed=0, live_dir=tmp_path / "live", work_dir=tmp_path / "work",
+                           model_id="tiny")
+    assert summary["fit_loss"] == pytest.approx(math.log(2), abs=1e-5) and summary["fit_margin"] == pytest.approx(0, abs=1e-5)
+    assert not summary["learned"] and "did not learn: on its own 2 training pairs" in caplog.text
 
 
 def test_a_killed_run_resumes_from_its_checkpoint_with_the_same_result(tiny_dir, tmp_path, monkeypatch):

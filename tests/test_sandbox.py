@@ -102,17 +102,6 @@ def test_style_pairs_draw_two_different_styles_in_a_seeded_coin_order():
     assert steered("Finish this review:", "Be warm.") == "Finish this review: Be warm."
 
 
-def test_styles_are_refused_for_real_data(root):
-    import yaml
-
-    from weakalign.params import ParamsError, parse_params
-
-    raw = yaml.safe_load((root / "presets/hh-local.yaml").read_text())
-    raw["generate_pairs"]["styles"] = ["", "Be warm."]
-    with pytest.raises(ParamsError, match="generate_pairs.styles: only the sandbox samples its pairs"):
-        parse_params(raw)
-
-
 def test_generate_pairs_samples_each_response_under_its_style_and_keeps_the_plain_prompt(tmp_path, root, monkeypatch):
     """The stage feeds each response's steered prompt to the sampler, and the pair (what every later stage sees)
     keeps the plain prompt; the style counts land in the metrics. The sampler is replaced by one that echoes its

@@ -221,7 +221,7 @@ class GeneratePairs(Generation):
         "instructions appended to the prompt when sampling only (every later stage sees the plain prompt); `\"\"` "
         "is the plain prompt. Each prompt's two responses come from two different styles, a seeded draw, so the "
         "pool holds real quality differences (as UltraFeedback samples several models). Empty: two samples of the "
-        "plain prompt. Needs `data.source: sandbox`.")
+        "plain prompt. Only the sandbox samples its pool: with real data it is unused (read as empty).")
     max_attempts: int = Field(
         3, ge=1, description="Sampling rounds for prompts whose two responses came out empty or identical; pairs "
         "still unusable after that are dropped and counted in metrics/pairs.json.",
@@ -535,9 +535,9 @@ class Params(_Section):
         if self.judge.name == "none" and gold_based:
             raise ValueError(f"align.sources: {gold_based[0]!r} needs a gold judge, and judge.name is 'none'")
         if self.generate_pairs.styles and self.data.source != "sandbox":
-            if "styles" in self.generate_pairs.model_fields_set:
-                raise ValueError("generate_pairs.styles: only the sandbox samples its pairs; real data brings its own")
-            # Left unset: the sandbox's default pool means nothing for real data (sections are frozen once built).
+            # Like the other sampling keys, unused with real data (it brings its own responses): emptied, so that no
+            # stage or metric reads a pool that was never drawn, and so that the default params.yaml with only
+            # data.source changed runs (sections are frozen once built).
             object.__setattr__(self.generate_pairs, "styles", [])
         for source, section in (("rm", self.label_rm), ("judge", self.label_judge)):
             if source in self.align.sources and not section.enabled:

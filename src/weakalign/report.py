@@ -292,11 +292,15 @@ def summary_markdown(feedback: dict, alignment: dict, training: dict[str, dict],
             a, _, b = key.partition("_vs_")
             interval = f"{_f(v['lo'])}–{_f(v['hi'])}" if v["lo"] is not None else "n/a"
             lines.append(f"| {md(a)} vs {md(b)} | {_f(v['win_rate'])} | {interval} | {v['n_prompts']} |")
-    lines += ["", "## Training", "", "| run | pairs | steps | final loss | final margin | final accuracy | learned |"
-              " truncated | dropped |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "## Training", "",
+              "Final: the last quarter of the logged training batches. Fit: the trained policy on all its own "
+              "training pairs, which decides `learned` (weakalign.dpo.fit_on_own_pairs).", "",
+              "| run | pairs | steps | final loss | final margin | final accuracy | fit loss | fit margin | "
+              "fit accuracy | learned | truncated | dropped |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, t in training.items():
         lines.append(f"| {name} | {t['n_train_pairs']} | {t['steps']} | {_f(t['final_loss'])} | "
-                     f"{_f(t['final_margin'])} | {_f(t['final_accuracy'])} | "
+                     f"{_f(t['final_margin'])} | {_f(t['final_accuracy'])} | {_f(t.get('fit_loss'))} | "
+                     f"{_f(t.get('fit_margin'))} | {_f(t.get('fit_accuracy'))} | "
                      f"{'yes' if t['learned'] else '**no**'} | {t['n_train_pairs_truncated']} | "
                      f"{t['n_train_pairs_dropped_too_long']} |")
     lines += ["", f"## The weak teacher's most confident disagreements with the human labels ({len(examples)})", "",
