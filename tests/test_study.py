@@ -553,3 +553,38 @@ def test_the_studys_commits_wait_for_a_held_index_lock_and_skip_unchanged_files(
     (tmp_path / "a.json").write_text('{"x": 2}\n')
     with pytest.raises(RuntimeError, match="could not commit a.json"):
         study._git_commit(["a.json"], "study: run s1", tries=3)
+
+
+def test_an_edit_while_the_study_queues_stops_it_before_the_next_task(tmp_path, monkeypatch):
+    """A queued experiment copies the working tree, uncommitted edits included: an edit made after the study's
+    start (during its minutes-long fingerprint, or before a dead worker's runs are queued again) must stop the
+    queueing, or runs would record code they did not run."""
+    monkeypatch.chdir(tmp_path)
+    fake = tmp_path / "dvc"
+    calls = tmp_path / "calls"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    fake.chmod(0o755)
+    dirty: list[str] = []
+
+    def fingerprints(*a):
+        dirty.append("src/weakalign/dpo.py")  # edited while the fingerprint was being measured
+
+    runs = {f"s{i}": {"align.sources": ["human"], "base.seed": i} for i in range(2)}
+    for name, value in {"plan": lambda p, o: runs, "file_overrides": lambda f: {},
+                        "runs_dir": lambda f: tmp_path / "runs", "_uncommitted": lambda f, i=(): list(dirty),
+                        "input_file": lambda o: None, "code_digest": lambda: "c", "run_digest": lambda f, o, c: "d" * 12,
+                        "_fingerprints": fingerprints, "params_digest": lambda o: "p" * 12,
+                        "_current": lambda d, r, g, o=None, c=None, rec=None: None, "check_runs": lambda t: None,
+                        "_queued": lambda *a, **k: {}, "_exp_ref": lambda n: None}.items():
+        monkeypatch.setattr(study, name, value)
+    with pytest.raises(ValueError, match="uncommitted changes to src/weakalign/dpo.py: a queued experiment copies"):
+        study.run_all(None, Path("params.yaml"), None, False, str(fake), 1)
+    assert not calls.exists()  # nothing was queued
+    # A commit of other code in the same window: the digest moved, equally refused.
+    dirty.clear()
+    digests = iter(["c", "c2", "c2"])
+    monkeypatch.setattr(study, "code_digest", lambda: next(digests))
+    monkeypatch.setattr(study, "_fingerprints", lambda *a: None)
+    with pytest.raises(ValueError, match="code changed from c to c2"):
+        study.run_all(None, Path("params.yaml"), None, False, str(fake), 1)
+    assert not calls.exists()

@@ -358,8 +358,9 @@ def summarise(ref: str, run: str, overrides: dict[str, Any], digest: str) -> dic
             "data": data_hashes(ref), "machine": machine()}
 
 
-def _enqueue(dvc: str, pending: dict[str, str], todo: dict[str, dict]) -> None:
-    """Put the study's unfinished runs (`pending`: experiment name -> run) in DVC's queue, in plan order."""
+def _enqueue(dvc: str, pending: dict[str, str], todo: dict[str, dict], guard=lambda: None) -> None:
+    """Put the study's unfinished runs (`pending`: experiment name -> run) in DVC's queue, in plan order.
+    `guard()` runs before each task is queued and raises if the pipeline is no longer what the summaries name."""
     tasks = _queued(dvc, prefix="")  # one `dvc queue status` for all three decisions below
     queued = {n: status for n, status in tasks.items() if n.startswith("study-")}
     # Finished in an earlier, interrupted study (only its summary is missing), or running: no new task.
@@ -370,6 +371,7 @@ def _enqueue(dvc: str, pending: dict[str, str], todo: dict[str, dict]) -> None:
                  ", ".join(pending[n] for n in remove))
         subprocess.run([dvc, "queue", "remove", *remove], stdout=subprocess.DEVNULL)
     for name in add:
+        guard()
         run = pending[name]
         sets = sum((["-S", f"{k}={_flow(v)}"] for k, v in todo[run].items()), [])
         if subprocess.run([dvc, "exp", "run", "--queue", "-n", name, *sets]).returncode != 0:
@@ -434,13 +436,25 @@ def run_all(params: Params, params_file: Path, only: list[str] | None, commit: b
             raise ValueError(f"--only: no run named {unknown[0]!r}; the plan has {', '.join(runs)}")
         runs = {k: v for k, v in runs.items() if k in only}
     inputs = {k: input_file(v) for k, v in runs.items()}  # now, like the digests below
-    dirty = _uncommitted(params_file, sorted({i["path"] for i in inputs.values() if i}))
-    if dirty:
-        raise ValueError(f"uncommitted changes to {', '.join(dirty[:3])}: queued experiments run the committed "
-                         "code and params, so the study's record would not describe them; commit or stash first")
+    input_paths = sorted({i["path"] for i in inputs.values() if i})
     # Digests once, now: params.yaml or the code may be edited while the queue runs (hours); a run's summary must
     # name what it ran with, which is HEAD at queue time.
     code = code_digest()
+
+    def guard() -> None:
+        """A queued experiment copies the working tree as it is at that moment, uncommitted edits included, so
+        the pipeline must be the committed code named `code` whenever a task is queued: at the start, and again
+        before each task (the fingerprint takes minutes first, and a dead worker's runs are queued hours later)."""
+        dirty = _uncommitted(params_file, input_paths)
+        if dirty:
+            raise ValueError(f"uncommitted changes to {', '.join(dirty[:3])}: a queued experiment copies the "
+                             "working tree, so the study's record would not describe what ran; commit or stash, "
+                             "then `study run` again (it keeps every finished run)")
+        if code_digest() != code:
+            raise ValueError(f"the pipeline's code changed from {code} to {code_digest()} since this study "
+                             "started (a commit while it queued): `study run` again to queue runs under the new code")
+
+    guard()
     digests = {k: run_digest(params_file, v, code) for k, v in runs.items()}
     pdigests = {k: params_digest(v) for k, v in runs.items()}
     if fingerprints:
@@ -469,7 +483,7 @@ def run_all(params: Params, params_file: Path, only: list[str] | None, commit: b
             del pending[name]
 
     for _ in range(3):  # DVC's queue worker can die under a live `dvc exp run`: start it again, twice
-        _enqueue(dvc, pending, todo)
+        _enqueue(dvc, pending, todo, guard)
         collect()
         if not pending or not _run_queue(dvc, jobs, collect):
             break
