@@ -81,3 +81,17 @@ def test_the_summary_report_has_no_autolinks_under_github_flavoured_markdown():
     out = cmarkgfm.github_flavored_markdown_to_html(report)
     assert "<a " not in out and "\u202e" not in out
     assert out.count("[U+202E]") >= 1 and "jane.doe+spam" in out and "evil.example/p" in out  # the texts are there
+
+
+@pytest.mark.parametrize("agree, disagree, words", [
+    (0.60, 0.40, "a smaller gap where they disagree"),
+    (0.48, 0.55, "a larger gap where they disagree"),
+    (0.50, 0.50, None),
+    (None, 0.50, None),
+])
+def test_the_gold_gap_sentence_reads_its_own_numbers(agree, disagree, words):
+    """The comparative word comes from the two numbers it sits beside (both orders), not from a fixed string."""
+    from weakalign.report import _gap_reading
+
+    text = _gap_reading(agree, disagree)
+    assert (words in text) if words else text == ""

@@ -22,7 +22,7 @@ from .generation import chat_prompt
 from .params import DPO, Lora
 from .schema import Pair
 from .models import lora_config
-from .training import fit, score_completions_only, tail_mean, trainer_kwargs
+from .training import fit, known_deprecations, score_completions_only, tail_mean, trainer_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,10 @@ def reference_logps(model: PreTrainedModel, tok: PreTrainedTokenizerBase, triple
     torch.manual_seed(seed)
     peft = lora_config(lora, "CAUSAL_LM") if lora is not None and lora.use_peft else None
     with tempfile.TemporaryDirectory(prefix="weakalign-reference-") as tmp:
-        args = DPOConfig(**{**trainer_kwargs(dpo, seed, tmp), "precompute_ref_log_probs": True})
-        trainer = DPOTrainer(model=model, args=args, train_dataset=preference_dataset(triples),
-                             processing_class=tok, peft_config=peft)
+        with known_deprecations():
+            args = DPOConfig(**{**trainer_kwargs(dpo, seed, tmp), "precompute_ref_log_probs": True})
+            trainer = DPOTrainer(model=model, args=args, train_dataset=preference_dataset(triples),
+                                 processing_class=tok, peft_config=peft)
         ds = trainer.train_dataset
         if len(ds) != len(triples):
             raise ValueError(f"{len(triples) - len(ds)} pairs have a prompt longer than align.dpo.max_length="
@@ -99,7 +100,8 @@ def triples(pairs: list[Pair], choice: dict[str, int]) -> list[tuple[str, str, s
 
 
 def dpo_config(dpo: DPO, seed: int, output_dir: str, **overrides) -> DPOConfig:
-    return DPOConfig(**{**trainer_kwargs(dpo, seed, output_dir), **overrides})
+    with known_deprecations():
+        return DPOConfig(**{**trainer_kwargs(dpo, seed, output_dir), **overrides})
 
 
 def truncation_counts(trainer: DPOTrainer, n_in: int, max_length: int | None) -> dict:
@@ -194,7 +196,8 @@ def fit_on_own_pairs(trainer: DPOTrainer) -> dict:
     trainer.remove_callback(DVCLiveCallback)  # the curves are training's; this is one summary point, not a step
     # Trainer.evaluate itself: DPOTrainer.evaluate would re-tokenize and refuses a full fine-tune without a kept
     # reference, though the training dataset already carries the reference's log-probs.
-    m = Trainer.evaluate(trainer, eval_dataset=trainer.train_dataset, metric_key_prefix="fit")
+    with known_deprecations():
+        m = Trainer.evaluate(trainer, eval_dataset=trainer.train_dataset, metric_key_prefix="fit")
     return {"fit_loss": round(m["fit_loss"], 6), "fit_accuracy": round(m["eval_rewards/accuracies"], 6),
             "fit_margin": round(m["eval_rewards/margins"], 6)}
 

@@ -38,6 +38,15 @@ def _f(x, nd: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{nd}f}"
 
 
+def _gap_reading(agree: float | None, disagree: float | None) -> str:
+    """What the mean gold gaps say, from their order: never a fixed sentence beside numbers that may say otherwise."""
+    if agree is None or disagree is None or agree == disagree:
+        return ""
+    if disagree < agree:
+        return " (a smaller gap where they disagree: the disagreements are closer calls)"
+    return " (a larger gap where they disagree: the disagreements are not closer calls)"
+
+
 def _share_row(label: str, m: dict, key: str, n: int | None) -> str:
     lo, hi = m.get(f"{key}_lo"), m.get(f"{key}_hi")
     interval = f"{_f(lo)}–{_f(hi)}" if lo is not None else "n/a"
@@ -260,8 +269,8 @@ def summary_markdown(feedback: dict, alignment: dict, training: dict[str, dict],
                         feedback.get("n_disagree_gold_decided", feedback["n_disagree"])), "",
              f"Gold-reward gap |g1 − g2| where weak and human agree: mean {_f(feedback.get('gold_gap_mean_agree'))}, "
              f"median {_f(feedback.get('gold_gap_median_agree'))}; where they disagree: mean "
-             f"{_f(feedback.get('gold_gap_mean_disagree'))}, median {_f(feedback.get('gold_gap_median_disagree'))} "
-             "(a smaller gap: the disagreements are closer calls).", ""]
+             f"{_f(feedback.get('gold_gap_mean_disagree'))}, median {_f(feedback.get('gold_gap_median_disagree'))}"
+             f"{_gap_reading(feedback.get('gold_gap_mean_agree'), feedback.get('gold_gap_mean_disagree'))}.", ""]
     if cost:
         lines += ["## Labelers of D_u", "",
                   "Each labeler against the human labels and the gold judge, on the pairs it decides (95% Wilson "

@@ -20,13 +20,14 @@ from trl import RewardConfig, RewardTrainer
 from .dpo import preference_dataset
 from .judge import RewardModelJudge
 from .params import Lora, Reward
-from .training import fit, tail_mean, trainer_kwargs
+from .training import fit, known_deprecations, tail_mean, trainer_kwargs
 
 log = logging.getLogger(__name__)
 
 
 def reward_config(cfg: Reward, seed: int, output_dir: str) -> RewardConfig:
-    return RewardConfig(**trainer_kwargs(cfg, seed, output_dir))
+    with known_deprecations():
+        return RewardConfig(**trainer_kwargs(cfg, seed, output_dir))
 
 
 def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, triples: list[tuple[str, str, str]], cfg: Reward,

@@ -25,7 +25,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import DPOTrainer
 
 from .dpo import dpo_config, preference_dataset
-from .training import score_completions_only
+from .training import known_deprecations, score_completions_only
 from .params import DPO
 from .resume import BatchLog
 
@@ -77,6 +77,7 @@ def response_logps(model: PreTrainedModel, batch: list[tuple[list[int], list[int
 
 
 @torch.no_grad()
+@known_deprecations()
 def implicit_rewards(policy: PreTrainedModel, ref: PreTrainedModel | None, tok: PreTrainedTokenizerBase,
                      triples: list[tuple[str, str, str]], dpo: DPO, batch_size: int, seed: int = 0,
                      partial: BatchLog | None = None) -> Rewards:

@@ -78,6 +78,19 @@ def _score_compact(device) -> bool:
     return True  # TRL's `compact`: score hidden_states[mask] only
 
 
+@contextlib.contextmanager
+def known_deprecations():
+    """transformers 5 renamed gradient to activation checkpointing and warns on the old names, which TRL and PEFT still
+    use while building a config or a trainer and around its reference pass (a FutureWarning in every training stage's log, nothing to act on
+    here). Silenced at our call sites only, by category and exact message, so that any other warning still shows."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning,
+                                message=r"`(is_)?gradient_checkpointing(_enable|_disable)?` is deprecated")
+        yield
+
+
 def trainer_kwargs(cfg: TRLSection, seed: int, output_dir: str) -> dict:
     """The keys params set in a TRL section (DPO, Reward or SFT), verbatim, plus what the pipeline fixes for every TRL
     trainer: seeds, no hub, no TRL-side reporting (dvclive gets the curves), bf16 only where it works."""
@@ -167,13 +180,14 @@ def fit(trainer_cls, kind: str, cfg: TRLSection, config_cls, seed: int, examples
     curves = dvclive_curves(live_dir)
     if prepare is not None:
         trainer_args["train_dataset"] = prepare(work)
-    trainer = trainer_cls(model=model, args=config_cls(**trainer_kwargs(cfg, seed, str(work))),
-                          callbacks=[curves, _Checkpoints()], peft_config=peft, **trainer_args)
-    if check is not None:
-        check(trainer)
-    if ckpt is not None:
-        log.info("resuming from %s", ckpt)
-        resume.replay(trainer, curves, ckpt)  # dvclive curves and TRL's token count up to the checkpoint
-    result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    with known_deprecations():
+        trainer = trainer_cls(model=model, args=config_cls(**trainer_kwargs(cfg, seed, str(work))),
+                              callbacks=[curves, _Checkpoints()], peft_config=peft, **trainer_args)
+        if check is not None:
+            check(trainer)
+        if ckpt is not None:
+            log.info("resuming from %s", ckpt)
+            resume.replay(trainer, curves, ckpt)  # dvclive curves and TRL's token count up to the checkpoint
+        result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
     return Run(trainer, [h for h in trainer.state.log_history if "loss" in h], result.metrics,
                int(ckpt.name.rpartition("-")[2]) if ckpt else None)
