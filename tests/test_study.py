@@ -82,10 +82,14 @@ def test_analysis_by_hand():
     assert out["calibration_spearman"] == 1.0
     assert out["teacher_size"] == {"8": {"label_accuracy": 0.55, "gold_reward": src["weak@small"]["gold_reward"]}}
     assert src["weak@small"]["minus_human"]["mean"] == pytest.approx(-0.3)
-    # Every check but the number of seeds holds here (worked by hand in test_contrasts_against_the_random_floor).
+    # Every check but the number of seeds and the teachers' range holds here (worked by hand in
+    # test_contrasts_against_the_random_floor): weak labels 0.6 on every seed (a zero-width interval at 0.6), the
+    # small teacher 0.55, so the teachers span 0.05 < 0.10.
     assert out["checks"] == {"at_least_5_seeds": False, "flipped_below_random": True, "gold_above_random": True,
                              "human_above_random_t4": True, "dose_response_slope_positive": True,
-                             "calibration_spearman_at_least_0_9": True, "equivalence_margin_at_most_half_gap": True}
+                             "calibration_spearman_at_least_0_9": True, "equivalence_margin_at_most_half_gap": True,
+                             "weak_teacher_at_least_0_60": True, "teachers_span_0_10": False}
+    assert src["weak"]["label_accuracy_interval"] == {"mean": 0.6, "lo": 0.6, "hi": 0.6}
     # The DVC plot's rows: the table's order, each arm's kind, and the base's gold reward for its horizontal line.
     rows = study.plot_rows(out)
     assert [r["source"] for r in rows][:3] == ["gold", "human", "weak"] and rows[-1]["source"] == "flipped"
@@ -183,10 +187,11 @@ def test_random_labels_never_pass_as_equivalent_to_human():
     assert e["p"] < 0.05 and e["equivalent"] is False and "not above 0" in e["note"]
     assert out["checks"] == {"at_least_5_seeds": True, "flipped_below_random": False, "gold_above_random": True,
                              "human_above_random_t4": False, "dose_response_slope_positive": True,
-                             "calibration_spearman_at_least_0_9": True, "equivalence_margin_at_most_half_gap": False}
+                             "calibration_spearman_at_least_0_9": True, "equivalence_margin_at_most_half_gap": False,
+                             "weak_teacher_at_least_0_60": True, "teachers_span_0_10": None}
     text = study.headline(out)
     assert "Weak is not declared equivalent to human: human − random's interval is not above 0" in text
-    assert ("This study fails 3 of its 7 checks (flipped below random, human above random with t ≥ 4, equivalence "
+    assert ("This study fails 3 of its 9 checks (flipped below random, human above random with t ≥ 4, equivalence "
             "margin ≤ half the human − random gap)") in text
     md = study.markdown(out, [], [], None)
     assert "- human above random with t ≥ 4: NO" in md and "| minus random [95%] |" in md and "gold per nat |" in md
@@ -197,8 +202,8 @@ def test_random_labels_never_pass_as_equivalent_to_human():
     assert "pgr_random" not in out and "minus_random" not in out["sources"]["human"]
     assert {k for k, v in out["checks"].items() if v is None} == {
         "gold_above_random", "flipped_below_random", "human_above_random_t4", "dose_response_slope_positive",
-        "calibration_spearman_at_least_0_9", "equivalence_margin_at_most_half_gap"}
-    assert "cannot measure 6 yet" in study.headline(out)
+        "calibration_spearman_at_least_0_9", "equivalence_margin_at_most_half_gap", "teachers_span_0_10"}
+    assert "cannot measure 7 yet" in study.headline(out)
 
 
 def test_the_equivalence_margin_fraction_lies_in_0_to_1():
@@ -297,7 +302,8 @@ def test_headline_quotes_the_analysis_and_the_readme_block_is_replaced(tmp_path)
     assert "Over 3 seeds" in text and study._cell(out["sources"]["random"]["gain_vs_base"]) in text
     assert study._cell(out["weak_minus_human"]) in text
     assert "flipped below random: yes" in text and "human above random with t ≥ 4: yes" in text
-    assert "This study fails 1 of its 7 checks (at least 5 seeds): until every check holds" in text
+    assert ("This study fails 1 of its 9 checks (at least 5 seeds) and cannot measure 1 yet (the teachers' label "
+            "accuracies span ≥ 0.10): until every check holds") in text
     # Each arm against the floor, and PGR against the floor (worked by hand in test_contrasts_against_the_random_floor).
     for name in ("gold", "human", "weak", "flipped", "noisy_gold_20"):
         assert f"`{name}` {study._with_t(out['sources'][name]['minus_random'])}" in text
@@ -588,3 +594,19 @@ def test_an_edit_while_the_study_queues_stops_it_before_the_next_task(tmp_path, 
     with pytest.raises(ValueError, match="code changed from c to c2"):
         study.run_all(None, Path("params.yaml"), None, False, str(fake), 1)
     assert not calls.exists()
+
+
+def test_the_weak_teacher_checks_read_accuracy_over_seeds_and_the_teachers_range():
+    """Weak labels 0.62, 0.58, 0.66 over three seeds: mean 0.62, s.d. 0.04, t(2) half-width 0.04 * 4.302653 /
+    sqrt 3 = 0.099364, so lo = 0.5206 < 0.55: the mean passes 0.60 but the interval does not. A teacher at 0.50
+    beside them spans 0.12 >= 0.10."""
+    p = _params(teachers={"small": {"split.n_labeled": 16, "split.labeled_fraction": None}})
+    weak_acc = [0.62, 0.58, 0.66]
+    runs = {f"s{s}": _summary(s, 0.1 * s, _golds(s), ACC | {"weak": weak_acc[s]}) for s in range(3)}
+    for s in range(3):
+        runs[f"s{s}-small"] = _summary(s, 0.1 * s, {"weak": 0.1 * s}, {"weak": 0.5}, f"s{s}-small")
+    out = study.analyse(p, runs)
+    w = out["sources"]["weak"]["label_accuracy_interval"]
+    assert (w["mean"], w["lo"], w["hi"]) == pytest.approx((0.62, 0.62 - 0.099364, 0.62 + 0.099364), abs=1e-4)
+    assert out["checks"]["weak_teacher_at_least_0_60"] is False and out["checks"]["teachers_span_0_10"] is True
+    assert "weak teacher's label accuracy ≥ 0.60 (95% interval above 0.55): NO" in study.markdown(out, [], [], None)

@@ -730,6 +730,7 @@ def analyse(params: Params, summaries: dict[str, dict]) -> dict:
         gain = paired_contrast(golds, base)
         out["sources"][name] = {
             "label_accuracy": _mean(accuracy[name]),
+            "label_accuracy_interval": _interval([a for a in accuracy[name] if a is not None]),
             "gold_reward": _interval([g for g in golds if g is not None]),
             "gain_vs_base": _entry(gain),
             "kl_estimate": _mean(kl[name]),
@@ -779,6 +780,11 @@ def calibration_checks(out: dict) -> dict[str, bool | None]:
         return c if c and c.get("lo") is not None else None
 
     flp, gold, human = vs_random("flipped"), vs_random("gold"), vs_random("human")
+    # The default weak teacher must label D_u clearly better than a coin, and the teachers of the curve must differ
+    # in accuracy, or "how accurate must weak labels be" has no range to be read on.
+    weak = s.get("weak", {}).get("label_accuracy_interval") or {}
+    teachers = [v["label_accuracy"] for n, v in s.items()
+                if (n == "weak" or n.startswith("weak@")) and v.get("label_accuracy") is not None]
     slope, rho, eq = out.get("dose_response_slope") or {}, out.get("calibration_spearman"), out.get("equivalence")
     # t >= 4 (two-sided p about 0.016 on 4 df): human labels must stand clearly above coin flips before their gap
     # can scale an equivalence margin. An interval (n >= 2) without a t means no spread, so t is infinite.
@@ -792,14 +798,19 @@ def calibration_checks(out: dict) -> dict[str, bool | None]:
             # margin = fraction x gap, so margin <= half the gap is fraction <= 0.5; compared as the fraction, since
             # the rounded margin and gap could differ in the last digit.
             "equivalence_margin_at_most_half_gap": None if not eq or eq["margin"] is None
-            else eq["margin_fraction"] <= 0.5}
+            else eq["margin_fraction"] <= 0.5,
+            "weak_teacher_at_least_0_60": None if weak.get("lo") is None
+            else weak["mean"] >= 0.60 and weak["lo"] > 0.55,
+            "teachers_span_0_10": None if len(teachers) < 2 else max(teachers) - min(teachers) >= 0.10}
 
 
 CHECK_LABELS = {"at_least_5_seeds": "at least 5 seeds", "flipped_below_random": "flipped below random",
                 "gold_above_random": "gold above random", "human_above_random_t4": "human above random with t ≥ 4",
                 "dose_response_slope_positive": "dose-response slope above 0",
                 "calibration_spearman_at_least_0_9": "calibration Spearman ≥ 0.9",
-                "equivalence_margin_at_most_half_gap": "equivalence margin ≤ half the human − random gap"}
+                "equivalence_margin_at_most_half_gap": "equivalence margin ≤ half the human − random gap",
+                "weak_teacher_at_least_0_60": "weak teacher's label accuracy ≥ 0.60 (95% interval above 0.55)",
+                "teachers_span_0_10": "the teachers' label accuracies span ≥ 0.10"}
 
 
 def check_label(name: str) -> str:
