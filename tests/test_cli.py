@@ -143,3 +143,40 @@ def test_every_path_a_stage_is_given_is_a_dep_or_an_out_and_nothing_else_is_decl
         assert all(p.removesuffix(".info.json") + ".json" in passed for p in info), (name, info)
         assert passed == declared - info, (f"dvc.yaml stage {name}: passed, not declared {sorted(passed - declared)}; "
                                            f"declared, not passed {sorted(declared - info - passed)}")
+
+
+def test_ctrl_c_ends_a_stage_in_one_line_with_nothing_written(tmp_path):
+    """SIGINT to a real stage process (the shared `cli.run` every stage goes through) while it writes: exit 130,
+    one line on stderr saying it was interrupted and how the rerun resumes, no traceback, no output and no
+    temporary file left."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "params.yaml").write_text((root / "presets" / "tiny.yaml").read_text())
+    script = tmp_path / "slow_stage.py"
+    script.write_text(
+        "import argparse, sys, time\n"
+        "from weakalign import cli\n"
+        "from weakalign.io import atomic_file\n"
+        "def main(args, params):\n"
+        "    with atomic_file('out.txt') as f:\n"
+        "        f.write('half')\n"
+        "        print('writing', flush=True)\n"
+        "        time.sleep(60)\n"
+        "p = argparse.ArgumentParser(prog='slow_stage')\n"
+        "p.add_argument('--checkpoints')\n"
+        "sys.exit(cli.run(main, p))\n")
+    proc = subprocess.Popen([sys.executable, str(script), "--checkpoints", "checkpoints/slow_stage"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    lines = [line for line in err.splitlines() if " INFO " not in line]  # the stage's own log lines
+    assert lines == ["slow_stage: interrupted; none of its outputs were written. `dvc repro` runs it again, resuming "
+                     "from its last checkpoint in checkpoints/slow_stage if there is one"], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml", "slow_stage.py"]

@@ -71,6 +71,16 @@ def run(main: Callable[[argparse.Namespace, Params], None], parser: argparse.Arg
             raise
         print(f"{stage}: error: {e}\n(set WEAKALIGN_DEBUG=1 for the traceback)", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if os.environ.get("WEAKALIGN_DEBUG"):
+            raise
+        # Ctrl-C: one line instead of torch's traceback. stage_outputs has discarded every output (they land
+        # together or not at all); a training stage's last checkpoint stays, and the rerun resumes from it only if
+        # its inputs and params are the same (resume.fingerprint).
+        ckpt = getattr(args, "checkpoints", None)
+        print(f"{stage}: interrupted; none of its outputs were written. `dvc repro` runs it again"
+              + (f", resuming from its last checkpoint in {ckpt} if there is one" if ckpt else ""), file=sys.stderr)
+        return 130
     return 0
 
 
