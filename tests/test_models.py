@@ -155,3 +155,27 @@ def test_a_diverged_model_is_never_saved(tmp_path):
     with pytest.raises(ValueError, match="non-finite weights"), atomic_dir(tmp_path / "m") as d:
         save_model(model, tok, d)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_adapter_config_is_the_same_bytes_whatever_the_string_hash_seed(tiny_dir, tmp_path):
+    """PEFT holds target_modules as a set; saved as it is, adapter_config.json lists them in hash order, so two
+    identical runs under different PYTHONHASHSEED wrote different files (and different DVC hashes)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from peft import LoraConfig, get_peft_model\n"
+        "from weakalign.models import load_model, load_tokenizer, save_model\n"
+        f"model = load_model({str(tiny_dir)!r})\n"
+        "names = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']\n"
+        "peft = get_peft_model(model, LoraConfig(r=2, target_modules=names))\n"
+        f"save_model(peft, load_tokenizer({str(tiny_dir)!r}), sys.argv[1], base='tiny')\n")
+    configs = []
+    for seed in ("1", "2", "3"):
+        out = tmp_path / f"adapter{seed}"
+        subprocess.run([sys.executable, "-c", script, str(out)], check=True, capture_output=True,
+                       env={**os.environ, "PYTHONHASHSEED": seed})
+        configs.append((out / "adapter_config.json").read_bytes())
+    assert configs[0] == configs[1] == configs[2]
+    assert b'"down_proj",\n    "gate_proj"' in configs[0]  # sorted

@@ -439,6 +439,11 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out: 
             raise ValueError("saving a LoRA adapter needs the reference of its base model")
         for cfg in model.peft_config.values():
             cfg.base_model_name_or_path = str(base)  # a path or model reference that load_model resolves
+            # PEFT keeps target_modules (and other module lists) as sets, which adapter_config.json would list in
+            # string-hash order: PYTHONHASHSEED would make identical runs write different bytes. Sorted, once saved.
+            for field, value in vars(cfg).items():
+                if isinstance(value, (set, frozenset)):
+                    setattr(cfg, field, sorted(value))
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     if card is not None:
