@@ -182,3 +182,37 @@ def test_an_output_that_cannot_be_written_is_a_one_line_error(tmp_path):
         ro.mkdir(mode=0o500)
         with pytest.raises(DataError, match="permission denied"):
             write_json(ro / "m.json", {})
+
+
+def test_a_write_killed_with_sigkill_leaves_nothing_past_the_next_write(tmp_path):
+    """SIGKILL while a model folder is being saved leaves its hidden temporary folder beside the target; the next
+    write of that target removes it (and only its own leftovers: another output's temp and user files stay)."""
+    import signal
+    import subprocess
+    import sys
+
+    target = tmp_path / "model"
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from weakalign.io import atomic_dir\n"
+        f"with atomic_dir({str(target)!r}) as d:\n"
+        "    (d / 'weights.bin').write_bytes(b'x' * 1000)\n"
+        "    print('saving', flush=True)\n"
+        "    time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "saving"
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    leftovers = list(tmp_path.glob(".model.*.tmp"))
+    assert len(leftovers) == 1 and (leftovers[0] / "weights.bin").is_file()  # what a kill leaves
+    other = tmp_path / ".model2.abc.tmp"
+    other.mkdir()
+    (tmp_path / "notes.txt").write_text("mine")
+    with atomic_dir(target) as d:
+        (d / "weights.bin").write_bytes(b"y")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".model2.abc.tmp", "model", "notes.txt"]
+    with atomic_file(tmp_path / "m.json") as f:  # files too
+        f.write("{}")
+    (tmp_path / ".m.json.dead.tmp").write_text("half")
+    with atomic_file(tmp_path / "m.json") as f:
+        f.write("{}")
+    assert not list(tmp_path.glob(".m.json.*"))

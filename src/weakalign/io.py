@@ -7,8 +7,10 @@ and renames it into place, so a stage that fails leaves no half-written output f
 from __future__ import annotations
 
 import contextlib
+import glob
 import gzip
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -19,6 +21,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -176,6 +179,17 @@ def _finish(tmp: Path, path: Path) -> None:
     _pending.append((tmp, path))
 
 
+def _sweep(path: Path) -> None:
+    """Delete what a killed writer of `path` left: its temporary files or folders beside it (`.<name>.*.tmp`, a
+    389 MB model folder when the kill came while saving). DVC runs one stage per output at a time, so any such
+    leftover that this stage is not holding back (`_pending`) is dead."""
+    held = {t for t, _ in _pending or []}
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        if leftover not in held:
+            log.info("removing %s, left by an interrupted write of %s", leftover, path)
+            _discard(leftover)
+
+
 @contextlib.contextmanager
 def _writable(path: Path) -> Iterator[None]:
     """An output folder that cannot be written is bad input (the path or its permissions), not a crash."""
@@ -214,6 +228,7 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator:
     path = Path(path)
     with _writable(path):
         path.parent.mkdir(parents=True, exist_ok=True)
+        _sweep(path)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
@@ -231,6 +246,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     with _writable(path):
         path.parent.mkdir(parents=True, exist_ok=True)
+        _sweep(path)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
