@@ -293,7 +293,8 @@ def test_params_with_a_duplicate_key_are_refused_naming_the_line(tmp_path):
     # yaml.safe_load keeps the last value; DVC refuses the file; the stages and the checker must agree with DVC.
     p = tmp_path / "params.yaml"
     p.write_text("base:\n  seed: 0\n  seed: 1\n")
-    with pytest.raises(ParamsError, match=r"params.yaml:3: not valid YAML \(duplicate key 'seed' \(first on line 2\)\)"):
+    with pytest.raises(ParamsError, match=r'params.yaml:3: not valid YAML \(found duplicate key "seed" with value "1" '
+                                          r'\(original value: "0"\)\)'):
         load_params(p)
     with pytest.raises(ParamsError, match="is a directory, not a file"):
         load_params(tmp_path)
@@ -446,3 +447,56 @@ def test_styles_default_is_the_sandboxs_and_unused_with_real_data(root):
     raw["generate_pairs"]["styles"] = ["", "Be brief."]
     assert parse_params(raw).generate_pairs.styles == []
     assert len(parse_params(_raw(root)).generate_pairs.styles) == 3
+
+
+def test_params_are_read_as_dvc_reads_them(tmp_path, root):
+    """One YAML reader with DVC's semantics (YAML 1.2, ruamel): `010` is 10 and `yes` a string for both, where
+    PyYAML read 8 and true, so DVC's run cache recorded 10 and served the 8-prompt holdout to a later `n_test: 10`;
+    a merge key `<<:` is read as DVC reads it; every shipped params file reads the same through both."""
+    from dvc.utils.serialize import parse_yaml
+
+    from weakalign.params import read_yaml
+
+    raw = _raw(root)
+    text = (root / "params.yaml").read_text().replace("  n_test: 128", "  n_test: 010", 1)
+    assert "n_test: 010" in text
+    p = tmp_path / "params.yaml"
+    p.write_text(text)
+    assert load_params(p).holdout.n_test == 10 == parse_yaml(text, str(p))["holdout"]["n_test"]
+    merged = "base: &b\n  seed: 3\n  model: tiny-random\nother:\n  <<: *b\n  seed: 4\n"
+    p.write_text(merged)
+    assert read_yaml(p) == parse_yaml(merged, str(p)) == {"base": {"seed": 3, "model": "tiny-random"},
+                                                          "other": {"seed": 4, "model": "tiny-random"}}
+    for f in [root / "params.yaml", *sorted((root / "presets").glob("*.yaml"))]:
+        assert read_yaml(f) == parse_yaml(f.read_text(), str(f)), f
+    assert raw["holdout"]["n_test"] == 128
+
+
+def test_alias_bombs_and_self_referencing_aliases_are_refused_at_once(tmp_path):
+    """A few hundred bytes of nested aliases that expand to 10**9 values (in study.set, or in align.sources where
+    the check used to hang): refused before anything expands them, naming the file; an alias inside itself too."""
+    import time
+
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    p = tmp_path / "params.yaml"
+    p.write_text("\n".join(lines) + "\nstudy:\n  set: {x: *a8}\n")
+    t0 = time.perf_counter()
+    with pytest.raises(ParamsError, match=r"params.yaml: its aliases expand to more than 100,000 values"):
+        load_params(p)
+    assert time.perf_counter() - t0 < 5
+    p.write_text("align: &a\n  sources: [*a]\n")
+    with pytest.raises(ParamsError, match=r"params.yaml: not valid params \(line 1: an alias that contains itself\)"):
+        load_params(p)
+
+
+@pytest.mark.parametrize("key, value", [(("holdout", "n_test"), True), (("align", "dpo", "beta"), True),
+                                         (("study", "seeds"), [0, True]), (("split", "n_labeled"), False)])
+def test_a_boolean_is_not_a_number(root, key, value):
+    raw = _raw(root)
+    node = raw
+    for k in key[:-1]:
+        node = node[k]
+    node[key[-1]] = value
+    with pytest.raises(ParamsError, match=rf"{'.'.join(key)}: Value error, .* is a boolean where a number"):
+        parse_params(raw)

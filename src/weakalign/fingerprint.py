@@ -29,6 +29,8 @@ from pathlib import Path
 
 import yaml
 
+from .params import read_yaml
+
 log = logging.getLogger("weakalign.fingerprint")
 
 RECORDS = Path("study/fingerprints.json")
@@ -121,8 +123,8 @@ def same_results(code_a: str | None, code_b: str, records: dict[str, dict[str, d
 def fingerprint_params(root: Path) -> dict:
     """The tiny preset, aligning every source the default study does as well as its own: so the fingerprint
     runs each label rule the study's results depend on."""
-    tiny = yaml.safe_load((root / PRESET).read_text())
-    study = yaml.safe_load((root / "params.yaml").read_text()).get("study", {})
+    tiny = read_yaml(root / PRESET)
+    study = read_yaml(root / "params.yaml").get("study", {})
     extra = [s for s in study.get("sources", []) if s not in tiny["align"]["sources"]]
     tiny["align"]["sources"] = [*tiny["align"]["sources"], *extra]
     return tiny

@@ -27,7 +27,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator, model_validator
 
 # Keys of TrainingArguments the pipeline sets for every trainer (weakalign.training.trainer_kwargs), and where.
 PIPELINE_SET = {
@@ -162,12 +162,32 @@ def dpo_loss_types() -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
+def accepts_bool(annotation) -> bool:
+    """Whether a field's type lets a boolean through as itself (bool, or a union or list holding bool, or Any)."""
+    if annotation is bool or annotation is Any:
+        return True
+    return any(accepts_bool(a) for a in typing.get_args(annotation))
+
+
+def no_bool_for_number(cls, value, info: ValidationInfo):
+    """`true` is not a number: pydantic reads it as 1 for an int or float field (`n_test: true` would hold out one
+    prompt, `beta: true` train with beta 1). Refused wherever the field's type has no bool in it, lists included;
+    the before-validator of every params section (here and weakalign.params._Section)."""
+    if not accepts_bool(cls.model_fields[info.field_name].annotation):
+        items = value if isinstance(value, list) else [value]
+        if any(isinstance(x, bool) for x in items):
+            raise ValueError(f"{value!r} is a boolean where a number or text is expected")
+    return value
+
+
 class TRLSection(BaseModel):
     """A params section holding fields of one TRL config class (`trl_class`)."""
 
     # allow_inf_nan=False as for every section (weakalign.params._Section).
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     trl_class: typing.ClassVar[str]
+
+    _no_bool = field_validator("*", mode="before")(classmethod(no_bool_for_number))
 
     def values(self) -> dict[str, Any]:
         """The keys this section was given (in params.yaml or by `model_copy(update=...)`), for TRL's class."""
