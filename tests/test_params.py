@@ -68,6 +68,12 @@ def test_paper_presets_are_the_papers_models_on_its_data_with_a_reward_model_gol
 
 @pytest.mark.parametrize("path, value, expect", [
     (("align", "dpo", "lr"), 1e-4, "align.dpo.lr: unknown key"),
+    (("paths", "report"), "README.md", "paths.report: Value error, 'README.md' is (or lies in) the project's own"),
+    (("paths", "feedback"), "../feedback", "paths.feedback: Value error, '../feedback' leaves the repository"),
+    (("paths", "feedback"), "/home/me/feedback", "paths.feedback: Value error, '/home/me/feedback' leaves the"),
+    (("paths", "targets"), "data/../../x", "paths.targets: Value error, 'data/../../x' leaves the repository"),
+    (("paths", "metrics"), "src/weakalign", "paths.metrics: Value error, 'src/weakalign' is (or lies in)"),
+    (("paths", "plots"), "./", "paths.plots: Value error, './' is (or lies in)"),
     (("sft", "sft", "fp16"), True, "sft.sft: Value error, fp16: bf16 is on too"),
     (("surprise",), 1, "surprise: unknown key"),
     (("train_weak", "dpo", "beta"), 0.0, "train_weak.dpo.beta"),

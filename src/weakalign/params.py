@@ -59,6 +59,28 @@ def _check_path(value: str) -> str:
 
 SafePath = Annotated[str, AfterValidator(_check_path)]
 
+# The project's own files and folders (the layout every checkout has): no output may be written over or into them.
+PROJECT = {".git", ".dvc", ".ci", "src", "stages", "tests", "docs", "presets", "scripts", "benchmarks", "study",
+           "README.md", "params.yaml", "dvc.yaml", "dvc.lock", "pyproject.toml", "Makefile", ".gitignore",
+           ".dvcignore", "LICENSE", ".venv"}
+
+
+def _check_output(value: str) -> str:
+    """An output path stays inside the repository and off its own files: `paths.report: README.md` overwrote the
+    README, and an absolute or `../` path let DVC clear a folder of the user's before the stage ran."""
+    norm = os.path.normpath(value)
+    if os.path.isabs(value) or norm == ".." or norm.startswith("../"):
+        raise ValueError(f"{value!r} leaves the repository: an output path must be relative and stay inside it "
+                         "(DVC deletes an output before its stage runs)")
+    if norm == "." or norm.split("/")[0] in PROJECT:
+        raise ValueError(f"{value!r} is (or lies in) the project's own {norm.split('/')[0]!r}: an output there "
+                         "would overwrite the project's files; pick a path under data/, models/, metrics/, "
+                         "reports/ or plots/")
+    return value
+
+
+OutputPath = Annotated[SafePath, AfterValidator(_check_output)]
+
 
 class Base(_Section):
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed for every random choice: sampling, annotators, "
@@ -82,31 +104,31 @@ class Base(_Section):
 class Paths(_Section):
     """Every path of the pipeline. dvc.yaml refers to these as ${paths.x}; stages get them as arguments."""
 
-    source_pairs: SafePath = "data/source/pairs.jsonl"  # ingest: the pairs of a jsonl/hf source (empty for the sandbox)
-    prompts_all: SafePath = "data/prompts/all.jsonl"  # ingest: every prompt, before the holdout
-    prompts_train: SafePath = "data/prompts/train.jsonl"
-    prompts_test: SafePath = "data/prompts/test.jsonl"
-    base_model: SafePath = "models/base"
-    pairs: SafePath = "data/pairs.jsonl"
-    annotated: SafePath = "data/annotated.jsonl"
-    labeled: SafePath = "data/split/labeled.jsonl"
-    unlabeled: SafePath = "data/split/unlabeled.jsonl"
-    reference: SafePath = "data/reference.jsonl"  # the targets' reference log-probs of D_u, shared by every source
-    sft_target: SafePath = "models/sft/target"  # sft: the target's starting point (a note only, unless sft.enabled)
-    sft_weak: SafePath = "models/sft/weak"  # sft: the weak LLM's, when train_weak.model is not `base`
-    weak_model: SafePath = "models/weak"
-    weak_labels: SafePath = "data/labels/weak.jsonl"
-    rm_labels: SafePath = "data/labels/rm.jsonl"  # label_rm (empty unless label_rm.enabled)
-    judge_labels: SafePath = "data/labels/judge.jsonl"  # label_judge (empty unless label_judge.enabled)
-    feedback: SafePath = "data/feedback"
-    targets: SafePath = "models/targets"
-    generations: SafePath = "data/eval/generations.jsonl"
-    report: SafePath = "reports/summary.md"
-    report_figure: SafePath = "reports/summary.png"  # report: gold reward and agreement, embedded in the report
-    metrics: SafePath = "metrics"
-    plots: SafePath = "plots"
-    dvclive: SafePath = "dvclive"
-    checkpoints: SafePath = "checkpoints"  # work folders that let a killed stage resume; not DVC outputs, git-ignored
+    source_pairs: OutputPath = "data/source/pairs.jsonl"  # ingest: a jsonl/hf source's pairs (empty for the sandbox)
+    prompts_all: OutputPath = "data/prompts/all.jsonl"  # ingest: every prompt, before the holdout
+    prompts_train: OutputPath = "data/prompts/train.jsonl"
+    prompts_test: OutputPath = "data/prompts/test.jsonl"
+    base_model: OutputPath = "models/base"
+    pairs: OutputPath = "data/pairs.jsonl"
+    annotated: OutputPath = "data/annotated.jsonl"
+    labeled: OutputPath = "data/split/labeled.jsonl"
+    unlabeled: OutputPath = "data/split/unlabeled.jsonl"
+    reference: OutputPath = "data/reference.jsonl"  # the targets' reference log-probs of D_u, shared by every source
+    sft_target: OutputPath = "models/sft/target"  # sft: the target's starting point (a note only, unless sft.enabled)
+    sft_weak: OutputPath = "models/sft/weak"  # sft: the weak LLM's, when train_weak.model is not `base`
+    weak_model: OutputPath = "models/weak"
+    weak_labels: OutputPath = "data/labels/weak.jsonl"
+    rm_labels: OutputPath = "data/labels/rm.jsonl"  # label_rm (empty unless label_rm.enabled)
+    judge_labels: OutputPath = "data/labels/judge.jsonl"  # label_judge (empty unless label_judge.enabled)
+    feedback: OutputPath = "data/feedback"
+    targets: OutputPath = "models/targets"
+    generations: OutputPath = "data/eval/generations.jsonl"
+    report: OutputPath = "reports/summary.md"
+    report_figure: OutputPath = "reports/summary.png"  # report: gold reward and agreement, embedded in the report
+    metrics: OutputPath = "metrics"
+    plots: OutputPath = "plots"
+    dvclive: OutputPath = "dvclive"
+    checkpoints: OutputPath = "checkpoints"  # work folders that let a killed stage resume; not DVC outputs, git-ignored
 
     @model_validator(mode="after")
     def _apart(self) -> Paths:
