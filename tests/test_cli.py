@@ -180,3 +180,27 @@ def test_ctrl_c_ends_a_stage_in_one_line_with_nothing_written(tmp_path):
     assert lines == ["slow_stage: interrupted; none of its outputs were written. `dvc repro` runs it again, resuming "
                      "from its last checkpoint in checkpoints/slow_stage if there is one"], err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml", "slow_stage.py"]
+
+
+def test_params_edited_while_a_stage_runs_leave_no_output(tmp_path, monkeypatch, capsys):
+    """params.yaml changed mid-stage (a seed switched while training ran): DVC would record the new params beside
+    outputs of the old ones and serve them from its run cache later. The stage refuses to land them: exit 2."""
+    import argparse
+
+    from weakalign import cli
+    from weakalign.io import atomic_file
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    params = tmp_path / "params.yaml"
+    params.write_text((root / "presets" / "tiny.yaml").read_text())
+
+    def main(args, p):
+        with atomic_file("out.txt") as f:
+            f.write(str(p.base.seed))
+        params.write_text(params.read_text().replace("seed: 0", "seed: 1", 1))
+
+    assert "seed: 0" in params.read_text()
+    assert cli.run(main, argparse.ArgumentParser(prog="slow_stage"), argv=[]) == 2
+    assert "params.yaml: changed while slow_stage ran" in capsys.readouterr().err
+    assert not (tmp_path / "out.txt").exists()

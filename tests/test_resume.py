@@ -43,6 +43,30 @@ def test_work_folder_of_other_inputs_is_emptied(tmp_path):
     assert resume.last_checkpoint(work) is None
 
 
+def test_partial_results_of_other_code_are_not_resumed(tmp_path, monkeypatch):
+    """Same inputs and params, but the pipeline's code (or a numerics library) changed since the kill: start over."""
+    work = resume.prepare(tmp_path / "w", "key-a")
+    (work / "batches.jsonl").write_text('{"batch": 0}\n')
+    assert resume.prepare(tmp_path / "w", "key-a") == work and (work / "batches.jsonl").exists()
+    monkeypatch.setattr(resume, "code_identity", lambda: "other code")
+    work = resume.prepare(tmp_path / "w", "key-a")
+    assert not (work / "batches.jsonl").exists()
+
+
+def test_the_code_identity_covers_the_pipeline_modules_the_stage_script_and_the_libraries(tmp_path, monkeypatch):
+    import sys
+
+    script = tmp_path / "stage.py"
+    script.write_text("print(1)\n")
+    monkeypatch.setattr(sys, "argv", [str(script)])
+    resume.code_identity.cache_clear()
+    a = resume.code_identity()
+    script.write_text("print(2)\n")
+    resume.code_identity.cache_clear()
+    assert resume.code_identity() != a
+    resume.code_identity.cache_clear()
+
+
 def test_a_checkpoint_cut_short_is_skipped(tmp_path):
     for step, state in ((2, "{}"), (4, '{"log_hist')):  # checkpoint-4 was being written when the kill came
         (tmp_path / f"checkpoint-{step}").mkdir()

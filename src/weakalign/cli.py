@@ -57,6 +57,7 @@ def run(main: Callable[[argparse.Namespace, Params], None], parser: argparse.Arg
     stage = parser.prog + (f"@{args.source}" if getattr(args, "source", None) else "")
     resume.STAGE = stage
     try:
+        params_bytes = _read_bytes(args.params)
         params = load_params(args.params)
         if (distributed is not None and distributed(params) and params.base.num_processes > 1
                 and "LOCAL_RANK" not in os.environ):
@@ -65,6 +66,11 @@ def run(main: Callable[[argparse.Namespace, Params], None], parser: argparse.Arg
         log.info("%s: start", stage)
         with stage_outputs():  # every output lands together, after the last write, or none does
             main(args, params)
+            # DVC records params.yaml as it is when the stage ends: edited meanwhile, dvc.lock would pair the new
+            # values with outputs of the old ones, and the run cache would serve them to a later run of the new.
+            if _read_bytes(args.params) != params_bytes:
+                raise ParamsError(f"{args.params}: changed while {stage} ran, so its outputs would be recorded "
+                                  "under params they were not made with; nothing written: run it again")
         log.info("%s: done in %.1f s", stage, time.perf_counter() - t0)
     except (DataError, ParamsError, LeakageError, FileNotFoundError, ValueError) as e:
         if os.environ.get("WEAKALIGN_DEBUG"):
@@ -82,6 +88,13 @@ def run(main: Callable[[argparse.Namespace, Params], None], parser: argparse.Arg
               + (f", resuming from its last checkpoint in {ckpt} if there is one" if ckpt else ""), file=sys.stderr)
         return 130
     return 0
+
+
+def _read_bytes(path: str) -> bytes | None:
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return None  # load_params says what is wrong with it
 
 
 def launch(script: str, argv: list[str], num_processes: int, config_file: str | None) -> int:
