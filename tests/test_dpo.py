@@ -208,3 +208,15 @@ def test_shared_reference_logps_equal_each_sources_own(tiny_dir, tmp_path, monke
     _, summary = dpo.train(load_model(tiny_dir), tok, oriented, cfg, seed=0, live_dir=tmp_path / "live",
                            work_dir=tmp_path / "work", model_id="tiny", lora=lora, ref_logps=expected)
     assert summary["steps"] == 1
+
+
+def test_a_run_whose_batches_are_all_dropped_fails_instead_of_saving_the_start(tiny_dir, tmp_path):
+    """A batch larger than the data with dataloader_drop_last, and max_steps set (else transformers itself refuses
+    the empty dataloader): 0 optimizer steps. It used to exit 0 with the untrained model saved as the result."""
+    tok, model = load_tokenizer(tiny_dir), load_model(tiny_dir)
+    triples = [("Rate the film.", "A wonderful film.", "Dull."), ("Rate the soup.", "Delicious.", "Cold.")]
+    cfg = DPO(per_device_train_batch_size=4, dataloader_drop_last=True, max_steps=5, bf16=False, max_length=64)
+    with pytest.raises(ValueError, match=r"dpo: trained 0 optimizer steps on 2 examples \(batch size 4 x 1 processes, "
+                                         r"dataloader_drop_last True\): lower the batch size"):
+        dpo.train(model, tok, triples, cfg, seed=0, live_dir=tmp_path / "live", work_dir=tmp_path / "work",
+                  model_id="tiny")

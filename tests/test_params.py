@@ -506,3 +506,43 @@ def test_a_boolean_is_not_a_number(root, key, value):
     node[key[-1]] = value
     with pytest.raises(ParamsError, match=rf"{'.'.join(key)}: Value error, .* is a boolean where a number"):
         parse_params(raw)
+
+
+def test_late_failures_are_caught_when_params_load(root, tmp_path, monkeypatch):
+    """What used to pass the check and fail once a stage had loaded its model: an optimizer whose package is not
+    installed, an accelerate config file that is not there, a Hub id that is not cached while offline (52 s of
+    retries before; `check_here`, which every stage and `weakalign check` run). Each in well under a second,
+    naming the key."""
+    import time
+
+    for key, value, expect in [
+        (("align", "dpo", "optim"), "adamw_bnb_8bit", "align.dpo: Value error, optim: 'adamw_bnb_8bit' needs the "
+                                                       "package 'bitsandbytes'"),
+        (("base", "accelerate_config"), "presets/accelerate/nope.yaml", "base.accelerate_config: Value error, "
+                                                                          "'presets/accelerate/nope.yaml': no such file"),
+    ]:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        raw = _raw(root)
+        node = raw[key[0]] if len(key) == 2 else raw[key[0]][key[1]]
+        node[key[-1]] = value
+        t0 = time.perf_counter()
+        with pytest.raises(ParamsError, match=re.escape(expect)):
+            parse_params(raw)
+        assert time.perf_counter() - t0 < 1, key
+    # Offline, a Hub id missing from the local cache: the file is valid, but it cannot run here.
+    raw = _raw(root)
+    raw["base"]["model"], raw["train_weak"]["model"] = "nobody/no-such-model", "nobody/other@layers=2"
+    t0 = time.perf_counter()
+    with pytest.raises(ParamsError, match=re.escape(
+            "params: cannot run here\n  base.model: 'nobody/no-such-model' is not in the local Hugging Face cache, "
+            "and HF_HUB_OFFLINE is set")) as e:
+        parse_params(raw).check_here()
+    assert "train_weak.model: 'nobody/other' is not in the local" in str(e.value)
+    assert time.perf_counter() - t0 < 1
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    parse_params(raw).check_here()  # online it may be downloaded
+    monkeypatch.chdir(root)
+    raw = _raw(root)
+    raw["align"]["dpo"]["optim"] = "adamw_torch"
+    raw["base"]["accelerate_config"] = "presets/accelerate/deepspeed-zero2.yaml"
+    assert parse_params(raw).base.accelerate_config.endswith("zero2.yaml")

@@ -59,6 +59,7 @@ def run(main: Callable[[argparse.Namespace, Params], None], parser: argparse.Arg
     try:
         params_bytes = _read_bytes(args.params)
         params = load_params(args.params)
+        params.check_here(args.params)
         if (distributed is not None and distributed(params) and params.base.num_processes > 1
                 and "LOCAL_RANK" not in os.environ):
             return launch(sys.argv[0], argv, params.base.num_processes, params.base.accelerate_config)

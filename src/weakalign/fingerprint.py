@@ -30,13 +30,12 @@ from pathlib import Path
 import yaml
 
 from .params import read_yaml
+from .resume import NOT_PIPELINE
 
 log = logging.getLogger("weakalign.fingerprint")
 
 RECORDS = Path("study/fingerprints.json")
 PRESET = Path("presets/tiny.yaml")
-# Modules no stage runs: changing them changes no result (the study's own analysis, the sweep aggregator, this).
-NOT_PIPELINE = {"study.py", "aggregate.py", "fingerprint.py"}
 # Metrics keys that time a run rather than say what it computed (scripts/same_results.py reads them too).
 TIMINGS = ("seconds", "seconds_per_1000_pairs", "train_runtime_s", "resumed_from_step")
 

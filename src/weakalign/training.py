@@ -189,5 +189,10 @@ def fit(trainer_cls, kind: str, cfg: TRLSection, config_cls, seed: int, examples
             log.info("resuming from %s", ckpt)
             resume.replay(trainer, curves, ckpt)  # dvclive curves and TRL's token count up to the checkpoint
         result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    if trainer.state.global_step == 0:  # e.g. a batch larger than the data with dataloader_drop_last: all dropped
+        a = trainer.args
+        raise ValueError(f"{kind}: trained 0 optimizer steps on {len(examples)} examples (batch size "
+                         f"{a.per_device_train_batch_size} x {a.world_size} processes, dataloader_drop_last "
+                         f"{a.dataloader_drop_last}): lower the batch size; nothing written")
     return Run(trainer, [h for h in trainer.state.log_history if "loss" in h], result.metrics,
                int(ckpt.name.rpartition("-")[2]) if ckpt else None)

@@ -197,7 +197,32 @@ class TRLSection(BaseModel):
     def _one_precision(self):
         if getattr(self, "bf16", None) and getattr(self, "fp16", None):
             raise ValueError("fp16: bf16 is on too; pick one mixed precision (or neither, for fp32)")
+        optim = getattr(self, "optim", None)
+        package = optim_package(str(getattr(optim, "value", optim))) if optim else None
+        if package and importlib.util.find_spec(package) is None:
+            raise ValueError(f"optim: {optim!r} needs the package {package!r}, which is not installed here "
+                             "(transformers would only say so once the model has loaded and training starts)")
         return self
+
+
+# transformers' optimizers that import a package of their own, imported only when training starts: (name test,
+# import name), first match wins. The rest (adamw_torch, adafactor, sgd, ...) are torch's.
+_OPTIM_PACKAGES = ((lambda n: n in ("adamw_torch_4bit", "adamw_torch_8bit"), "torchao"),
+                   (lambda n: n == "adamw_anyprecision", "torchdistx"),
+                   (lambda n: n == "adamw_torch_xla", "torch_xla"),
+                   (lambda n: n == "adamw_torch_npu_fused", "torch_npu"),
+                   (lambda n: n.startswith("galore_"), "galore_torch"),
+                   (lambda n: n in ("lomo", "adalomo"), "lomo_optim"),
+                   (lambda n: n == "grokadamw", "grokadamw"),
+                   (lambda n: n.startswith("schedule_free_"), "schedulefree"),
+                   (lambda n: n.startswith("apollo_"), "apollo_torch"),
+                   (lambda n: n == "stable_adamw", "optimi"),
+                   (lambda n: any(k in n for k in ("bnb", "8bit", "paged", "lion", "ademamix")), "bitsandbytes"))
+
+
+def optim_package(name: str) -> str | None:
+    """The package transformers' optimizer `name` imports, or None for torch's own."""
+    return next((package for test, package in _OPTIM_PACKAGES if test(name)), None)
 
 
 def _one_of(enum: str):
