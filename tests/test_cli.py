@@ -204,3 +204,27 @@ def test_params_edited_while_a_stage_runs_leave_no_output(tmp_path, monkeypatch,
     assert cli.run(main, argparse.ArgumentParser(prog="slow_stage"), argv=[]) == 2
     assert "params.yaml: changed while slow_stage ran" in capsys.readouterr().err
     assert not (tmp_path / "out.txt").exists()
+
+
+def test_a_full_disk_ends_a_stage_in_one_line_with_nothing_written(tmp_path, monkeypatch, capsys):
+    import argparse
+    import errno
+
+    from weakalign import cli
+    from weakalign.io import atomic_file
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text((root / "presets" / "tiny.yaml").read_text())
+
+    def main(args, p):
+        with atomic_file("first.txt") as f:
+            f.write("done")
+        with atomic_file("second.txt") as f:
+            f.write("half")
+            raise OSError(errno.ENOSPC, "No space left on device", "second.txt")
+
+    assert cli.run(main, argparse.ArgumentParser(prog="full_stage"), argv=[]) == 2
+    assert capsys.readouterr().err.strip() == ("full_stage: error: the disk is full (second.txt); none of its outputs "
+                                              "were written: free some space and run it again")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

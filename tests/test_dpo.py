@@ -220,3 +220,34 @@ def test_a_run_whose_batches_are_all_dropped_fails_instead_of_saving_the_start(t
                                          r"dataloader_drop_last True\): lower the batch size"):
         dpo.train(model, tok, triples, cfg, seed=0, live_dir=tmp_path / "live", work_dir=tmp_path / "work",
                   model_id="tiny")
+
+
+def test_a_damaged_checkpoint_is_deleted_and_named_instead_of_failing_every_rerun(tiny_dir, tmp_path, monkeypatch):
+    """The step-4 checkpoint's weights cut short after a kill: the resume fails in one line naming it and deletes it,
+    so the next run starts over (there is no earlier one here) instead of failing on it forever."""
+    from weakalign import resume
+
+    tok = load_tokenizer(tiny_dir)
+    triples = [(f"Rate item {i}.", f"Great item number {i}, I love it.", "Bad.") for i in range(8)]
+    cfg = DPO(learning_rate=5e-3, max_steps=6, per_device_train_batch_size=2, warmup_steps=0, logging_steps=1,
+              bf16=False, max_length=64, save_steps=4, save_total_limit=1)
+
+    def run():
+        return dpo.train(load_model(tiny_dir), tok, triples, cfg, seed=0, live_dir=tmp_path / "live",
+                         work_dir=tmp_path / "work", model_id="tiny")
+
+    def crash():
+        raise _Killed
+
+    monkeypatch.setattr(resume, "crash_point", crash)
+    with pytest.raises(_Killed):
+        run()
+    ckpt = resume.last_checkpoint(tmp_path / "work")
+    weights = next(ckpt.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:100])
+    monkeypatch.setattr(resume, "crash_point", lambda: None)
+    with pytest.raises(ValueError, match=r"checkpoint .*checkpoint-4 could not be resumed \(.*\); deleted it"):
+        run()
+    assert not ckpt.exists()
+    _, summary = run()
+    assert summary["steps"] == 6 and summary["resumed_from_step"] is None

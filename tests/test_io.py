@@ -216,3 +216,32 @@ def test_a_write_killed_with_sigkill_leaves_nothing_past_the_next_write(tmp_path
     with atomic_file(tmp_path / "m.json") as f:
         f.write("{}")
     assert not list(tmp_path.glob(".m.json.*"))
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "prompts.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match=r"prompts.jsonl: not a regular file \(a FIFO"):
+        list(iter_jsonl(fifo))
+
+
+def test_a_gzip_bomb_and_an_endless_line_are_refused_in_bounded_memory(tmp_path, monkeypatch):
+    """A few MB of gzip that expand to one huge line, or to far more rows than the file could honestly hold: refused
+    after reading at most the bound, never held whole. Bounds shrunk here so the test is fast."""
+    import gzip
+
+    from weakalign import io
+
+    monkeypatch.setattr(io, "MAX_LINE_BYTES", 1000)
+    line = tmp_path / "long.jsonl.gz"
+    with gzip.open(line, "wb") as f:
+        f.write(b'{"id": "a", "prompt": "' + b"x" * 100_000 + b'"}\n')
+    with pytest.raises(DataError, match=r"long.jsonl.gz:1: a line over 0 MiB"):
+        list(iter_jsonl(line))
+    monkeypatch.setattr(io, "GZIP_RATIO_FROM", 10_000)
+    bomb = tmp_path / "bomb.jsonl.gz"
+    with gzip.open(bomb, "wb") as f:
+        f.write(b'{"id": "a", "prompt": "same row"}\n' * 200_000)  # 6.8 MB of rows in about 30 kB
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(DataError, match=r"bomb.jsonl.gz: decompresses to over .* more than 100 times its size"):
+        list(iter_jsonl(bomb))

@@ -179,3 +179,25 @@ def test_an_adapter_config_is_the_same_bytes_whatever_the_string_hash_seed(tiny_
         configs.append((out / "adapter_config.json").read_bytes())
     assert configs[0] == configs[1] == configs[2]
     assert b'"down_proj",\n    "gate_proj"' in configs[0]  # sorted
+
+
+def test_damaged_model_files_fail_in_one_line_naming_the_model(tiny_dir, tmp_path):
+    """A truncated safetensors file, a config.json that is not JSON, an adapter whose base is itself: a ValueError
+    (exit 2 in a stage) that names the model and what to do, not a traceback from inside transformers."""
+    cut = tmp_path / "cut"
+    shutil.copytree(tiny_dir, cut)
+    weights = next(cut.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(ValueError, match=rf"model '{cut}': cannot load it \(.*\); its files are damaged or incomplete"):
+        load_model(cut)
+    bad = tmp_path / "badconfig"
+    shutil.copytree(tiny_dir, bad)
+    (bad / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match=rf"model '{bad}': cannot load it"):
+        load_model(bad)
+    selfish = tmp_path / "adapter"
+    selfish.mkdir()
+    (selfish / "adapter_config.json").write_text(f'{{"base_model_name_or_path": "{selfish}", "peft_type": "LORA"}}')
+    (selfish / "adapter_model.safetensors").write_bytes(b"")
+    with pytest.raises(ValueError, match="its base model .* leads back to itself"):
+        load_model(selfish)

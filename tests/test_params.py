@@ -546,3 +546,14 @@ def test_late_failures_are_caught_when_params_load(root, tmp_path, monkeypatch):
     raw["align"]["dpo"]["optim"] = "adamw_torch"
     raw["base"]["accelerate_config"] = "presets/accelerate/deepspeed-zero2.yaml"
     assert parse_params(raw).base.accelerate_config.endswith("zero2.yaml")
+
+
+def test_a_fifo_as_the_data_file_is_refused_before_dvc_would_block_on_it(root, tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    os.mkfifo("prompts.jsonl")
+    raw = _raw(root)
+    raw["data"]["path"] = "prompts.jsonl"
+    with pytest.raises(ParamsError, match=r"data.path: Value error, 'prompts.jsonl' is not a regular file"):
+        parse_params(raw)

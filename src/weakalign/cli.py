@@ -9,6 +9,7 @@ that `--help` and a bad argument answer at once (tests/test_cli.py checks every 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import re
@@ -77,6 +78,13 @@ def run(main: Callable[[argparse.Namespace, Params], None], parser: argparse.Arg
         if os.environ.get("WEAKALIGN_DEBUG"):
             raise
         print(f"{stage}: error: {e}\n(set WEAKALIGN_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno != errno.ENOSPC or os.environ.get("WEAKALIGN_DEBUG"):
+            raise
+        # stage_outputs has discarded every output written so far, freeing what it can
+        print(f"{stage}: error: the disk is full ({e.filename or 'while writing'}); none of its outputs were "
+              "written: free some space and run it again", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if os.environ.get("WEAKALIGN_DEBUG"):

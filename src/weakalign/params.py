@@ -175,6 +175,15 @@ class Data(_Section):
         "data/raw/prompts.jsonl", description="The local file the source reads, tracked by DVC: the prompts "
         "(`sandbox`), or the preference file (`jsonl`; `.jsonl` or `.jsonl.gz`, prompt/chosen/rejected or HH "
         "dialogues). `hf` does not read it; leave the default.")
+
+    @field_validator("path")
+    @classmethod
+    def _regular(cls, value: str) -> str:
+        p = Path(value)
+        if p.exists() and not (p.is_file() or p.is_dir()):  # DVC would block hashing it, before any stage runs
+            raise ValueError(f"{value!r} is not a regular file (a FIFO, socket or device would block or never end)")
+        return value
+
     name: str | None = Field(None, description="`hf`: a Hugging Face dataset id (e.g. `Anthropic/hh-rlhf`), a "
                              "local dataset directory, or a local data file (json, jsonl, jsonl.gz, parquet, csv).")
     config: str | None = Field(None, description="`hf`: the dataset's configuration name (e.g. `comparisons` for "

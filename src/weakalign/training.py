@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,26 @@ class _Checkpoints(TrainerCallback):
         resume.crash_point()  # the checkpoint is complete on disk here
 
 
+def _train(trainer, ckpt: Path | None):
+    """trainer.train, resuming from `ckpt`. A checkpoint that cannot be loaded (its weights or optimizer state cut
+    short or corrupted) is deleted and the stage stops in one line: the rerun resumes from the one before, or
+    starts over. Left in place, every rerun would fail on it again."""
+    if ckpt is None:
+        return trainer.train()
+    from safetensors import SafetensorError
+
+    step = int(ckpt.name.rpartition("-")[2])
+    try:
+        return trainer.train(resume_from_checkpoint=str(ckpt))
+    except (OSError, ValueError, RuntimeError, KeyError, EOFError, SafetensorError) as e:
+        if trainer.state.global_step > step:  # it resumed and failed later: not the checkpoint's fault
+            raise
+        shutil.rmtree(ckpt, ignore_errors=True)
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise ValueError(f"checkpoint {ckpt} could not be resumed ({type(e).__name__}: {first}); deleted it: run "
+                         "the stage again (`dvc repro`) to resume from the one before, or start over") from None
+
+
 @dataclass
 class Run:
     trainer: Any
@@ -188,7 +209,7 @@ def fit(trainer_cls, kind: str, cfg: TRLSection, config_cls, seed: int, examples
         if ckpt is not None:
             log.info("resuming from %s", ckpt)
             resume.replay(trainer, curves, ckpt)  # dvclive curves and TRL's token count up to the checkpoint
-        result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+        result = _train(trainer, ckpt)
     if trainer.state.global_step == 0:  # e.g. a batch larger than the data with dataloader_drop_last: all dropped
         a = trainer.args
         raise ValueError(f"{kind}: trained 0 optimizer steps on {len(examples)} examples (batch size "
