@@ -245,3 +245,12 @@ def test_a_gzip_bomb_and_an_endless_line_are_refused_in_bounded_memory(tmp_path,
     assert bomb.stat().st_size < 100_000
     with pytest.raises(DataError, match=r"bomb.jsonl.gz: decompresses to over .* more than 100 times its size"):
         list(iter_jsonl(bomb))
+
+
+def test_a_lone_surrogate_escape_names_the_input_file_and_line(tmp_path):
+    p = tmp_path / "prompts.jsonl"
+    p.write_text('{"id": "a", "prompt": "fine"}\n{"id": "b", "prompt": "half \\ud800 a pair"}\n')
+    with pytest.raises(DataError, match=r"prompts.jsonl:2: a lone surrogate escape \(\\ud800\) is not text"):
+        list(iter_jsonl(p))
+    p.write_text('{"id": "c", "prompt": "a whole pair \\ud83d\\ude00"}\n')
+    assert [row["prompt"] for _, row in iter_jsonl(p)] == ["a whole pair \U0001f600"]

@@ -68,6 +68,13 @@ def test_bidirectional_controls_are_written_out():
     assert "\\[U\\+202E\\]" in out and "\\[U\\+2066\\]" in out
 
 
+def test_control_characters_are_written_out_not_passed_to_the_reader():
+    """ESC (terminal escapes when the report is printed), BEL and NUL from data reached reports/summary.md."""
+    out = md("clear\x1b[2Jscreen\x07 and\x00 \x9bmore")
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f]", out)
+    assert "\\[U\\+001B\\]" in out and "\\[U\\+0007\\]" in out and "\\[U\\+0000\\]" in out and "\\[U\\+009B\\]" in out
+
+
 def test_the_summary_report_has_no_autolinks_under_github_flavoured_markdown():
     # The whole report, as the report stage writes it, with pairs whose texts are addresses and bidi tricks.
     cmarkgfm = pytest.importorskip("cmarkgfm", reason="cmarkgfm (the test extra) renders GitHub-flavoured Markdown")

@@ -104,3 +104,26 @@ def test_a_text_of_invisible_characters_is_empty():
         Prompt(id="a", prompt="\u200b\u200c\u2060\ufeff")
     with pytest.raises(ValueError, match="identical"):  # differ only by a zero-width space
         Pair(id="p", prompt_id="x", prompt="hi", response_1="good one", response_2="good\u200b one")
+
+
+def test_cyrillic_look_alikes_and_blank_letters_do_not_slip_past_the_leakage_guard():
+    """A test prompt retyped with Cyrillic letters drawn like Latin ones, with a Hangul filler and a combining
+    grapheme joiner in it, is still the test prompt; a prompt of blank letters or controls alone is empty."""
+    from weakalign.schema import normalise
+
+    plain = "Continue this review: the kettle is great"
+    disguised = "Cоntinuе this rеviеw:\u3164thе kеttlе\u034f is grеаt"  # о, е, а Cyrillic
+    assert disguised != plain and normalise(disguised) == normalise(plain)
+    pair = Pair(id="p", prompt_id="x", prompt=disguised, response_1="one", response_2="two")
+    with pytest.raises(LeakageError, match="test prompt 'x' occurs in D_u"):
+        check_disjoint([], [pair], [Prompt(id="t", prompt=plain)])
+    for blank in ("\u2800\u2800", "\u3164", "\x1b\x07\x00", "\ufe0f\u034f"):
+        with pytest.raises(ValueError, match="prompt is empty \\(only invisible characters\\)"):
+            Prompt(id="a", prompt=blank)
+
+
+def test_an_id_is_short_printable_text():
+    for bad, why in (("x" * 201, "201 characters long"), ("a\nb", "not printable"), ("", "empty")):
+        with pytest.raises(ValueError, match=f"an id must be 1 to 200 printable characters on one line; .*{why}"):
+            Prompt(id=bad, prompt="hi")
+    assert Prompt(id="x" * 200, prompt="hi").id == "x" * 200

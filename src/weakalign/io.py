@@ -122,6 +122,12 @@ def _parse_row(path: Path, lineno: int, raw: bytes) -> dict | None:
         raise DataError(f"{path}:{lineno}: malformed JSON ({e})") from None
     if not isinstance(obj, dict):
         raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+    if "\\u" in line:  # an escape can spell half a UTF-16 pair, which is not text: say so here, not at a write
+        try:
+            json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise DataError(f"{path}:{lineno}: a lone surrogate escape (\\u{ord(e.object[e.start]):04x}) is "
+                            "not text") from None
     return obj
 
 

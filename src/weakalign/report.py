@@ -19,13 +19,16 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]()#+!|~])")
 _WWW = re.compile(r"(?i)\b(www)\.")
 _SCHEME = re.compile(r"(?i)\b(https?|ftp|mailto|xmpp)(?=:)")
 # Bidirectional controls reorder what a reader sees (U+202E shows "txt.exe" as "exe.txt"): shown by code point.
-_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Written out as [U+XXXX] rather than passed to a reader: bidirectional controls (they reorder what is shown) and
+# the C0/C1 controls other than whitespace (ESC starts terminal escapes when the file is printed, BEL rings, NUL
+# ends strings in C readers).
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def md(text: str, limit: int = 300) -> str:
     """Text from data, inert inside a Markdown table cell: one line, shortened, HTML-escaped (no tags, no
     entities), Markdown punctuation backslash-escaped (no links, images, code or emphasis; no cell breaks), no GFM
-    autolinks, and bidirectional controls written out as [U+202E]."""
+    autolinks, and bidirectional and control characters written out as [U+202E], [U+001B]."""
     text = _BIDI.sub(lambda m: f"[U+{ord(m.group()):04X}]", " ".join(text.split()))
     if len(text) > limit:
         text = text[:limit - 1] + "…"

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # A sanity bound, far above any response the pipeline generates: text longer than this is a data error, not a
 # long answer. Token-level truncation is the trainer's `max_length`, counted separately.
@@ -25,20 +25,59 @@ class _Row(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# An id names a row in every file after it and in logs and reports: a 5 MB id was copied everywhere. Printable,
+# one line, at most 200 characters (real data's ids are hashes or short keys).
+MAX_ID = 200
+
+
+def _id(v: str) -> str:
+    if not v or len(v) > MAX_ID or not v.isprintable():
+        what = "empty" if not v else f"{len(v)} characters long" if len(v) > MAX_ID else "not printable text"
+        raise ValueError(f"an id must be 1 to {MAX_ID} printable characters on one line; this one is {what}")
+    return v
+
+
+Id = Annotated[str, AfterValidator(_id)]
+
+
+# Characters that render as nothing but are letters or marks to Unicode, so category Cf misses them: the Hangul
+# fillers, the Braille blank, the combining grapheme joiner and the variation selectors. A prompt of U+2800 alone
+# was accepted as text.
+_BLANK = {"\u115f", "\u1160", "\u3164", "\uffa0", "\u2800", "\u034f",
+          *map(chr, range(0xFE00, 0xFE10)), *map(chr, range(0xE0100, 0xE01F0))}
+
+
+def _shown(c: str) -> str:
+    """A character as a reader sees it: blank letters as the space they look like, format and control characters
+    as nothing."""
+    if c in _BLANK:
+        return " "
+    cat = unicodedata.category(c)
+    return "" if cat == "Cf" or (cat == "Cc" and not c.isspace()) else c
+
+
 def visible(text: str) -> str:
     """Text as a reader sees it: NFKC (full-width letters, ligatures and other compatibility forms become the
-    plain ones), without format characters (zero-width spaces and joiners, the BOM, bidirectional controls:
-    Unicode category Cf), runs of whitespace as one space, trimmed."""
+    plain ones), without what renders as nothing (format characters: zero-width spaces and joiners, the BOM,
+    bidirectional controls; control characters such as ESC, BEL and NUL), blank letters such as U+3164 and U+2800
+    as spaces, runs of whitespace as one space, trimmed."""
     text = unicodedata.normalize("NFKC", text)
-    text = "".join(c for c in text if unicodedata.category(c) != "Cf")
+    text = "".join(map(_shown, text))
     return re.sub(r"\s+", " ", text).strip()
 
 
+# Cyrillic and Greek letters drawn like Latin ones (the common rows of Unicode's confusables, TR39): a test prompt
+# retyped with them passed the leakage guard into D_l/D_u (8 of 10 in a probe). Only the comparison key folds them.
+_LOOKALIKE = str.maketrans(
+    "аАвВеЕѕЅіІјЈкКмМнНоОрРсСтТуУхХԁһӏԛԝүΑΒΕΖΗΙΚΜΝΟΡΤΥΧοορνκι",
+    "aAbBeEsSiIjJkKmMhHoOpPcCtTyYxXdhlqwyABEZHIKMNOPTYXoopvki")
+
+
 def normalise(text: str) -> str:
-    """The key under which two prompts are the same prompt: `visible` text, case-folded. The duplicate check,
-    the leakage guard and the prompt ids of real data all use it, so look-alike text cannot pass one and not the
-    other."""
-    return visible(text).casefold()
+    """The key under which two prompts are the same prompt: `visible` text with look-alike Cyrillic and Greek
+    letters read as the Latin ones, case-folded. The duplicate check, the leakage guard and the prompt ids of real
+    data all use it, so look-alike text cannot pass one and not the other."""
+    return visible(text).translate(_LOOKALIKE).casefold()
 
 
 # Why a source row is dropped: the HH dialogue's own reasons (weakalign.hh), then those of :func:`usable`. Every
@@ -87,7 +126,7 @@ def _text(v: str, what: str) -> str:
 
 
 class Prompt(_Row):
-    id: str = Field(min_length=1)
+    id: Id
     prompt: str
 
     @field_validator("prompt")
@@ -99,8 +138,8 @@ class Prompt(_Row):
 class Pair(_Row):
     """Two responses to one prompt, with whatever annotation the stages so far have added."""
 
-    id: str = Field(min_length=1)
-    prompt_id: str = Field(min_length=1)
+    id: Id
+    prompt_id: Id
     prompt: str
     response_1: str
     response_2: str
@@ -131,7 +170,7 @@ class WeakLabel(_Row):
     """A scoring labeler's rewards for one pair: the weak teacher's implicit rewards r = beta * (log pi_weak -
     log pi_ref), or the `rm` labeler's reward-model scores."""
 
-    pair_id: str
+    pair_id: Id
     reward_1: float
     reward_2: float
     margin: float  # reward_1 - reward_2
@@ -141,7 +180,7 @@ class WeakLabel(_Row):
 class JudgeLabel(_Row):
     """The prompted pairwise judge's verdict on one pair, asked in both orders (weakalign.pairwise_judge)."""
 
-    pair_id: str
+    pair_id: Id
     log_odds_12: float | None  # log P("A") - log P("B") with response_1 shown as A (None: too long to judge)
     log_odds_21: float | None  # the same with response_2 shown as A
     margin: float | None  # (log_odds_12 - log_odds_21) / 2: > 0 favours response_1 in both orders on average
@@ -152,7 +191,7 @@ class ReferenceLogps(_Row):
     """The targets' reference (their start model) log-probs of one D_u pair's two responses, as TRL's DPOTrainer
     precomputes them (`reference` stage); every `align@` stage reads them instead of scoring D_u again."""
 
-    pair_id: str
+    pair_id: Id
     logp_1: float = Field(allow_inf_nan=False)
     logp_2: float = Field(allow_inf_nan=False)
 
@@ -160,6 +199,6 @@ class ReferenceLogps(_Row):
 class Preference(_Row):
     """One feedback source's choice on one pair: what `align` trains on."""
 
-    pair_id: str
+    pair_id: Id
     chosen: Literal[1, 2]
     weight: float = Field(1.0, gt=0)  # relative sampling weight in training (weak_confident with weighting)
