@@ -1,9 +1,9 @@
 """Stage align@<source>: DPO-train the target from its starting point (the base, or its SFT) on D_u with one feedback source's labels.
 
-    python stages/align.py --source weak --base models/base --sft-target models/sft/target \
-        --unlabeled data/split/unlabeled.jsonl --reference data/reference.jsonl \
-        --feedback data/feedback/weak.jsonl --out models/targets/weak --metrics metrics/align/weak.json \
-        --live dvclive/align/weak --checkpoints checkpoints/align/weak
+    python stages/align.py --source ${item} --base ${paths.base_model} --sft-target ${paths.sft_target} \
+        --unlabeled ${paths.unlabeled} --reference ${paths.reference} --feedback ${paths.feedback}/${item}.jsonl \
+        --out ${paths.targets}/${item} --metrics ${paths.metrics}/align/${item}.json \
+        --live ${paths.dvclive}/align/${item} --checkpoints ${paths.checkpoints}/align/${item}
 
 Every source trains with the same `align.dpo` (and `align.lora`) settings and seed; only the labels differ. The
 reference's log-probs of D_u come from the `reference` stage, computed once for every source. Feedback rows with

@@ -3,7 +3,8 @@
 Real data (`data.source` jsonl / hf) keeps its own human labels; with `judge.name: none` the gold scores stay
 null and so do the gold figures in the metrics.
 
-    python stages/annotate.py --pairs data/pairs.jsonl --out data/annotated.jsonl --metrics metrics/annotate.json
+    python stages/annotate.py --pairs ${paths.pairs} --out ${paths.annotated} \
+        --metrics ${paths.metrics}/annotate.json
 """
 
 import logging

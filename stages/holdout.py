@@ -1,7 +1,7 @@
 """Stage holdout: set aside the evaluation prompts before anything is generated or labeled.
 
-    python stages/holdout.py --prompts data/raw/prompts.jsonl --train data/prompts/train.jsonl \
-        --test data/prompts/test.jsonl
+    python stages/holdout.py --prompts ${paths.prompts_all} --train ${paths.prompts_train} \
+        --test ${paths.prompts_test}
 """
 
 import logging

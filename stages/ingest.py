@@ -1,7 +1,7 @@
 """Stage ingest: read the data source (`data:` in params.yaml) into the pipeline's prompts and pairs.
 
-    python stages/ingest.py --input data/raw/prompts.jsonl --prompts data/prompts/all.jsonl \
-        --pairs data/source/pairs.jsonl --metrics metrics/ingest.json
+    python stages/ingest.py --input ${data.path} --prompts ${paths.prompts_all} --pairs ${paths.source_pairs} \
+        --metrics ${paths.metrics}/ingest.json
 
 `sandbox`: --input is the prompt file; every prompt is checked (schema, unique ids and texts) and the pairs file
 is empty (generate_pairs samples them). `jsonl` / `hf`: the preference data, with its own human labels, through

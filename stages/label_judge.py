@@ -1,8 +1,9 @@
 """Stage label_judge: the `judge` labeler. The base model, asked zero-shot which response is better, in both
 orders; a pair whose two orders disagree is a tie.
 
-    python stages/label_judge.py --base models/base --unlabeled data/split/unlabeled.jsonl \
-        --out data/labels/judge.jsonl --metrics metrics/label_judge.json --checkpoints checkpoints/label_judge
+    python stages/label_judge.py --base ${paths.base_model} --unlabeled ${paths.unlabeled} \
+        --out ${paths.judge_labels} --metrics ${paths.metrics}/label_judge.json \
+        --checkpoints ${paths.checkpoints}/label_judge
 
 The prompt and the scoring are in weakalign.pairwise_judge. The metrics file records ties, position bias (share
 of "A" answers), prompts too long to judge, and the labeling cost (wall time and estimated forward FLOPs per

@@ -1,9 +1,9 @@
 """Stage label_rm: the `rm` labeler. Train a Bradley-Terry reward model on D_l (TRL RewardTrainer), label D_u.
 
-    python stages/label_rm.py --base models/base --sft-target models/sft/target --sft-weak models/sft/weak \
-        --labeled data/split/labeled.jsonl \
-        --unlabeled data/split/unlabeled.jsonl --out data/labels/rm.jsonl --metrics metrics/label_rm.json \
-        --live dvclive/label_rm --checkpoints checkpoints/label_rm
+    python stages/label_rm.py --base ${paths.base_model} --sft-target ${paths.sft_target} \
+        --sft-weak ${paths.sft_weak} --labeled ${paths.labeled} --unlabeled ${paths.unlabeled} \
+        --out ${paths.rm_labels} --metrics ${paths.metrics}/label_rm.json --live ${paths.dvclive}/label_rm \
+        --checkpoints ${paths.checkpoints}/label_rm
 
 The reward model starts from the weak teacher's starting point (`train_weak.model`) and trains on the same human
 labels with `label_rm.reward` (TRL's RewardConfig). The response with the higher reward is the label. The

@@ -1,8 +1,9 @@
 """Stage label_weak: the weak teacher labels every D_u pair with its DPO implicit reward.
 
-    python stages/label_weak.py --base models/base --sft-target models/sft/target --sft-weak models/sft/weak \
-        --weak models/weak --unlabeled data/split/unlabeled.jsonl --out data/labels/weak.jsonl \
-        --metrics metrics/label_weak.json --checkpoints checkpoints/label_weak
+    python stages/label_weak.py --base ${paths.base_model} --sft-target ${paths.sft_target} \
+        --sft-weak ${paths.sft_weak} --weak ${paths.weak_model} --unlabeled ${paths.unlabeled} \
+        --out ${paths.weak_labels} --metrics ${paths.metrics}/label_weak.json \
+        --checkpoints ${paths.checkpoints}/label_weak
 
 r(x, y) = beta * [log pi_weak(y|x) - log pi_ref(y|x)], pi_ref = the weak model's starting point (Params.weak_start), beta =
 `train_weak.dpo.beta`, tokenized with `train_weak.dpo.max_length`; `label_weak.bf16` picks bf16 autocast (fast) or

@@ -1,7 +1,7 @@
 """Stage reference: the targets' reference log-probs of every D_u pair, computed once for all feedback sources.
 
-    python stages/reference.py --base models/base --sft-target models/sft/target \
-        --unlabeled data/split/unlabeled.jsonl --out data/reference.jsonl
+    python stages/reference.py --base ${paths.base_model} --sft-target ${paths.sft_target} \
+        --unlabeled ${paths.unlabeled} --out ${paths.reference}
 
 Every `align@<source>` stage DPO-trains the same start model on the same D_u pairs; only which response is chosen
 differs. TRL scores each pair's two responses under the reference before training (`precompute_ref_log_probs`),

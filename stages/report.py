@@ -1,12 +1,14 @@
 """Stage report: reports/summary.md and the gold-reward plot data.
 
-    python stages/report.py --feedback-metrics metrics/feedback.json --alignment metrics/alignment.json \
-        --weak-metrics metrics/train_weak.json --align-metrics metrics/align --weak-live dvclive/train_weak \
-        --align-live dvclive/align --unlabeled data/split/unlabeled.jsonl --weak data/labels/weak.jsonl \
-        --label-weak metrics/label_weak.json --label-rm metrics/label_rm.json --label-judge metrics/label_judge.json \
-        --plot plots/gold_reward.json --curves plots/training_curves.json --out reports/summary.md \
-        --headline metrics/headline.json --agreement plots/agreement_by_margin.json --figure reports/summary.png \
-        --labeled data/split/labeled.jsonl --test data/prompts/test.jsonl
+    python stages/report.py --feedback-metrics ${paths.metrics}/feedback.json \
+        --alignment ${paths.metrics}/alignment.json --weak-metrics ${paths.metrics}/train_weak.json \
+        --align-metrics ${paths.metrics}/align --weak-live ${paths.dvclive}/train_weak \
+        --align-live ${paths.dvclive}/align --unlabeled ${paths.unlabeled} --weak ${paths.weak_labels} \
+        --label-weak ${paths.metrics}/label_weak.json --label-rm ${paths.metrics}/label_rm.json \
+        --label-judge ${paths.metrics}/label_judge.json --plot ${paths.plots}/gold_reward.json \
+        --curves ${paths.plots}/training_curves.json --out ${paths.report} \
+        --headline ${paths.metrics}/headline.json --agreement ${paths.plots}/agreement_by_margin.json \
+        --figure ${paths.report_figure} --labeled ${paths.labeled} --test ${paths.prompts_test}
 
 `--align-metrics` and `--align-live` are the folders of the `align@<source>` outputs, one `<source>.json` file
 or `<source>/` folder each, as dvc.yaml's foreach names them.

@@ -1,7 +1,8 @@
 """Stage sft: supervised fine-tuning of the target's (and the weak LLM's) starting point on D_l's chosen responses.
 
-    python stages/sft.py --base models/base --labeled data/split/labeled.jsonl --target-out models/sft/target \
-        --weak-out models/sft/weak --metrics metrics/sft.json --live dvclive/sft --checkpoints checkpoints/sft
+    python stages/sft.py --base ${paths.base_model} --labeled ${paths.labeled} --target-out ${paths.sft_target} \
+        --weak-out ${paths.sft_weak} --metrics ${paths.metrics}/sft.json --live ${paths.dvclive}/sft \
+        --checkpoints ${paths.checkpoints}/sft
 
 Off (`sft.enabled: false`, the default) it writes a note in each output folder and null metrics in about a
 second; the later stages then start from the models as they are (`Params.target_start`, `Params.weak_start`).

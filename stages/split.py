@@ -1,7 +1,7 @@
 """Stage split: D_l (labeled) and D_u (unlabeled) pairs, by prompt id, with the leakage guard.
 
-    python stages/split.py --pairs data/annotated.jsonl --test data/prompts/test.jsonl \
-        --labeled data/split/labeled.jsonl --unlabeled data/split/unlabeled.jsonl
+    python stages/split.py --pairs ${paths.annotated} --test ${paths.prompts_test} --labeled ${paths.labeled} \
+        --unlabeled ${paths.unlabeled}
 """
 
 import logging

@@ -1,8 +1,9 @@
 """Stage train_weak: DPO-train the weak LLM on D_l with its human labels (TRL DPOTrainer).
 
-    python stages/train_weak.py --base models/base --sft-target models/sft/target --sft-weak models/sft/weak \
-        --labeled data/split/labeled.jsonl --out models/weak --metrics metrics/train_weak.json \
-        --live dvclive/train_weak --checkpoints checkpoints/train_weak
+    python stages/train_weak.py --base ${paths.base_model} --sft-target ${paths.sft_target} \
+        --sft-weak ${paths.sft_weak} --labeled ${paths.labeled} --out ${paths.weak_model} \
+        --metrics ${paths.metrics}/train_weak.json --live ${paths.dvclive}/train_weak \
+        --checkpoints ${paths.checkpoints}/train_weak
 
 `train_weak.model` picks the weak LLM (`base` = the output of base_model; its SFT output when `sft.enabled`); `train_weak.dpo` is TRL's DPOConfig;
 `train_weak.lora.use_peft` trains LoRA adapters instead (--out then holds the adapter, on the starting point).

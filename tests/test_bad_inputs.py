@@ -50,7 +50,7 @@ def _stage_command(stage: str, params: dict) -> tuple[list[str], list[str]]:
         return re.sub(r"\$\{(\w+)\.(\w+)\}", lambda m: str(params[m.group(1)][m.group(2)]), text)
 
     outs = [resolve(next(iter(o)) if isinstance(o, dict) else o) for o in spec.get("outs", []) + spec.get("metrics", [])]
-    cmd = shlex.split(resolve(spec["cmd"]))
+    cmd = shlex.split(spec["cmd"])  # `python stages/<name>.py`: the stage resolves its paths from params
     assert cmd[0] == "python"
     return [sys.executable, *cmd[1:]], outs
 
@@ -89,7 +89,7 @@ def test_bad_input_fails_cleanly(case, tmp_path):
         p = tmp_path / out
         with contextlib.suppress(NotADirectoryError):  # a case may put a file where an output's folder goes
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    env = dict(os.environ, WEAKALIGN_DEBUG="")
+    env = dict(os.environ, WEAKALIGN_DEBUG="", DVC_STAGE=case["stage"])  # as `dvc repro` sets it
     res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 2, f"exit {res.returncode}\n{res.stderr[-3000:]}"
     assert case["expect"] in res.stderr, res.stderr[-3000:]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -55,9 +57,10 @@ def test_help_shows_the_flags_and_loads_no_heavy_library(script):
     assert not result["heavy"], f"{script.name} --help imports {result['heavy'][:5]}: import them inside main()"
 
 
-def test_dvc_yaml_runs_each_stage_with_exactly_the_flags_of_its_docstring():
-    """A stage's arguments are declared once, in its docstring's command (weakalign.cli.stage builds the parser
-    from it); dvc.yaml's cmd must pass exactly those flags, each once."""
+def test_dvc_yaml_runs_each_stage_with_no_value_from_params_in_its_shell_command():
+    """DVC runs `cmd` through a shell after interpolating params into it: a path holding `$(...)` ran as a command
+    before any check. So each cmd is `python stages/<name>.py` alone; the stage resolves its arguments from its
+    docstring's command, whose every flag appears once."""
     import yaml
 
     from weakalign.cli import command_flags
@@ -66,13 +69,36 @@ def test_dvc_yaml_runs_each_stage_with_exactly_the_flags_of_its_docstring():
     seen = set()
     for name, spec in stages.items():
         cmd = spec.get("do", spec)["cmd"]
-        script = re.search(r"stages/(\w+)\.py", cmd).group(1)
-        seen.add(script)
-        doc = ast.get_docstring(ast.parse((ROOT / "stages" / f"{script}.py").read_text()), clean=False)
-        flags = re.findall(r"--[\w-]+", cmd)
-        assert sorted(flags) == sorted(command_flags(doc, script)), f"dvc.yaml stage {name} vs stages/{script}.py"
-        assert len(flags) == len(set(flags)), name
+        script = re.fullmatch(r"python stages/(\w+)\.py", cmd)
+        assert script, f"dvc.yaml stage {name}: {cmd!r} passes more than the script"
+        seen.add(script.group(1))
+        doc = ast.get_docstring(ast.parse((ROOT / "stages" / f"{script.group(1)}.py").read_text()), clean=False)
+        flags = re.findall(r"--[\w-]+", re.search(rf"python stages/{script.group(1)}\.py(?:.*\\\n)*.*", doc).group(0))
+        assert flags == command_flags(doc, script.group(1)) and len(flags) == len(set(flags)), name
     assert seen == {s.stem for s in STAGES}, "a stage script that dvc.yaml never runs"
+
+
+def test_a_path_holding_shell_syntax_is_never_run(tmp_path):
+    """`paths.base_model: models/base$(touch PWNED)` through the real `dvc repro` of the stage that writes it: the
+    shell sees only `python stages/base_model.py`, so nothing runs, and params' own check refuses the value."""
+    import yaml
+
+    for f in ("dvc.yaml", "params.yaml"):
+        shutil.copy(ROOT / f, tmp_path / f)
+    for folder in ("stages", "presets", "src"):
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    params = yaml.safe_load((ROOT / "presets/tiny.yaml").read_text())
+    params["paths"]["base_model"] = "models/base$(touch PWNED)"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    dvc = str(Path(sys.executable).parent / "dvc")
+    subprocess.run([dvc, "init", "-q"], cwd=tmp_path, check=True)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": str(tmp_path / "src")}
+    res = subprocess.run([dvc, "repro", "base_model"], cwd=tmp_path, capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert not (tmp_path / "PWNED").exists() and not list(tmp_path.rglob("PWNED"))
+    assert res.returncode != 0 and "paths.base_model: Value error, 'models/base$(touch PWNED)' holds" in res.stderr + res.stdout
 
 
 # Stages whose git-tracked outputs are cheap to remake (seconds) and byte-deterministic, so that skipping DVC's run
@@ -122,15 +148,20 @@ NOT_A_DEP_OR_OUT = {"--checkpoints"}
 
 
 def test_every_path_a_stage_is_given_is_a_dep_or_an_out_and_nothing_else_is_declared():
-    """dvc.yaml names each path of a stage twice, in its cmd and in its deps/outs; they must be the same set (the
-    code deps aside, which scripts/stage_deps.py computes), so a path passed but not tracked cannot leave the
-    stage cached when it changes, and a tracked path the command never passes cannot hide."""
+    """Each path of a stage is named twice, in its docstring's command (what it reads and writes) and in dvc.yaml's
+    deps/outs; they must be the same set (the code deps aside, which scripts/stage_deps.py computes), so a path
+    read but not tracked cannot leave the stage cached when it changes, and a tracked path the stage never reads
+    cannot hide."""
     import yaml
+
+    from weakalign.cli import command_template
 
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for name, spec in stages.items():
         spec = spec.get("do", spec)
-        passed = {path for flag, path in re.findall(r"(--[\w-]+) (\S+)", spec["cmd"])
+        script = re.search(r"stages/(\w+)\.py", spec["cmd"]).group(1)
+        doc = ast.get_docstring(ast.parse((ROOT / "stages" / f"{script}.py").read_text()), clean=False)
+        passed = {path for flag, path in command_template(doc, script).items()
                   if flag not in NOT_A_DEP_OR_OUT and path != "${item}"}  # align's --source is a name
         declared = set()
         for key in ("deps", "outs", "metrics", "plots"):

@@ -1,8 +1,12 @@
-"""What every stage entry point shares: logging, params loading and clean failure.
+"""What every stage entry point shares: its arguments, logging, params loading and clean failure.
 
 A stage script is `main(args, params)` wrapped by :func:`run`, which validates params.yaml before anything heavy,
 turns expected errors (bad data, bad params, leakage) into one clear line and exit code 2, and logs the stage's
-wall time. A stage imports the modules that load torch, transformers or trl inside `main`, never at its top, so
+wall time. Its arguments are the flags of the command in its docstring, whose values are templates: `${a.b}` is
+params' `a.b`, `${item}` the feedback source of `align@<item>`. dvc.yaml runs a stage as `python stages/<name>.py`
+and nothing else, so no value from params ever reaches a shell (a path holding `$(...)` used to run as a command
+before any check); each flag may still be given by hand, and `${item}` comes from `--source` or from DVC_STAGE,
+which DVC sets to the stage's name. A stage imports the modules that load torch, transformers or trl inside `main`, never at its top, so
 that `--help` and a bad argument answer at once (tests/test_cli.py checks every stage).
 """
 
@@ -26,27 +30,57 @@ from .split import LeakageError
 log = logging.getLogger("weakalign")
 
 
-def command_flags(doc: str, name: str) -> list[str]:
-    """The flags of the `python stages/<name>.py ...` command in a stage's docstring (with its continuations)."""
+def command_template(doc: str, name: str) -> dict[str, str]:
+    """{flag: template} of the `python stages/<name>.py ...` command in a stage's docstring (with its continuations)."""
     command = re.search(rf"python stages/{name}\.py(?:.*\\\n)*.*", doc)
     if not command:
         raise ValueError(f"stages/{name}.py: no `python stages/{name}.py` command in its docstring")
-    return re.findall(r"--[\w-]+", command.group(0))
+    return dict(re.findall(r"(--[\w-]+) (\S+)", command.group(0)))
+
+
+def command_flags(doc: str, name: str) -> list[str]:
+    """The flags of a stage's docstring command."""
+    return list(command_template(doc, name))
+
+
+_TEMPLATE = re.compile(r"\$\{([\w.]+)\}")
+
+
+def resolve(template: str, params: Params, item: str | None) -> str:
+    """A docstring command's value with `${a.b}` as params' `a.b` and `${item}` as `item`."""
+    values = params.model_dump()
+
+    def value(m: re.Match) -> str:
+        if m.group(1) == "item":
+            if item is None:
+                raise ValueError("which feedback source? give --source, or run the stage through `dvc repro` "
+                                 "(DVC_STAGE names it)")
+            return item
+        node = values
+        for key in m.group(1).split("."):
+            node = node[key]
+        return str(node)
+
+    return _TEMPLATE.sub(value, template)
 
 
 def stage(main: Callable[[argparse.Namespace, Params], None], doc: str, script: str,
           distributed: Callable[[Params], bool] | None = None) -> int:
-    """Run a stage script whose docstring gives its exact command: the flags of that command are its arguments,
-    all required (one declaration; tests/test_cli.py checks dvc.yaml's command against it)."""
+    """Run a stage script whose docstring gives its command: the flags of that command are its arguments, each
+    defaulting to its template resolved from params (one declaration; tests/test_cli.py checks dvc.yaml against
+    it)."""
     name = Path(script).stem
     parser = argparse.ArgumentParser(prog=name, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for flag in command_flags(doc, name):
-        parser.add_argument(flag, required=True, metavar="PATH", help="as in the command above (dvc.yaml passes it)")
-    return run(main, parser, distributed=distributed)
+    templates = command_template(doc, name)
+    for flag, template in templates.items():
+        parser.add_argument(flag, metavar="PATH" if flag != "--source" else "NAME",
+                            help=f"default {template} (from params)")
+    return run(main, parser, distributed=distributed, templates=templates)
 
 
 def run(main: Callable[[argparse.Namespace, Params], None], parser: argparse.ArgumentParser,
-        argv: list[str] | None = None, distributed: Callable[[Params], bool] | None = None) -> int:
+        argv: list[str] | None = None, distributed: Callable[[Params], bool] | None = None,
+        templates: dict[str, str] | None = None) -> int:
     """Run a stage. A training stage (`distributed(params)` true: it trains this time) with `base.num_processes`
     > 1 relaunches itself under `accelerate launch` and returns its exit status; in there, only the first process
     writes outputs."""
@@ -55,12 +89,19 @@ def run(main: Callable[[argparse.Namespace, Params], None], parser: argparse.Arg
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("WEAKALIGN_LOG", "INFO"),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    stage = parser.prog + (f"@{args.source}" if getattr(args, "source", None) else "")
+    # `${item}`: the source named by hand, or by DVC (DVC_STAGE is `align@weak` for the foreach stage align@weak)
+    dvc_stage = os.environ.get("DVC_STAGE", "")
+    item = getattr(args, "source", None) or (dvc_stage.partition("@")[2] if "@" in dvc_stage else None)
+    stage = parser.prog + (f"@{item}" if item else "")
     resume.STAGE = stage
     try:
         params_bytes = _read_bytes(args.params)
         params = load_params(args.params)
         params.check_here(args.params)
+        for flag, template in (templates or {}).items():
+            dest = flag[2:].replace("-", "_")
+            if getattr(args, dest) is None:
+                setattr(args, dest, resolve(template, params, item))
         if (distributed is not None and distributed(params) and params.base.num_processes > 1
                 and "LOCAL_RANK" not in os.environ):
             return launch(sys.argv[0], argv, params.base.num_processes, params.base.accelerate_config)

@@ -45,16 +45,17 @@ class _Section(BaseModel):
     _no_bool = field_validator("*", mode="before")(classmethod(no_bool_for_number))
 
 
-# Characters a path may hold: dvc.yaml puts ${paths.x} into shell commands unquoted, so a space splits an
-# argument and `;`, `$(...)` or a backquote would run as a command.
+# Characters a path may hold. No stage command passes a path through a shell any more (dvc.yaml runs
+# `python stages/<name>.py` alone: weakalign.cli), but paths are still written into dvc.yaml's deps and outs, git,
+# logs and the commands users copy from docs: letters, digits and . _ / + - read the same in all of them.
 SAFE_PATH = re.compile(r"[A-Za-z0-9_./+-]+")
 
 
 def _check_path(value: str) -> str:
     if not SAFE_PATH.fullmatch(value) or value.startswith("-"):
         bad = sorted({c for c in value if not SAFE_PATH.fullmatch(c)}) or ["a leading '-'"]
-        raise ValueError(f"{value!r} holds {', '.join(map(repr, bad))}: dvc.yaml passes paths to shell commands "
-                         "unquoted, so a path may hold only letters, digits and . _ / + -")
+        raise ValueError(f"{value!r} holds {', '.join(map(repr, bad))}: a path may hold only letters, digits and "
+                         ". _ / + - (it is written into dvc.yaml's deps and outs, git and copied commands)")
     return value
 
 
@@ -119,7 +120,8 @@ class Base(_Section):
 
 
 class Paths(_Section):
-    """Every path of the pipeline. dvc.yaml refers to these as ${paths.x}; stages get them as arguments."""
+    """Every path of the pipeline. dvc.yaml names them in deps and outs as ${paths.x}; each stage resolves its
+    arguments from them (the templates of its docstring command, weakalign.cli), never through a shell."""
 
     source_pairs: OutputPath = "data/source/pairs.jsonl"  # ingest: a jsonl/hf source's pairs (empty for the sandbox)
     prompts_all: OutputPath = "data/prompts/all.jsonl"  # ingest: every prompt, before the holdout
