@@ -265,6 +265,8 @@ def _loading(ref: str, fix: str):
 
     try:
         yield
+    except FileNotFoundError:  # our own checks' (no safetensors, no config.json): already one clear line
+        raise
     except (OSError, ValueError, RuntimeError, KeyError, EOFError, SafetensorError) as e:
         first = (str(e).strip().splitlines() or [""])[0][:300]
         raise ValueError(f"model {ref!r}: cannot load it ({type(e).__name__}: {first}); its files are damaged or "
