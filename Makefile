@@ -45,6 +45,7 @@ $(TEST_STAMP): $(STAMP) pyproject.toml
 repro: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m weakalign.params params.yaml
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	@echo "The answer: reports/summary.md (its ten headline numbers: metrics/headline.json; \`dvc metrics show\`)"
 
 test: test-setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest

@@ -128,6 +128,8 @@ def test_the_weakalign_command_dispatches_and_helps():
 
     assert console(["check", str(ROOT / "params.yaml")]) == 0
     assert console(["--help"]) == 0 and console([]) == 2 and console(["nonsense"]) == 2
+    res = subprocess.run([str(Path(sys.executable).parent / "weakalign"), "--version"], capture_output=True, text=True)
+    assert res.returncode == 0 and re.fullmatch(r"weakalign \d+\.\d+\.\d+\n", res.stdout), res
     for module in ("weakalign.params", "weakalign.study", "weakalign.aggregate"):
         res = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=60)
         assert res.returncode == 0 and "usage:" in res.stdout, module

@@ -4,4 +4,9 @@ Implements the framework of Tao & Li, "Your Weak LLM is Secretly a Strong Teache
 DVC pipeline. The library lives here; `stages/` holds one thin entry point per DVC stage.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("weakalign")  # pyproject.toml's, the one place it is written
+except PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "unknown"

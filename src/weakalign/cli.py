@@ -182,8 +182,13 @@ def console(argv: list[str] | None = None) -> int:
     runs through `dvc repro` / `make repro`."""
     commands = {"check": "weakalign.params", "study": "weakalign.study", "aggregate": "weakalign.aggregate"}
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--version"]:
+        from . import __version__
+
+        print(f"weakalign {__version__}")
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
-        print("usage: weakalign {check,study,aggregate} [args ...]\n\n" + (console.__doc__ or ""))
+        print("usage: weakalign {check,study,aggregate} [args ...] | --version\n\n" + (console.__doc__ or ""))
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     import importlib
 
