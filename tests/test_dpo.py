@@ -251,3 +251,21 @@ def test_a_damaged_checkpoint_is_deleted_and_named_instead_of_failing_every_reru
     assert not ckpt.exists()
     _, summary = run()
     assert summary["steps"] == 6 and summary["resumed_from_step"] is None
+
+
+def test_training_keeps_its_progress_bar_but_prints_no_dict_per_logged_step(tiny_dir, tmp_path, monkeypatch):
+    """transformers' ProgressCallback writes every logged point as a dict of up to 500 characters under its bar;
+    training keeps the bar (its other hooks) and drops those lines: the stock on_log is never reached."""
+    from transformers.trainer_callback import ProgressCallback
+
+    logged, steps = [], []
+    monkeypatch.setattr(ProgressCallback, "on_log", lambda self, *a, **k: logged.append(k.get("logs")))
+    stock_step_end = ProgressCallback.on_step_end
+    monkeypatch.setattr(ProgressCallback, "on_step_end",
+                        lambda self, *a, **k: (steps.append(1), stock_step_end(self, *a, **k))[1])
+    tok, model = load_tokenizer(tiny_dir), load_model(tiny_dir)
+    triples = [("Rate the film.", "A wonderful film.", "Dull."), ("Rate the soup.", "Delicious.", "Cold.")]
+    cfg = DPO(max_steps=3, per_device_train_batch_size=2, logging_steps=1, bf16=False, max_length=64)
+    dpo.train(model, tok, triples, cfg, seed=0, live_dir=tmp_path / "live", work_dir=tmp_path / "work",
+              model_id="tiny")
+    assert logged == [] and len(steps) == 3  # no dict lines; the bar still advanced on each of the 3 steps

@@ -124,6 +124,20 @@ def dvclive_curves(live_dir: str | Path):
     return StepCurves(live=live)
 
 
+def _quiet_progress(trainer) -> None:
+    """Keep transformers' progress bar but not the dict of every logged point it writes under it (up to 500
+    characters a line, 12 or more a stage): the same numbers go to the dvclive curves and the metrics file."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class Progress(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            pass
+
+    if any(type(cb) is ProgressCallback for cb in trainer.callback_handler.callbacks):
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(Progress())
+
+
 class _Checkpoints(TrainerCallback):
     """Skip the trainer's extra save after the last step (the weights are written as the stage's output a moment
     later; about 3 s and 1.6 GB for a 135M model), and give the fault injection its hook once a save is whole."""
@@ -204,6 +218,7 @@ def fit(trainer_cls, kind: str, cfg: TRLSection, config_cls, seed: int, examples
     with known_deprecations():
         trainer = trainer_cls(model=model, args=config_cls(**trainer_kwargs(cfg, seed, str(work))),
                               callbacks=[curves, _Checkpoints()], peft_config=peft, **trainer_args)
+        _quiet_progress(trainer)
         if check is not None:
             check(trainer)
         if ckpt is not None:
