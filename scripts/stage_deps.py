@@ -38,6 +38,8 @@ def closure(script: Path) -> list[str]:
         if m not in seen:
             seen.add(m)
             todo |= _imports(LIB / f"{m}.py")
+    if seen:  # importing any module of the package runs its __init__.py first
+        seen |= {"__init__"} | _imports(LIB / "__init__.py")
     return [f"src/weakalign/{m}.py" for m in sorted(seen)]
 
 
