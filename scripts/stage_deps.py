@@ -1,4 +1,6 @@
-"""Each stage's code deps in dvc.yaml: the project modules its script imports, directly or through other modules.
+"""Each stage's computed deps in dvc.yaml: the project modules its script imports, directly or through other
+modules, and the folder of local models (weakalign.refs.LOCAL_MODELS) for every stage that reads a model reference
+from params (`base.model`, `train_weak.model`, `judge.model`, or the section holding one).
 
     python scripts/stage_deps.py           # exit 1 listing what dvc.yaml lacks or lists in excess
     python scripts/stage_deps.py --write   # rewrite the src/weakalign/ lines of every stage's deps
@@ -14,8 +16,12 @@ import re
 import sys
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 LIB = ROOT / "src/weakalign"
+LOCAL_MODELS = "local_models"  # weakalign.refs.LOCAL_MODELS (this script runs without the package installed)
+MODEL_KEYS = {"base", "base.model", "train_weak", "train_weak.model", "judge", "judge.model"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -44,19 +50,31 @@ def closure(script: Path) -> list[str]:
 
 
 _SCRIPT = re.compile(r"^(\s+)- (stages/\w+\.py)$")
-_LIB_DEP = re.compile(r"^\s+- src/weakalign/\w+\.py$")
+_COMPUTED = re.compile(rf"^\s+- (src/weakalign/\w+\.py|{LOCAL_MODELS})$")
+
+
+def reads_a_model(text: str) -> set[str]:
+    """The scripts of the stages whose params name a model reference (or the whole section holding one)."""
+    out = set()
+    for stage in yaml.safe_load(text)["stages"].values():
+        keys = {k if isinstance(k, str) else next(iter(k)) for k in stage.get("params", [])}
+        if keys & MODEL_KEYS:
+            out |= {d for d in stage.get("deps", []) if _SCRIPT.match(f"  - {d}")}
+    return out
 
 
 def render(text: str) -> str:
-    """dvc.yaml with every stage's src/weakalign/ deps replaced by the computed closure, right after its script."""
+    """dvc.yaml with every stage's computed deps (src/weakalign/ modules, local_models) right after its script."""
+    models = reads_a_model(text)
     out = []
     for line in text.splitlines():
-        if _LIB_DEP.match(line):
+        if _COMPUTED.match(line):
             continue
         out.append(line)
         m = _SCRIPT.match(line)
         if m:
             out += [f"{m.group(1)}- {dep}" for dep in closure(ROOT / m.group(2))]
+            out += [f"{m.group(1)}- {LOCAL_MODELS}"] * (m.group(2) in models)
     return "\n".join(out) + "\n"
 
 
@@ -73,7 +91,8 @@ def main(argv: list[str]) -> int:
         sys.stdout.writelines(difflib.unified_diff(text.splitlines(True), want.splitlines(True), "dvc.yaml",
                                                    "dvc.yaml (computed deps)"))
         return 1
-    print("dvc.yaml: every stage depends on the modules its code imports")
+    print(f"dvc.yaml: every stage depends on the modules its code imports, and on {LOCAL_MODELS}/ where it reads a "
+          "model reference")
     return 0
 
 

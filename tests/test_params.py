@@ -559,3 +559,27 @@ def test_a_fifo_as_the_data_file_is_refused_before_dvc_would_block_on_it(root, t
     raw["data"]["path"] = "prompts.jsonl"
     with pytest.raises(ParamsError, match=r"data.path: Value error, 'prompts.jsonl' is not a regular file"):
         parse_params(raw)
+
+
+def test_a_local_model_must_lie_under_local_models(root, tmp_path, monkeypatch):
+    """A local model directory outside local_models/ (the folder DVC hashes as a dep of every stage that loads a
+    model from params), or a link from there to one outside, is refused by `check_here`, naming the key; one
+    inside, a pruned one inside, a Hub id and the embedded model pass. tests/test_pipeline.py drives it through
+    `dvc repro`."""
+    monkeypatch.chdir(tmp_path)
+    for d in ("outside/m", "local_models/m"):
+        (tmp_path / d).mkdir(parents=True)
+        (tmp_path / d / "config.json").write_text("{}")
+    (tmp_path / "local_models/link").symlink_to(tmp_path / "outside/m", target_is_directory=True)
+    for key, ref in [("base.model", "outside/m"), ("train_weak.model", str(tmp_path / "outside/m@layers=2")),
+                     ("base.model", "local_models/link"), ("base.model", "local_models/../outside/m")]:
+        raw = _raw(root)
+        section, field = key.split(".")
+        raw[section][field] = ref
+        with pytest.raises(ParamsError, match=re.escape(f"{key}: local model directory {ref.split('@')[0]!r} "
+                                                        "lies outside local_models/")):
+            parse_params(raw).check_here()
+    for ref in ("local_models/m", str(tmp_path / "local_models/m"), "local_models/m@layers=1", "embedded:smollm2"):
+        raw = _raw(root)
+        raw["base"]["model"] = ref
+        parse_params(raw).check_here()

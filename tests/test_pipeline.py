@@ -64,7 +64,7 @@ def _fresh_repo(root: Path, repo: Path, change=None) -> Path:
     """A new git repository holding this worktree with the tiny preset as params.yaml: a clean clone, in effect.
 
     `change(params)` edits the preset's params (a dict) before the commit."""
-    repo.mkdir(parents=True)
+    repo.mkdir(parents=True, exist_ok=True)  # it may already hold local_models/ (ignored by git)
     _copy_worktree(root, repo)
     shutil.copy(repo / "presets/tiny.yaml", repo / "params.yaml")
     if change is not None:
@@ -428,6 +428,66 @@ def test_a_failing_stage_leaves_no_output(repo, tmp_path):
     assert not any((bad / out).exists() for out in outs)
 
 
+def test_a_failed_stage_loses_no_result(repo):
+    """Issue 31, class 5: `dvc repro` outside the venv (`python: not found`, exit 127). DVC removes a stage's
+    outputs before it runs; the report's and compare's git-tracked files are `persist` (their stages never use the
+    run cache anyway: test_cli), so they stay as they were; a cached stage's metrics file is gone for the moment,
+    and the next good `dvc repro` restores the same bytes from DVC's run cache without running the stage."""
+    repo, _ = repo
+    kept = ["reports/summary.md", "reports/summary.png", "metrics/headline.json", "plots/agreement_by_margin.json"]
+    before = _digest(repo, kept + ["metrics/train_weak.json"])
+    no_python = dict(_env(), PATH="/usr/bin:/bin")  # the system's: python3, no `python`
+    for stage in ("report", "compare"):
+        res = subprocess.run([DVC, "repro", "-s", "-f", stage], cwd=repo, capture_output=True, text=True,
+                             env=no_python)
+        assert res.returncode != 0 and "exited with 127" in res.stdout + res.stderr, res.stderr[-2000:]
+        assert _digest(repo, kept) == {k: before[k] for k in kept}, stage
+    res = subprocess.run([DVC, "repro", "-s", "-f", "train_weak"], cwd=repo, capture_output=True, text=True,
+                         env=no_python)
+    assert res.returncode != 0 and not (repo / "metrics/train_weak.json").exists()
+    out = _run([DVC, "repro"], repo).stdout
+    assert "Stage 'train_weak' is cached - skipping run, checking out outputs" in out, out[-3000:]
+    assert _digest(repo, kept + ["metrics/train_weak.json"]) == before
+    assert json.loads(_run([DVC, "status", "--json"], repo).stdout) == {}
+
+
+def test_a_local_model_is_a_dependency_dvc_sees(root, tmp_path, tiny_dir):
+    """Issue 31, class 4: a local `base.model` lies under local_models/, a dep of every stage that loads a model
+    named in params; changed weights make base_model stale and re-run it. A directory elsewhere, or a link to one,
+    is refused before anything loads (DVC would not see it change)."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(tiny_dir, tmp_path / "repo/local_models/tiny")
+
+    def local(params):
+        params["base"]["model"] = "local_models/tiny"
+
+    repo = _fresh_repo(root, tmp_path / "repo", local)
+    _run([DVC, "repro", "base_model"], repo)
+    first = _digest(repo, ["models/base/model.safetensors"])
+    assert json.loads(_run([DVC, "status", "--json", "base_model"], repo).stdout) == {}
+    weights = repo / "local_models/tiny/model.safetensors"
+    tensors = load_file(weights)
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name] * 2
+    save_file(tensors, weights, metadata={"format": "pt"})
+    status = json.loads(_run([DVC, "status", "--json", "base_model"], repo).stdout)
+    assert {"changed deps": {"local_models": "modified"}} in status["base_model"], status
+    out = _run([DVC, "repro", "base_model"], repo).stdout
+    assert "Running stage 'base_model'" in out
+    assert _digest(repo, ["models/base/model.safetensors"]) != first
+
+    (repo / "local_models/elsewhere").symlink_to(tiny_dir, target_is_directory=True)
+    for ref in (str(tiny_dir), "local_models/elsewhere"):
+        params = yaml.safe_load((repo / "params.yaml").read_text())
+        params["base"]["model"] = ref
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        res = _run([DVC, "repro", "base_model"], repo, check=False)
+        assert res.returncode != 0, ref
+        assert f"base.model: local model directory {ref!r} lies outside local_models/" in res.stderr, res.stderr
+        assert "Traceback" not in res.stderr
+
+
 SHARED_HH = Path(__file__).resolve().parents[2] / "shared/data/hh-rlhf/harmless-base-test-part1.jsonl.gz"
 
 
@@ -495,9 +555,9 @@ def test_the_paper_preset_runs_offline_on_stand_ins(root, tmp_path):
     format, and the gold judge scores every model."""
     from weakalign.models import PLAIN_TEMPLATE, reward_model_from_lm
 
-    models = tmp_path / "models"
-    target, weak = _tiny_opt(models / "opt-target", 0), _tiny_opt(models / "opt-weak", 1)
-    rm, rm_tok = reward_model_from_lm(target, seed=0)
+    models = tmp_path / "paper" / "local_models"  # where a local model must lie (weakalign.refs.LOCAL_MODELS)
+    _tiny_opt(models / "opt-target", 0), _tiny_opt(models / "opt-weak", 1)
+    rm, rm_tok = reward_model_from_lm(str(models / "opt-target"), seed=0)
     rm.save_pretrained(models / "rm", safe_serialization=True)
     rm_tok.save_pretrained(models / "rm")
 
@@ -505,10 +565,10 @@ def test_the_paper_preset_runs_offline_on_stand_ins(root, tmp_path):
         preset = yaml.safe_load((root / "presets/paper-hh-opt.yaml").read_text())
         params.clear()
         params.update(preset)
-        params["base"]["model"], params["train_weak"]["model"] = target, weak
+        params["base"]["model"], params["train_weak"]["model"] = "local_models/opt-target", "local_models/opt-weak"
         params["data"].update(source="jsonl", name=None, path=os.path.relpath(SHARED_HH, tmp_path / "paper"),
                               max_rows=120)
-        params["judge"].update(model=str(models / "rm"), batch_size=8)
+        params["judge"].update(model="local_models/rm", batch_size=8)
         params["holdout"].update(n_test=10, n_train=30)
         for section, cfg in (("sft", "sft"), ("train_weak", "dpo"), ("align", "dpo")):
             params[section][cfg].update(max_steps=2, per_device_train_batch_size=4, gradient_accumulation_steps=1,
@@ -523,7 +583,7 @@ def test_the_paper_preset_runs_offline_on_stand_ins(root, tmp_path):
     assert (repo / "models/sft/weak/model.safetensors").is_file()
     assert (repo / "models/base/chat_template.jinja").read_text() == PLAIN_TEMPLATE
     al = read_metrics(repo / "metrics/alignment.json")
-    assert al["gold_judge"] == f"reward_model:{models / 'rm'}"
+    assert al["gold_judge"] == "reward_model:local_models/rm"
     for name in ("base", "human", "weak"):
         assert al[name]["gold_reward_mean"] is not None and al[name]["n_prompts"] == 10
     assert read_metrics(repo / "metrics/feedback.json")["agreement_weak_human"] is not None

@@ -59,7 +59,7 @@ def parse_json_line(line: str):
 # Bounds on what a small input may make us hold: one row, and what a gzip file may expand to. A 2 MB gzip holding
 # a 2 GB line was read whole (4.3 GB peak); real preference data compresses about 4x.
 MAX_LINE_BYTES = 16 * 2**20
-MAX_GZIP_RATIO, GZIP_RATIO_FROM = 100, 64 * 2**20  # refused past 100x the file's size, once above 64 MiB
+MAX_GZIP_RATIO, GZIP_RATIO_FROM = 100, 16 * 2**20  # refused past 100x the file's size, once above 16 MiB
 
 
 def check_readable(path: Path) -> None:

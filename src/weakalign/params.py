@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 
-from .refs import check_offline_cache, parse_layers
+from .refs import check_local_dir, check_offline_cache, parse_layers
 from .trl_config import LORA_FIELDS, TRLSection, hint, no_bool_for_number, section
 
 SOURCES = ("human", "weak", "gold", "random", "flipped", "weak_disagree", "weak_confident", "rm", "judge")
@@ -62,7 +62,7 @@ def _check_path(value: str) -> str:
 SafePath = Annotated[str, AfterValidator(_check_path)]
 
 # The project's own files and folders (the layout every checkout has): no output may be written over or into them.
-PROJECT = {".git", ".dvc", ".ci", "src", "stages", "tests", "docs", "presets", "scripts", "benchmarks", "study",
+PROJECT = {".git", ".dvc", ".ci", "src", "stages", "tests", "docs", "presets", "scripts", "benchmarks", "study", "local_models",
            "README.md", "params.yaml", "dvc.yaml", "dvc.lock", "pyproject.toml", "Makefile", ".gitignore",
            ".dvcignore", "LICENSE", ".venv"}
 
@@ -561,7 +561,9 @@ class Params(_Section):
     def check_here(self, source: str = "params") -> None:
         """What a valid file can still not do on this machine, said before any stage loads a model: offline
         (HF_HUB_OFFLINE), every Hub id it names must be in the local cache (transformers spent 52 s retrying before
-        its traceback). ParamsError naming the keys. Every stage runs it (weakalign.cli), and `weakalign check`."""
+        its traceback); every local model directory must lie under local_models/, the folder DVC hashes as a dep of
+        every stage that loads one. ParamsError naming the keys. Every stage runs it (weakalign.cli), and
+        `weakalign check`."""
         refs = {"base.model": self.base.model, "train_weak.model": self.train_weak.model}
         if self.judge.name == "reward_model" and self.judge.model:
             refs["judge.model"] = self.judge.model
@@ -569,6 +571,7 @@ class Params(_Section):
         for key, ref in refs.items():
             try:
                 check_offline_cache(ref)
+                check_local_dir(ref)
             except ValueError as e:
                 bad.append(f"  {key}: {e}")
         if bad:

@@ -1,8 +1,9 @@
 """Model references as text: what `base.model`, `train_weak.model` and `judge.model` can hold, checked without
 loading torch or transformers (so params fail in under a second). Loading them is weakalign.models'.
 
-- ``embedded:smollm2`` (EMBEDDED), ``tiny-random`` (TINY), a local directory, a Hugging Face Hub id
-  (``owner/name``), any of them with the suffix ``@layers=<k>`` (the depth-pruned model: weakalign.models).
+- ``embedded:smollm2`` (EMBEDDED), ``tiny-random`` (TINY), a local directory under ``local_models/``
+  (LOCAL_MODELS), a Hugging Face Hub id (``owner/name``), any of them with the suffix ``@layers=<k>`` (the
+  depth-pruned model: weakalign.models).
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ EMBEDDED = "embedded:smollm2"
 TINY = "tiny-random"
 _LAYERS = re.compile(r"layers=(\d+)")
 HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+# Every stage that loads a model named in params depends on this folder in dvc.yaml (scripts/stage_deps.py), so
+# DVC hashes the weights of a local model and re-runs what they feed when they change. A directory elsewhere would
+# be invisible to DVC: a changed model would be served the old results from the cache.
+LOCAL_MODELS = "local_models"
 
 
 def parse_layers(ref: str | Path) -> tuple[str, int | None]:
@@ -56,3 +61,18 @@ def check_offline_cache(ref: str) -> None:
             raise ValueError(f"{base!r} is not in the local Hugging Face cache, and HF_HUB_OFFLINE is set: it "
                              "cannot be downloaded here (download it where there is a network, or point to a local "
                              "directory)")
+
+
+def check_local_dir(ref: str) -> None:
+    """A reference that is a local directory must lie under LOCAL_MODELS (resolved: a link to a folder outside does
+    not count, as DVC does not follow it when it hashes the folder). A ValueError saying where to put it; nothing
+    for other references."""
+    base = Path(parse_layers(ref)[0])
+    if not base.is_dir():
+        return
+    home = Path(LOCAL_MODELS).resolve()
+    if not base.resolve().is_relative_to(home):
+        raise ValueError(f"local model directory {str(base)!r} lies outside {LOCAL_MODELS}/, so DVC would not see "
+                         f"its weights change and would serve results made from the old ones: move or copy it "
+                         f"into {LOCAL_MODELS}/ (a link to a folder is not followed) and name it "
+                         f"{LOCAL_MODELS}/<name>")
