@@ -42,10 +42,16 @@ $(TEST_STAMP): $(STAMP) pyproject.toml
 	touch $(TEST_STAMP)
 
 # Stage commands call `python`: put the venv first on PATH so they run in it. Params are checked first (< 1 s).
+# PRESET=<name> (tiny, tone, hh-local, full-ft, paper-hh-opt, paper-tldr-opt): presets/<name>.yaml, which holds only
+# what differs from params.yaml, as one DVC experiment in a temporary copy (weakalign.preset): no tracked file changes.
 repro: setup
+ifdef PRESET
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m weakalign.preset $(PRESET)
+else
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m weakalign.params params.yaml
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	@echo "The answer: reports/summary.md (its ten headline numbers: metrics/headline.json; \`dvc metrics show\`)"
+endif
 
 test: test-setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from weakalign.params import compose
 from weakalign.study import machine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(["dvc", "config", "--local", "cache.dir", str(work) + "-cache"], cwd=work, check=True)
     # The agreement grid starts from the hh-local preset; the clone's params.yaml is put back at the end.
     default = yaml.safe_load((work / "params.yaml").read_text())
-    base = yaml.safe_load((work / "presets/hh-local.yaml").read_text()) if args.grid == "agreement" else default
+    base = compose(work / "presets/hh-local.yaml") if args.grid == "agreement" else default
     done = set()
     if args.out.exists():
         done = {(r["design"], r["seed"]) for r in map(json.loads, args.out.read_text().splitlines())}

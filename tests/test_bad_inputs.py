@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from weakalign.io import DataError
+from weakalign.params import compose
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "tests" / "bad_inputs"
@@ -74,7 +75,7 @@ def test_reliability_doc_lists_every_case():
 
 def _workspace(case: dict, tmp_path: Path) -> dict:
     """The case's scratch workspace: the tiny preset with its overrides, the good inputs with its bad ones."""
-    params = yaml.safe_load((ROOT / "presets" / "tiny.yaml").read_text())
+    params = compose(ROOT / "presets" / "tiny.yaml")
     for key, value in case.get("params", {}).items():
         _set(params, key, value)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -164,7 +165,7 @@ def test_bad_hh_rows(case, tmp_path, monkeypatch):
 
 def test_outputs_of_a_stage_run_directly_honour_the_umask(tmp_path):
     """As each stage's docstring shows it (not under `dvc repro`, whose checkout would repair the modes)."""
-    params = yaml.safe_load((ROOT / "presets" / "tiny.yaml").read_text())
+    params = compose(ROOT / "presets" / "tiny.yaml")
     params["holdout"] |= {"n_test": 2, "n_train": None}  # the corpus's six good prompts
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for dest, src in GOOD.items():

@@ -17,6 +17,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+
+from weakalign.params import compose
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = sorted((ROOT / "stages").glob("*.py"))
@@ -87,7 +90,7 @@ def test_a_path_holding_shell_syntax_is_never_run(tmp_path):
         shutil.copy(ROOT / f, tmp_path / f)
     for folder in ("stages", "presets", "src", "local_models"):
         shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    params = yaml.safe_load((ROOT / "presets/tiny.yaml").read_text())
+    params = compose(ROOT / "presets/tiny.yaml")
     params["paths"]["base_model"] = "models/base$(touch PWNED)"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
@@ -189,7 +192,7 @@ def test_ctrl_c_ends_a_stage_in_one_line_with_nothing_written(tmp_path):
     import time
 
     root = Path(__file__).resolve().parents[1]
-    (tmp_path / "params.yaml").write_text((root / "presets" / "tiny.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(compose(root / "presets" / "tiny.yaml"), sort_keys=False))
     script = tmp_path / "slow_stage.py"
     script.write_text(
         "import argparse, sys, time\n"
@@ -227,7 +230,7 @@ def test_params_edited_while_a_stage_runs_leave_no_output(tmp_path, monkeypatch,
     root = Path(__file__).resolve().parents[1]
     monkeypatch.chdir(tmp_path)
     params = tmp_path / "params.yaml"
-    params.write_text((root / "presets" / "tiny.yaml").read_text())
+    params.write_text(yaml.safe_dump(compose(root / "presets" / "tiny.yaml"), sort_keys=False))
 
     def main(args, p):
         with atomic_file("out.txt") as f:
@@ -249,7 +252,7 @@ def test_a_full_disk_ends_a_stage_in_one_line_with_nothing_written(tmp_path, mon
 
     root = Path(__file__).resolve().parents[1]
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text((root / "presets" / "tiny.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(compose(root / "presets" / "tiny.yaml"), sort_keys=False))
 
     def main(args, p):
         with atomic_file("first.txt") as f:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from weakalign.params import Params, ParamsError, load_params, parse_params
+from weakalign.params import Params, ParamsError, compose, load_params, parse_params, read_yaml
 
 
 def _raw(root):
@@ -25,7 +25,7 @@ PRESETS = sorted(p.name for p in (Path(__file__).resolve().parents[1] / "presets
 
 @pytest.mark.parametrize("name", ["params.yaml", *(f"presets/{p}" for p in PRESETS)])
 def test_shipped_params_are_valid_and_complete(root, name):
-    raw = yaml.safe_load((root / name).read_text())
+    raw = compose(root / name)  # a preset as the stages see it: its overrides on params.yaml
     params = load_params(root / name)
     # Every section and key of the schema is written out, so the file documents the whole configuration; a TRL
     # section (weakalign.trl_config) holds the TRL fields it sets, TRL's defaults apply to the rest.
@@ -45,17 +45,32 @@ def test_shipped_params_are_valid_and_complete(root, name):
                 assert set(raw[section][key]) == set(value), f"{name}: {section}.{key} is not complete"
 
 
-def test_presets_have_the_same_keys_as_params(root):
-    def keys(d, prefix=""):
-        out = set()
+def test_presets_hold_only_what_differs_from_what_they_extend(root):
+    """Each default has one home, params.yaml: a preset names the file it extends and sets only keys whose value
+    differs there (a key set to the value it already has would be a second copy of a default), in at most 40
+    lines. Merging follows the schema: sections merge key by key, values (lists, free maps) are replaced whole."""
+    from weakalign.params import EXTENDS, _merge
+
+    def leaves(d, prefix=""):
         for k, v in d.items():
-            out.add(prefix + k)
-            if isinstance(v, dict) and prefix + k not in ("study.set", "study.teachers"):  # free-form maps
-                out |= keys(v, prefix + k + ".")
-        return out
+            if isinstance(v, dict) and v and prefix + k not in ("study.set", "study.teachers"):  # free-form maps
+                yield from leaves(v, prefix + k + ".")
+            else:
+                yield prefix + k, v
+
+    def at(d, dotted):
+        for k in dotted.split("."):
+            d = d[k]
+        return d
 
     for name in PRESETS:
-        assert keys(_raw(root)) == keys(yaml.safe_load((root / "presets" / name).read_text())), name
+        path = root / "presets" / name
+        raw = read_yaml(path)
+        assert len(path.read_text().splitlines()) <= 40, name
+        parent = compose(path.parent / raw.pop(EXTENDS))
+        assert compose(path) == _merge(Params, parent, raw)
+        for key, value in leaves(raw):
+            assert at(parent, key) != value, f"presets/{name}: {key} is already {value!r} where it extends"
 
 
 def test_paper_presets_are_the_papers_models_on_its_data_with_a_reward_model_gold_judge(root):
@@ -247,7 +262,7 @@ def test_sandbox_judges_need_sandbox_data(root, judge):
 def test_tone_preset_is_params_yaml_with_the_tone_task(root):
     """presets/tone.yaml differs from params.yaml only in the judge, its prompts, its study (the calibration
     check over at least three seeds) and the sandbox design that study ran on (keep the rest in step)."""
-    preset, raw = yaml.safe_load((root / "presets/tone.yaml").read_text()), _raw(root)
+    preset, raw = compose(root / "presets/tone.yaml"), _raw(root)
     assert (preset["judge"]["name"], preset["data"]["path"]) == ("tone", "data/raw/tone_prompts.jsonl")
     assert {"gold", "random", "flipped"} <= set(preset["study"]["sources"]) and len(preset["study"]["seeds"]) >= 3
     preset["judge"]["name"], preset["data"]["path"] = raw["judge"]["name"], raw["data"]["path"]
@@ -265,7 +280,7 @@ def test_full_ft_preset_is_params_yaml_with_fully_fine_tuned_targets(root):
     """presets/full-ft.yaml is the default before 2026-12-02 (full fine-tuning at 3e-5), params.yaml that with LoRA
     targets (the design whose study passed the calibration checks): keep the two in step, since their studies are
     read as the same pipeline with one design change."""
-    preset, raw = yaml.safe_load((root / "presets/full-ft.yaml").read_text()), _raw(root)
+    preset, raw = compose(root / "presets/full-ft.yaml"), _raw(root)
     assert raw["align"]["lora"]["use_peft"] and raw["align"]["dpo"]["learning_rate"] == 3e-4
     assert not preset["align"]["lora"]["use_peft"] and preset["align"]["dpo"]["learning_rate"] == 3e-5
     preset["align"]["dpo"]["learning_rate"] = raw["align"]["dpo"]["learning_rate"]
@@ -449,7 +464,7 @@ def test_every_params_key_a_stage_reads_is_in_its_dvc_params(root):
 def test_styles_default_is_the_sandboxs_and_unused_with_real_data(root):
     """The default pool is styled (the pilot's design); with real data the key is unused, set or not, so the
     default params.yaml with its data source switched to real data validates (no stage reads a pool never drawn)."""
-    raw = yaml.safe_load((root / "presets/hh-local.yaml").read_text())
+    raw = compose(root / "presets/hh-local.yaml")
     raw["generate_pairs"].pop("styles", None)
     assert parse_params(raw).generate_pairs.styles == []
     raw["generate_pairs"]["styles"] = ["", "Be brief."]

@@ -6,7 +6,7 @@ import importlib.util
 import pytest
 import yaml
 
-from weakalign.params import parse_params
+from weakalign.params import compose, parse_params
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_every_design_is_a_valid_params_file(pilot, root, grid):
 def test_the_agreement_design_is_hh_local_labeling_about_1000_pairs(pilot, root):
     """Issue 29 item 7: the hh-local preset with every pair beyond D_l and the test prompts in D_u, and no prompt
     dropped for length by a 256-token limit."""
-    base = yaml.safe_load((root / "presets/hh-local.yaml").read_text())
+    base = compose(root / "presets/hh-local.yaml")
     for name, design in pilot.AGREEMENT.items():
         p = parse_params(pilot.cell_params(base, design, seed=0), f"AGREEMENT {name}")
         assert p.data.source == "jsonl" and p.split.n_unlabeled is None and p.holdout.n_train is None

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from weakalign.io import read_metrics
+from weakalign.params import compose
 
 pytestmark = pytest.mark.slow
 
@@ -66,11 +67,10 @@ def _fresh_repo(root: Path, repo: Path, change=None) -> Path:
     `change(params)` edits the preset's params (a dict) before the commit."""
     repo.mkdir(parents=True, exist_ok=True)  # it may already hold local_models/ (ignored by git)
     _copy_worktree(root, repo)
-    shutil.copy(repo / "presets/tiny.yaml", repo / "params.yaml")
+    params = compose(repo / "presets/tiny.yaml")  # the preset's overrides on the default
     if change is not None:
-        params = yaml.safe_load((repo / "params.yaml").read_text())
         change(params)
-        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(["git", "init", "-q"], repo)
     _run(["git", "add", "-A"], repo)
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"], repo)
@@ -451,6 +451,26 @@ def test_a_failed_stage_loses_no_result(repo):
     assert json.loads(_run([DVC, "status", "--json"], repo).stdout) == {}
 
 
+def test_a_preset_runs_as_an_experiment_and_leaves_the_tree_clean(root, tmp_path):
+    """`make repro PRESET=tiny` (weakalign.preset) in a clean clone of the default: the tiny preset, composed onto
+    params.yaml, runs as the DVC experiment `tiny` in a temporary copy; no tracked file changes, and the
+    experiment's commit holds the composed params and the run's report and headline."""
+    def default(params):
+        params.clear()
+        params.update(compose(root / "params.yaml"))
+
+    repo = _fresh_repo(root, tmp_path / "repo", default)
+    out = _run([sys.executable, "-m", "weakalign.preset", "tiny"], repo)
+    assert _run(["git", "status", "--porcelain"], repo).stdout == ""
+    ref = re.search(r"git show (refs/exps/\S+):reports/summary.md", out.stdout).group(1)
+    ran = yaml.safe_load(_run(["git", "show", f"{ref}:params.yaml"], repo).stdout)
+    want = compose(root / "presets/tiny.yaml")
+    assert {k: v for k, v in ran.items() if k != "study"} == {k: v for k, v in want.items() if k != "study"}
+    headline = json.loads(_run(["git", "show", f"{ref}:metrics/headline.json"], repo).stdout)
+    assert headline and all(isinstance(v, (int, float)) or v is None for v in headline.values())
+    assert "# " in _run(["git", "show", f"{ref}:reports/summary.md"], repo).stdout
+
+
 def test_a_local_model_is_a_dependency_dvc_sees(root, tmp_path, tiny_dir):
     """Issue 31, class 4: a local `base.model` lies under local_models/, a dep of every stage that loads a model
     named in params; changed weights make base_model stale and re-run it. A directory elsewhere, or a link to one,
@@ -562,7 +582,7 @@ def test_the_paper_preset_runs_offline_on_stand_ins(root, tmp_path):
     rm_tok.save_pretrained(models / "rm")
 
     def paper(params):
-        preset = yaml.safe_load((root / "presets/paper-hh-opt.yaml").read_text())
+        preset = compose(root / "presets/paper-hh-opt.yaml")
         params.clear()
         params.update(preset)
         params["base"]["model"], params["train_weak"]["model"] = "local_models/opt-target", "local_models/opt-weak"

@@ -177,10 +177,12 @@ def seed_everything(seed: int) -> None:
 
 
 def console(argv: list[str] | None = None) -> int:
-    """The `weakalign` command: `weakalign check [FILE ...]` (validate params files), `weakalign study ...`
-    (`python -m weakalign.study`), `weakalign aggregate ...` (`python -m weakalign.aggregate`). The pipeline itself
-    runs through `dvc repro` / `make repro`."""
-    commands = {"check": "weakalign.params", "study": "weakalign.study", "aggregate": "weakalign.aggregate"}
+    """The `weakalign` command: `weakalign check [FILE ...]` (validate params files), `weakalign preset NAME` (a
+    preset as one DVC experiment: `python -m weakalign.preset`), `weakalign study ...` (`python -m weakalign.study`),
+    `weakalign aggregate ...` (`python -m weakalign.aggregate`). The pipeline itself runs through `dvc repro` /
+    `make repro`."""
+    commands = {"check": "weakalign.params", "preset": "weakalign.preset", "study": "weakalign.study",
+                "aggregate": "weakalign.aggregate"}
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--version"]:
         from . import __version__
@@ -188,7 +190,7 @@ def console(argv: list[str] | None = None) -> int:
         print(f"weakalign {__version__}")
         return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
-        print("usage: weakalign {check,study,aggregate} [args ...] | --version\n\n" + (console.__doc__ or ""))
+        print("usage: weakalign {check,preset,study,aggregate} [args ...] | --version\n\n" + (console.__doc__ or ""))
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     import importlib
 

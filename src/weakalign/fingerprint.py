@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from .params import read_yaml
+from .params import compose, read_yaml
 from .resume import NOT_PIPELINE
 
 log = logging.getLogger("weakalign.fingerprint")
@@ -122,7 +122,7 @@ def same_results(code_a: str | None, code_b: str, records: dict[str, dict[str, d
 def fingerprint_params(root: Path) -> dict:
     """The tiny preset, aligning every source the default study does as well as its own: so the fingerprint
     runs each label rule the study's results depend on."""
-    tiny = read_yaml(root / PRESET)
+    tiny = compose(root / PRESET)
     study = read_yaml(root / "params.yaml").get("study", {})
     extra = [s for s in study.get("sources", []) if s not in tiny["align"]["sources"]]
     tiny["align"]["sources"] = [*tiny["align"]["sources"], *extra]

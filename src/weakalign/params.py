@@ -748,8 +748,49 @@ def read_yaml(path: str | Path):
     return parse_yaml(text, str(path))
 
 
+# A preset names the file it overlays: `extends: ../params.yaml` (relative to the preset). params.yaml is the one
+# home of every default; a preset holds only what differs from it.
+EXTENDS = "extends"
+
+
+def _merge(model: type[BaseModel] | None, base: Any, over: Any) -> Any:
+    """`over` onto `base` as the schema nests them: a section (a pydantic model: `align`, `align.dpo`) merges key
+    by key; any other value (a number, a list, a free mapping such as `study.teachers`) is replaced whole."""
+    if model is None or not isinstance(base, dict) or not isinstance(over, dict):
+        return over
+    out = dict(base)
+    for key, value in over.items():
+        field = model.model_fields.get(key)
+        sub = field.annotation if field is not None else None
+        sub = sub if isinstance(sub, type) and issubclass(sub, BaseModel) else None
+        out[key] = _merge(sub, base[key], value) if key in base else value
+    return out
+
+
+def compose(path: str | Path) -> dict:
+    """A params file as a whole: the file itself, or, when it says `extends: <file>`, that file (composed in turn)
+    with this one's keys merged onto it (`_merge`). ParamsError naming the file for a bad or circular `extends`."""
+    path, seen = Path(path), []
+    layers = []
+    while True:
+        if path.resolve() in seen:
+            raise ParamsError(f"{path}: `extends` comes back to a file it started from")
+        seen.append(path.resolve())
+        raw = read_yaml(path)
+        if not isinstance(raw, dict) or EXTENDS not in raw:
+            break
+        parent = raw.pop(EXTENDS)
+        if not isinstance(parent, str):
+            raise ParamsError(f"{path}: {EXTENDS}: a file name, not {parent!r}")
+        layers.append(raw)
+        path = path.parent / parent
+    for layer in reversed(layers):
+        raw = _merge(Params, raw, layer)
+    return raw
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
-    return parse_params(read_yaml(path), str(path))
+    return parse_params(compose(path), str(path))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 # Modules no stage runs: changing them changes no result (the study's own analysis, the sweep aggregator, the result
 # fingerprint). Their home is here, the lowest module that needs them (code_identity; weakalign.fingerprint).
-NOT_PIPELINE = {"study.py", "aggregate.py", "fingerprint.py"}
+NOT_PIPELINE = {"study.py", "aggregate.py", "fingerprint.py", "preset.py"}
 STAGE = ""  # the running stage's name (`align@weak`), set by weakalign.cli.run; used by crash_point
 _CRASH_ENV = "WEAKALIGN_CRASH_AFTER"
 _events = 0

@@ -47,7 +47,7 @@ import yaml
 from . import fingerprint
 from .fingerprint import NOT_PIPELINE, code_digest, machine
 from .io import atomic_file, write_json
-from .params import NOISY_GOLD, Params, load_params, read_yaml
+from .params import NOISY_GOLD, Params, compose, load_params, read_yaml
 from .report import md
 from .stats import holm, mean_sem, paired_contrast, pgr, r, spearman, t_interval, tost_paired
 
@@ -99,7 +99,7 @@ def file_overrides(params_file: Path) -> dict[str, Any]:
     default = Path("params.yaml")
     if params_file.resolve() == default.resolve():
         return {}
-    mine, theirs = (_leaves({k: v for k, v in read_yaml(f).items() if k != "study"})
+    mine, theirs = (_leaves({k: v for k, v in compose(f).items() if k != "study"})
                     for f in (params_file, default))
     return {k: v for k, v in mine.items() if k not in theirs or theirs[k] != v}
 

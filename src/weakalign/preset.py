@@ -1,0 +1,94 @@
+"""Run a preset as one DVC experiment, leaving the working tree as it is.
+
+    make repro PRESET=tiny                 # or: weakalign preset tiny
+    python -m weakalign.preset tiny        # presets/tiny.yaml; a path works too
+
+A preset holds only what differs from params.yaml (`extends`, weakalign.params.compose). It runs as
+`dvc exp run --temp -n <name> -S key=value ...`, one `-S` per key where the composed preset differs from
+params.yaml: DVC copies the workspace to a temporary folder, sets those params there and runs the pipeline, and
+keeps the result as the experiment <name> (a git ref with its params, metrics and report; its models in the DVC
+cache). So choosing a preset rewrites no tracked file, and going back to the default costs nothing.
+`dvc exp show` lists it, `dvc exp diff` compares it, `dvc exp apply <name>` brings its outputs into the workspace.
+A rerun replaces the experiment of the same name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from .params import Params, ParamsError, compose, load_params
+
+
+def preset_path(name: str) -> Path:
+    """`tiny` -> presets/tiny.yaml; a path is taken as it is."""
+    path = Path(name)
+    return path if path.suffix in (".yaml", ".yml") else Path("presets") / f"{name}.yaml"
+
+
+def _changes(model: type[BaseModel], default: dict, preset: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) wherever the composed preset differs from the default, walking the schema's sections;
+    a value is a leaf, a list or a free mapping (`study.teachers`), never a section."""
+    for key, value in preset.items():
+        field = model.model_fields.get(key)
+        sub = field.annotation if field is not None else None
+        if isinstance(sub, type) and issubclass(sub, BaseModel) and isinstance(value, dict):
+            yield from _changes(sub, default.get(key) or {}, value, f"{prefix}{key}.")
+        elif key not in default or default[key] != value:
+            yield f"{prefix}{key}", value
+
+
+def _hydra(value: Any) -> str:
+    """A value in Hydra's override grammar (what `dvc exp run -S` parses): study._flow, and mappings as {k: v}."""
+    from .study import _flow
+
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_hydra(v)}" for k, v in value.items()) + "}"
+    return _flow(value)
+
+
+def command(path: Path, name: str, dvc: str = "dvc") -> list[str]:
+    """The `dvc exp run` argv (no shell: each `-S` is one argument) for the preset at `path`. A free mapping is
+    replaced, not merged (Hydra would merge it): `~key` deletes it, `+key={...}` writes the preset's."""
+    sets = []
+    for key, value in _changes(Params, compose("params.yaml"), compose(path)):
+        pairs = [f"~{key}", f"+{key}={_hydra(value)}"] if isinstance(value, dict) else [f"{key}={_hydra(value)}"]
+        sets += [arg for pair in pairs for arg in ("-S", pair)]
+    return [dvc, "exp", "run", "--temp", "-n", name, *sets]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="weakalign preset", description=__doc__.split("\n\n")[0])
+    p.add_argument("preset", help="a preset name (tiny, tone, hh-local, full-ft, paper-hh-opt, ...) or a file")
+    p.add_argument("--name", help="the experiment's name (default: the preset's)")
+    p.add_argument("--dvc", default=shutil.which("dvc") or "dvc", help="the dvc executable")
+    args = p.parse_args(argv)
+    path = preset_path(args.preset)
+    name = args.name or path.stem
+    try:
+        load_params(path).check_here(str(path))  # in under a second, before DVC copies anything
+    except ParamsError as e:
+        print(e, file=sys.stderr)
+        return 2
+    from .study import _exp_ref
+
+    if _exp_ref(name):  # DVC refuses a second experiment of the same name
+        subprocess.run([args.dvc, "exp", "remove", name], check=True)
+    done = subprocess.run(command(path, name, args.dvc))
+    if done.returncode != 0:
+        return done.returncode
+    ref = _exp_ref(name)
+    print(f"The answer of preset {name}: `git show {ref}:reports/summary.md` (headline: `dvc exp show`; "
+          f"`dvc exp apply {name}` brings its outputs into the workspace)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
