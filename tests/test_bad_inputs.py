@@ -114,10 +114,9 @@ def test_bad_input_fails_cleanly(case, tmp_path):
 @pytest.mark.parametrize("case", [c for c in CASES if c.get("dvc")], ids=lambda c: c["id"])
 def test_bad_input_through_dvc_repro(case, tmp_path):
     """The user's command, not the stage's: `dvc repro -s <stage>` in a scratch git+DVC repository holding the
-    project's dvc.yaml. It fails with the case's message and no traceback, within 30 s, leaves none of the stage's
-    outputs, and records nothing DVC could serve later: no dvc.lock entry, no run-cache entry."""
-    import time
-
+    project's dvc.yaml. It fails with the case's message and no traceback, leaves none of the stage's outputs, and
+    records nothing DVC could serve later: no dvc.lock entry, no run-cache entry. (How long DVC takes is measured in
+    docs/RELIABILITY.md, not asserted here: a test suite times nothing.)"""
     params = _workspace(case, tmp_path)
     for folder in ("src", "local_models"):
         shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
@@ -128,14 +127,11 @@ def test_bad_input_through_dvc_repro(case, tmp_path):
     subprocess.run([str(bin_dir / "dvc"), "init", "-q"], cwd=tmp_path, check=True, env=env)
     _, outs = _stage_command(case["stage"], params)
     placed = {o: (tmp_path / o).read_bytes() for o in outs if (tmp_path / o).is_file()}  # good inputs of other cases
-    t0 = time.perf_counter()
     res = subprocess.run([str(bin_dir / "dvc"), "repro", "-s", case["stage"]], cwd=tmp_path, capture_output=True,
                          text=True, env=env, timeout=300)
-    took = time.perf_counter() - t0
     said = res.stdout + res.stderr
     assert res.returncode != 0, said[-3000:]
     assert case.get("dvc_expect", case["expect"]) in said and "Traceback" not in said, said[-3000:]
-    assert took < 30, f"{took:.0f} s"
     # DVC removes a stage's outputs before it runs it; where DVC refuses first, what the test put there stays as it was
     left = [o for o in outs if (tmp_path / o).is_dir()
             or (tmp_path / o).is_file() and (tmp_path / o).read_bytes() != placed.get(o)]

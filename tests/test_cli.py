@@ -54,7 +54,8 @@ def test_help_shows_the_flags_and_loads_no_heavy_library(script):
     result = json.loads(last)
     assert result["exit"] == 0, res.stderr[-3000:]
     usage = text.split("\n\n")[0]  # argparse's usage block, before the description (the docstring itself)
-    assert usage.startswith(f"usage: {script.stem} "), usage
+    assert usage.startswith(f"usage: python stages/{script.name} "), usage  # what the user types
+    assert f"`dvc repro {script.stem}" in text and "`make repro`" in text
     shown = set(re.findall(r"--[\w-]+", usage))
     assert set(_command_flags(script)) | {"--params"} == shown, "the parser's flags differ from the docstring's command"
     assert not result["heavy"], f"{script.name} --help imports {result['heavy'][:5]}: import them inside main()"

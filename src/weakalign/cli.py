@@ -70,7 +70,11 @@ def stage(main: Callable[[argparse.Namespace, Params], None], doc: str, script: 
     defaulting to its template resolved from params (one declaration; tests/test_cli.py checks dvc.yaml against
     it)."""
     name = Path(script).stem
-    parser = argparse.ArgumentParser(prog=name, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # --help names what the user types: the script itself, or the DVC stage that runs it (with what it needs).
+    parser = argparse.ArgumentParser(prog=f"python stages/{name}.py", description=doc,
+                                     epilog=f"In the pipeline: `dvc repro {name}{'@<source>' if name == 'align' else ''}` "
+                                     "(this stage and what it needs), `make repro` (everything).",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     templates = command_template(doc, name)
     for flag, template in templates.items():
         parser.add_argument(flag, metavar="PATH" if flag != "--source" else "NAME",
@@ -92,7 +96,7 @@ def run(main: Callable[[argparse.Namespace, Params], None], parser: argparse.Arg
     # `${item}`: the source named by hand, or by DVC (DVC_STAGE is `align@weak` for the foreach stage align@weak)
     dvc_stage = os.environ.get("DVC_STAGE", "")
     item = getattr(args, "source", None) or (dvc_stage.partition("@")[2] if "@" in dvc_stage else None)
-    stage = parser.prog + (f"@{item}" if item else "")
+    stage = Path(parser.prog.split()[-1]).stem + (f"@{item}" if item else "")  # `python stages/align.py` -> align
     resume.STAGE = stage
     try:
         params_bytes = _read_bytes(args.params)
