@@ -61,9 +61,9 @@ def test_readme_first_screen_leads_with_the_answer(root):
     for needed in ("make repro", "make test", "presets/tiny.yaml", STUDY_BEGIN, STUDY_END, "presets/tone.yaml"):
         assert needed in first, f"README's first screen lacks {needed!r}"
     assert first.index(STUDY_BEGIN) < first.index("## Quick start"), "the study block comes before the quick start"
-    # The block's inside is written by `make study-report` and grows once seeds finish: count the words around it.
-    around = first[: first.index(STUDY_BEGIN)] + first[first.index(STUDY_END):]
-    assert len(around.split()) <= 300, f"README's first screen has {len(around.split())} words (at most 300)"
+    # Issue 30: at most 400 words, the generated study block included (study.readme_block keeps it short; its
+    # sentences live in reports/study.md).
+    assert len(first.split()) <= 400, f"README's first screen has {len(first.split())} words (at most 400)"
 
 
 def _slug(heading: str) -> str:

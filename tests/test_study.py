@@ -322,6 +322,22 @@ def test_headline_quotes_the_analysis_and_the_readme_block_is_replaced(tmp_path)
     assert "no finished seed" in study.headline(study.analyse(p, {}))
 
 
+def test_the_readme_block_is_short_and_quotes_the_analysis():
+    """The README's block: each arm against the floor in one table, weak minus human with its recovered fraction,
+    the checks' tally, and the report's link for the sentences; every number the analysis's own (`_cell`)."""
+    p = _params()
+    out = study.analyse(p, {f"s{s}": _summary(s, 0.1 * s, _golds(s), ACC) for s in range(3)})
+    text = study.readme_block(out, "reports/study.md")
+    assert text.startswith("Over 3 seeds") and len(text.split()) <= 150, len(text.split())
+    for name in ("gold", "human", "weak", "flipped", "noisy_gold_20"):
+        assert f"`{name}`" in text and study._cell(out["sources"][name]["minus_random"]) in text
+    assert f"Weak minus human: {study._cell(out['weak_minus_human'])}" in text
+    assert "(weak − random) / (human − random): 1.00 [" in text
+    assert "Calibration checks: 7 of 9 hold, 1 fail, 1 cannot be measured yet: no weak-vs-human claim" in text
+    assert "[reports/study.md](reports/study.md)" in text
+    assert "no finished seed" in study.readme_block(study.analyse(p, {}), "reports/study.md")
+
+
 def _git_repo(tmp_path, monkeypatch, files: dict[str, str]) -> str:
     """A git repository in tmp_path (made the working directory) with `files` committed; returns the commit."""
     import subprocess

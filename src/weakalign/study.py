@@ -1022,6 +1022,34 @@ def headline(out: dict) -> str:
     return "\n\n".join(lines)
 
 
+def readme_block(out: dict, report: str) -> str:
+    """The README's short form of the answer: each arm against the floor in one table, weak minus human with its
+    recovered fraction, and the checks' tally. The sentences that explain them live in the report (`headline`),
+    linked here rather than copied, so the README's first screen stays short."""
+    s, n = out["sources"], out["n_seeds"]
+    if not n or "random" not in s:
+        return headline(out)
+    arms = [name for name in order(list(s)) if (s[name].get("minus_random") or {}).get("mean") is not None]
+    made = f" of commit {', '.join(out['commits'])}" if out.get("commits") else ""
+    lines = [f"Over {n} seed{'s' * (n != 1)}{made}: gold reward of each target minus the target aligned on coin "
+             "flips (`random`, same seed, D_u and test prompts), mean [95% t-interval over seeds]:", "",
+             "| " + " | ".join(f"`{a}`" for a in arms) + " |", "|" + "---|" * len(arms),
+             "| " + " | ".join(_cell(s[a]["minus_random"]).replace(" (no interval)", "") for a in arms) + " |", ""]
+    if "weak_minus_human" in out:
+        pgr = f"; recovered fraction (weak − random) / (human − random): {_ratio(out['pgr_random'])}" \
+            if "pgr_random" in out else ""
+        lines.append(f"Weak minus human: {_cell(out['weak_minus_human'])}{pgr}.")
+    c = out["checks"]
+    held, failed = sum(v is True for v in c.values()), sum(v is False for v in c.values())
+    unknown = len(c) - held - failed
+    verdict = ("every check holds" if held == len(c) else
+               "no weak-vs-human claim should be read until every check holds")
+    lines.append(f"Calibration checks: {held} of {len(c)} hold, {failed} fail, {unknown} cannot be measured yet: "
+                 f"{verdict}. Which, why, and what the study does not show (one model, one task, one machine): "
+                 f"[{report}]({report}).")
+    return "\n".join(lines)
+
+
 def machine_sentence(out: dict) -> str:
     """Which machines the runs ran on, from the summaries' record, and what that does to the pairing."""
     groups = out.get("machines") or []
@@ -1201,7 +1229,7 @@ def report(params: Params, params_file: Path, metrics: Path | None = None, md_ou
         f.write(markdown(out, missing, stale, fig.name if plot_rows(out) else None,
                          seed_table(summaries, out) if out["n_seeds"] else []))
     figure_link = f"\n\n![gold reward against label accuracy, over seeds]({fig.as_posix()})" if plot_rows(out) else ""
-    if readme and update_readme(Path("README.md"), headline(out) + figure_link):
+    if readme and update_readme(Path("README.md"), readme_block(out, md_out.as_posix()) + figure_link):
         log.info("study: README.md's study block updated")
     log.info("study: %d seeds, %d missing, %d stale runs -> %s, %s", out["n_seeds"], len(missing), len(stale),
              metrics, md_out)
