@@ -182,8 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dvc", default=shutil.which("dvc") or "dvc", help="the dvc executable")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    code, results = measure(args.rev, args.dvc)
+    # The commit is named before measuring: HEAD may move during the ~6 minutes (the study commits its runs).
     sha = subprocess.run(["git", "rev-parse", args.rev], check=True, capture_output=True, text=True).stdout.strip()
+    code, results = measure(sha, args.dvc)
     record(code, results, sha, machine_kind())
     print(f"{args.rev} ({sha[:7]}): code {code} gives results {results} on {machine_kind()} ({RECORDS})")
     return 0

@@ -1038,7 +1038,7 @@ def readme_block(out: dict, report: str) -> str:
     if "weak_minus_human" in out:
         pgr = f"; recovered fraction (weak − random) / (human − random): {_ratio(out['pgr_random'])}" \
             if "pgr_random" in out else ""
-        lines.append(f"Weak minus human: {_cell(out['weak_minus_human'])}{pgr}.")
+        lines += [f"Weak minus human: {_cell(out['weak_minus_human'])}{pgr}.", ""]
     c = out["checks"]
     held, failed = sum(v is True for v in c.values()), sum(v is False for v in c.values())
     unknown = len(c) - held - failed
