@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from weakalign.aggregate import AggregateError, aggregate, collect, main, markdown, rows, summarize, t95
+from weakalign.aggregate import AggregateError, aggregate, collect, main, markdown, over_runs, rows
 
 FIXTURE = Path(__file__).parent / "fixtures" / "aggregate" / "exp_show.json"
 # t_{0.975} for 1 and 2 degrees of freedom from their closed forms: tan(0.475 pi) and 0.95 / sqrt(2 * 0.975 * 0.025).
@@ -93,7 +93,7 @@ def test_means_and_t_intervals_match_a_hand_computation():
 def test_one_run_gives_a_null_interval(tmp_path):
     s = _by_fraction(_configs()[2])[0.75]["stats"][AGREE]
     assert s == {"n": 1, "mean": 0.7, "std": None, "ci_low": None, "ci_high": None}
-    assert summarize([]) == {"n": 0, "mean": None, "std": None, "ci_low": None, "ci_high": None}
+    assert over_runs([]) == {"n": 0, "mean": None, "std": None, "ci_low": None, "ci_high": None}
     assert main(["--input", str(FIXTURE), "--out-md", str(tmp_path / "s.md"), "--out-json", str(tmp_path / "s.json")
                  ]) == 0
     assert "0.7 (1 run, no interval)" in (tmp_path / "s.md").read_text()
@@ -102,12 +102,16 @@ def test_one_run_gives_a_null_interval(tmp_path):
     assert row["ci_low"] is None and row["ci_high"] is None and row["n"] == 1
 
 
-def test_t_quantiles():
-    assert t95(1) == pytest.approx(T1, rel=1e-14) and t95(2) == pytest.approx(T2, rel=1e-14)
-    assert t95(2) == pytest.approx(4.302652729911275, rel=1e-9)  # scipy's t.ppf(0.975, 2), off by 1.6e-10
-    assert t95(30) == pytest.approx(2.0423, abs=1e-4)
-    assert t95(31) == t95(1000) == 1.96
-    assert all(t95(d) > t95(d + 1) for d in range(1, 31))
+def test_the_interval_over_runs_is_the_one_of_stats():
+    """One interval function (weakalign.stats.t_interval, scipy's exact Student-t quantile) for the sweep tables
+    and the study alike: no hand-written table of quantiles, and none of the old 1.96 past 30 runs."""
+    from weakalign.stats import t_interval
+
+    xs = [0.1 * i + (i % 3) * 0.01 for i in range(40)]  # 40 runs: df 39, t = 2.0227, not 1.96
+    s = over_runs(xs)
+    assert (s["mean"], s["ci_low"], s["ci_high"]) == t_interval(xs)
+    assert (s["ci_high"] - s["mean"]) / (_sd(xs) / math.sqrt(40)) == pytest.approx(2.0226909, rel=1e-6)
+    assert over_runs([0.4, 0.5])["ci_high"] - 0.45 == pytest.approx(T1 * _sd([0.4, 0.5]) / math.sqrt(2))
 
 
 def test_include_baselines_adds_the_baseline_commit():

@@ -37,17 +37,10 @@ from typing import Any
 
 from .io import DataError, atomic_file, read_json, write_json
 from .report import md
+from .stats import t_interval
 
 log = logging.getLogger("weakalign.aggregate")  # not __name__: that is "__main__" under `python -m`
 
-# Two-sided 95% quantiles of Student's t, t_{0.975}(df) for df = 1..30 (no scipy in the pinned environment):
-# the incomplete-beta inverse solved with mpmath at 50 digits (df 1 and 2 match their closed forms).
-T95 = (12.706204736174705, 4.302652729749464, 3.1824463052837095, 2.7764451051977943, 2.5705818356363155,
-       2.44691185114497, 2.3646242515927853, 2.3060041352041667, 2.2621571627982053, 2.228138851986275,
-       2.2009851600916397, 2.178812829667229, 2.1603686564627926, 2.144786687917804, 2.1314495455597755,
-       2.1199052992212546, 2.109815577833317, 2.1009220402410387, 2.0930240544083096, 2.085963447265865,
-       2.0796138447276804, 2.0738730679040263, 2.0686576104190486, 2.063898561628026, 2.0595385527532977,
-       2.055529438642873, 2.0518305164802855, 2.048407141795245, 2.0452296421327043, 2.042272456301238)
 SKIP_STATES = ("queued", "running", "failed")  # metrics absent, partial, or stale (a failed run shows old ones)
 
 
@@ -62,20 +55,12 @@ class Run:
     metrics: dict[str, float]
 
 
-def t95(df: int) -> float:
-    return T95[df - 1] if df <= len(T95) else 1.96
-
-
-def summarize(xs: list[float]) -> dict[str, Any]:
-    """n, mean, sample std and the t-based 95% interval of the mean; std and interval are null below 2 runs."""
-    n = len(xs)
-    # statistics works in exact fractions: equal values give std 0.0 and mean 0.7, not 3e-16 and 0.7000000000000001.
-    mean = float(statistics.mean(xs)) if n else None
-    if n < 2:
-        return {"n": n, "mean": mean, "std": None, "ci_low": None, "ci_high": None}
-    std = statistics.stdev(xs)
-    half = t95(n - 1) * std / math.sqrt(n)
-    return {"n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half}
+def over_runs(xs: list[float]) -> dict[str, Any]:
+    """n, mean, sample std and the 95% Student-t interval of the mean (stats.t_interval, the project's one
+    interval function); std and interval are null below 2 runs."""
+    mean, lo, hi = t_interval(xs)
+    return {"n": len(xs), "mean": mean, "std": statistics.stdev(xs) if len(xs) > 1 else None,
+            "ci_low": lo, "ci_high": hi}
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -171,7 +156,7 @@ def aggregate(runs: list[Run], seed_key: str, patterns: list[str] | None) -> tup
     for members in groups.values():
         params = {k: members[0].params.get(k) for k in varying}
         configs.append({"params": params, "seeds": sorted((r.params.get(seed_key) for r in members), key=_key),
-                        "stats": {m: summarize([r.metrics[m] for r in members if m in r.metrics]) for m in metrics}})
+                        "stats": {m: over_runs([r.metrics[m] for r in members if m in r.metrics]) for m in metrics}})
     configs.sort(key=lambda c: [_key(c["params"][k]) for k in varying])
     return varying, metrics, configs
 
