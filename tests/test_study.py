@@ -189,7 +189,7 @@ def test_random_labels_never_pass_as_equivalent_to_human():
                              "human_above_random_t4": False, "dose_response_slope_positive": True,
                              "calibration_spearman_at_least_0_9": True, "equivalence_margin_at_most_half_gap": False,
                              "weak_teacher_at_least_0_60": True, "teachers_span_0_10": None}
-    text = study.headline(out)
+    text = study.answer(out)
     assert "Weak is not declared equivalent to human: human − random's interval is not above 0" in text
     assert ("This study fails 3 of its 9 checks (flipped below random, human above random with t ≥ 4, equivalence "
             "margin ≤ half the human − random gap)") in text
@@ -203,7 +203,7 @@ def test_random_labels_never_pass_as_equivalent_to_human():
     assert {k for k, v in out["checks"].items() if v is None} == {
         "gold_above_random", "flipped_below_random", "human_above_random_t4", "dose_response_slope_positive",
         "calibration_spearman_at_least_0_9", "equivalence_margin_at_most_half_gap", "teachers_span_0_10"}
-    assert "cannot measure 7 yet" in study.headline(out)
+    assert "cannot measure 7 yet" in study.answer(out)
 
 
 def test_the_equivalence_margin_fraction_lies_in_0_to_1():
@@ -298,7 +298,7 @@ def test_headline_quotes_the_analysis_and_the_readme_block_is_replaced(tmp_path)
     p = _params()
     runs = {f"s{s}": _summary(s, 0.1 * s, _golds(s), ACC) for s in range(3)}
     out = study.analyse(p, runs)
-    text = study.headline(out)
+    text = study.answer(out)
     assert "Over 3 seeds" in text and study._cell(out["sources"]["random"]["gain_vs_base"]) in text
     assert study._cell(out["weak_minus_human"]) in text
     assert "flipped below random: yes" in text and "human above random with t ≥ 4: yes" in text
@@ -312,14 +312,14 @@ def test_headline_quotes_the_analysis_and_the_readme_block_is_replaced(tmp_path)
     assert "would need an accuracy of" in text and "past 1.0" not in text
     out["accuracy_to_match_human"] = out["accuracy_to_match_human"] | {"hi": 1.069}  # an impossible upper end is said so
     assert "an interval reaching past 1.0, the most accurate labels can be, means the seeds do not bound it yet" \
-        in study.headline(out)
+        in study.answer(out)
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n{study.README_BEGIN}\nold\n{study.README_END}\nrest\n")
     assert study.update_readme(readme, text)
     assert readme.read_text() == f"# x\n{study.README_BEGIN}\n{text}\n{study.README_END}\nrest\n"
     (tmp_path / "plain.md").write_text("no markers\n")
     assert not study.update_readme(tmp_path / "plain.md", text)
-    assert "no finished seed" in study.headline(study.analyse(p, {}))
+    assert "no finished seed" in study.answer(study.analyse(p, {}))
 
 
 def test_the_readme_block_is_short_and_quotes_the_analysis():

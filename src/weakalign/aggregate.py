@@ -49,7 +49,7 @@ class AggregateError(Exception):
 
 
 @dataclass
-class Run:
+class ExpRun:  # one finished experiment of `dvc exp show`: its params and numeric metrics
     name: str
     params: dict[str, Any]
     metrics: dict[str, float]
@@ -85,7 +85,7 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def collect(exp_show: Any, include_baselines: bool = False) -> tuple[list[Run], list[tuple[str, str]]]:
+def collect(exp_show: Any, include_baselines: bool = False) -> tuple[list[ExpRun], list[tuple[str, str]]]:
     """Runs with metrics, and (name, reason) of every skipped experiment, from `dvc exp show --json`."""
     if not isinstance(exp_show, list) or not all(isinstance(s, dict) and "rev" in s for s in exp_show):
         raise AggregateError("not the output of `dvc exp show --json` (expected a list of revisions)")
@@ -95,7 +95,7 @@ def collect(exp_show: Any, include_baselines: bool = False) -> tuple[list[Run], 
         raise AggregateError(f"unexpected `dvc exp show --json` layout ({e})") from None
 
 
-def _collect(exp_show: list[dict], include_baselines: bool) -> tuple[list[Run], list[tuple[str, str]]]:
+def _collect(exp_show: list[dict], include_baselines: bool) -> tuple[list[ExpRun], list[tuple[str, str]]]:
     candidates = []  # (name, executor state, ExpState)
     for base in exp_show:
         if base["rev"] == "workspace":
@@ -117,7 +117,7 @@ def _collect(exp_show: list[dict], include_baselines: bool) -> tuple[list[Run], 
         elif not metrics:
             skipped.append((name, "no numeric metrics"))
         else:
-            runs.append(Run(name, _files(data.get("params"), "params.yaml"), metrics))
+            runs.append(ExpRun(name, _files(data.get("params"), "params.yaml"), metrics))
     return runs, skipped
 
 
@@ -134,7 +134,7 @@ def _label(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={_show(v)}" for k, v in params.items()) or "all runs"
 
 
-def aggregate(runs: list[Run], seed_key: str, patterns: list[str] | None) -> tuple[list[str], list[str], list[dict]]:
+def aggregate(runs: list[ExpRun], seed_key: str, patterns: list[str] | None) -> tuple[list[str], list[str], list[dict]]:
     """(varying params, metrics, one dict per configuration with its params, seeds and stats per metric)."""
     if not any(seed_key in r.params for r in runs):
         log.warning("no experiment has the param %s (--seed-key): runs are grouped by all their params", seed_key)
@@ -149,7 +149,7 @@ def aggregate(runs: list[Run], seed_key: str, patterns: list[str] | None) -> tup
             if not hits:
                 raise AggregateError(f"--metrics {p!r} matches no numeric metric")
             metrics += [k for k in hits if k not in metrics]
-    groups: dict[str, list[Run]] = {}
+    groups: dict[str, list[ExpRun]] = {}
     for r in runs:
         groups.setdefault(json.dumps([r.params.get(k) for k in varying], sort_keys=True), []).append(r)
     configs = []

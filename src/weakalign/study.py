@@ -990,8 +990,8 @@ def checks_verdict(checks: dict[str, bool | None]) -> str:
             "these numbers.")
 
 
-def headline(out: dict) -> str:
-    """The study's answer in a few sentences, every number from `out` (README block and report)."""
+def answer(out: dict) -> str:
+    """The study's answer in a few sentences, every number from `out` (the report; the README has its short form)."""
     s = out["sources"]
     if not out["n_seeds"]:
         return "The study has no finished seed yet: `make study` runs it (docs/STUDY.md)."
@@ -1024,11 +1024,11 @@ def headline(out: dict) -> str:
 
 def readme_block(out: dict, report: str) -> str:
     """The README's short form of the answer: each arm against the floor in one table, weak minus human with its
-    recovered fraction, and the checks' tally. The sentences that explain them live in the report (`headline`),
+    recovered fraction, and the checks' tally. The sentences that explain them live in the report (`answer`),
     linked here rather than copied, so the README's first screen stays short."""
     s, n = out["sources"], out["n_seeds"]
     if not n or "random" not in s:
-        return headline(out)
+        return answer(out)
     arms = [name for name in order(list(s)) if (s[name].get("minus_random") or {}).get("mean") is not None]
     made = f" of commit {', '.join(out['commits'])}" if out.get("commits") else ""
     lines = [f"Over {n} seed{'s' * (n != 1)}{made}: gold reward of each target minus the target aligned on coin "
@@ -1123,7 +1123,7 @@ def markdown(out: dict, missing: list[str], stale: list[str], figure_name: str |
              "whole pipeline (holdout, sampled pairs, D_l/D_u, annotators, training). Intervals are 95% "
              "t-intervals over seeds; contrasts are paired within a seed (same test prompts); p-values are "
              "two-sided, Holm-adjusted over every contrast in this report (`p_holm`).", ""]
-    lines += [headline(out), ""]
+    lines += [answer(out), ""]
     if missing or stale:
         lines += [f"**Incomplete**: {len(missing)} planned runs missing ({', '.join(missing) or 'none'}), "
                   f"{len(stale)} stale (made with other params, or by code whose results differ or have no fingerprint "
