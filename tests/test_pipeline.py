@@ -83,6 +83,10 @@ METRICS = ["metrics/pairs.json", "metrics/annotate.json", "metrics/train_weak.js
            "metrics/label_rm.json", "metrics/label_judge.json", "metrics/feedback.json", "metrics/align/human.json", "metrics/align/weak.json", "metrics/alignment.json"]
 
 
+def _only_numbers(d) -> bool:
+    return all(_only_numbers(v) if isinstance(v, dict) else v is None or type(v) in (int, float) for v in d.values())
+
+
 def _results(repo: Path) -> dict:
     return {m: {k: v for k, v in json.loads((repo / m).read_text()).items() if k not in TIMINGS} for m in METRICS}
 
@@ -338,7 +342,9 @@ def test_a_two_seed_study_runs_from_the_queue_resumes_and_aggregates(repo, tmp_p
     assert "0 of 2 runs to do" in again.stderr
     _run([*study, "report", "--metrics", str(tmp_path / "study.json"), "--out", str(tmp_path / "study.md"),
           "--plot", str(tmp_path / "plot.json")], repo)
-    out = json.loads((tmp_path / "study.json").read_text())
+    numbers = json.loads((tmp_path / "study.json").read_text())  # numbers and nulls only: `dvc metrics` reads it
+    assert _only_numbers(numbers) and numbers["checks"]["at_least_5_seeds"] == 0
+    out = read_metrics(tmp_path / "study.json")  # with its bookkeeping (study.info.json) merged back
     assert out["n_seeds"] == 2 and out["n_runs_missing"] == out["n_runs_stale"] == 0
     for key in ("mean", "lo", "hi"):
         assert key in out["base"]["gold_reward"] and key in out["weak_minus_human"] and key in out["pgr"]

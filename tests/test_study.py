@@ -626,3 +626,25 @@ def test_the_weak_teacher_checks_read_accuracy_over_seeds_and_the_teachers_range
     assert (w["mean"], w["lo"], w["hi"]) == pytest.approx((0.62, 0.62 - 0.099364, 0.62 + 0.099364), abs=1e-4)
     assert out["checks"]["weak_teacher_at_least_0_60"] is False and out["checks"]["teachers_span_0_10"] is True
     assert "weak teacher's label accuracy ≥ 0.60 (95% interval above 0.55): NO" in study.markdown(out, [], [], None)
+
+
+def test_the_study_metrics_hold_numbers_only_and_the_rest_beside_them():
+    """metrics/study.json is what `dvc metrics show` and `dvc metrics diff` read: numbers and nulls only (a check
+    as 1, 0 or null); names, seeds, machines and verdict flags go to study.info.json, and merged they are the
+    analysis again."""
+    from weakalign.io import _merge
+
+    out = study.analyse(_params(), {f"s{s}": _summary(s, 0.1 * s, _golds(s), ACC) for s in range(3)})
+    out |= {"model": "embedded:smollm2", "seeds": [0, 1, 2]}
+    results, info = study.metrics_split(out)
+
+    def numbers(d):
+        return all(numbers(v) if isinstance(v, dict) else v is None or type(v) in (int, float) for v in d.values())
+
+    assert numbers(results) and set(results["checks"].values()) <= {0, 1, None}
+    assert info["model"] == "embedded:smollm2" and info["seeds"] == [0, 1, 2]
+    checks = {k: None if v is None else bool(v) for k, v in results["checks"].items()}
+    assert checks == out["checks"]
+    merged = _merge(results, info)
+    merged["checks"] = checks
+    assert merged == out

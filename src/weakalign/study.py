@@ -46,7 +46,7 @@ import yaml
 
 from . import fingerprint
 from .fingerprint import NOT_PIPELINE, code_digest, machine
-from .io import atomic_file, write_json
+from .io import atomic_file, info_path, write_json
 from .params import NOISY_GOLD, Params, compose, load_params, read_yaml
 from .report import md
 from .stats import holm, mean_sem, paired_contrast, pgr, r, spearman, t_interval, tost_paired
@@ -1022,6 +1022,27 @@ def answer(out: dict) -> str:
     return "\n\n".join(lines)
 
 
+def metrics_split(out: dict) -> tuple[dict, dict]:
+    """The analysis as DVC metrics: numbers and nulls to metrics/study.json (what `dvc metrics show/diff` compares;
+    a check is 1 where it holds, 0 where it fails, null where it cannot be measured yet), everything else (model
+    and judge names, seeds, machines, commits, verdict flags) to its .info.json beside it."""
+    results, info = {}, {}
+    for key, value in out.items():
+        if key == "checks":
+            results[key] = {k: None if v is None else int(v) for k, v in value.items()}
+        elif isinstance(value, dict):
+            r, i = metrics_split(value)
+            if r or not i:
+                results[key] = r
+            if i:
+                info[key] = i
+        elif value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            results[key] = value
+        else:
+            info[key] = value
+    return results, info
+
+
 def readme_block(out: dict, report: str) -> str:
     """The README's short form of the answer: each arm against the floor in one table, weak minus human with its
     recovered fraction, and the checks' tally. The sentences that explain them live in the report (`answer`),
@@ -1223,7 +1244,9 @@ def report(params: Params, params_file: Path, metrics: Path | None = None, md_ou
     fig = md_out.with_suffix(".png")
     if plot_rows(out):
         figure(out, fig)
-    write_json(metrics, out)
+    results, info = metrics_split(out)
+    write_json(metrics, results)
+    write_json(info_path(metrics), info)
     write_json(plot_out, plot_rows(out))
     with atomic_file(md_out) as f:
         f.write(markdown(out, missing, stale, fig.name if plot_rows(out) else None,
