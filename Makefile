@@ -1,4 +1,5 @@
 # `make repro`: set up, then run the pipeline on the embedded default (params.yaml).
+# `make repro PRESET=tiny`: presets/tiny.yaml (what differs from params.yaml) as a DVC experiment; tree untouched.
 # `make test`:  set up, then run the test suite.
 # `make bench`: run the pipeline, then the benchmarks (docs/PERFORMANCE.md).
 # `make sweep-fraction` (and sweep-beta): queue a sweep over seeds, run it, then `make aggregate` (README).
