@@ -995,7 +995,7 @@ def answer(out: dict) -> str:
     s = out["sources"]
     if not out["n_seeds"]:
         return "The study has no finished seed yet: `make study` runs it (docs/STUDY.md)."
-    made = f" of commit {', '.join(out['commits'])}" if out.get("commits") else ""
+    made = (f" of commit{'s' * (len(out['commits']) > 1)} {', '.join(out['commits'])}" if out.get("commits") else "")
     lines = [_floor_sentence(out, made) if "random" in s else
              f"{out['n_seeds']} seeds finished; the study has no `random` arm, so no contrast against the floor."]
     if "weak_minus_human" in out:
@@ -1051,7 +1051,7 @@ def readme_block(out: dict, report: str) -> str:
     if not n or "random" not in s:
         return answer(out)
     arms = [name for name in order(list(s)) if (s[name].get("minus_random") or {}).get("mean") is not None]
-    made = f" of commit {', '.join(out['commits'])}" if out.get("commits") else ""
+    made = (f" of commit{'s' * (len(out['commits']) > 1)} {', '.join(out['commits'])}" if out.get("commits") else "")
     lines = [f"Over {n} seed{'s' * (n != 1)}{made}: gold reward of each target minus the target aligned on coin "
              "flips (`random`, same seed, D_u and test prompts), mean [95% t-interval over seeds]:", "",
              "| " + " | ".join(f"`{a}`" for a in arms) + " |", "|" + "---|" * len(arms),
