@@ -6,12 +6,10 @@ from __future__ import annotations
 import random
 
 from .io import DataError
-from .params import NOISY_GOLD
+from .feedback import SKIP, Context
+from .feedback import get as get_source
 from .schema import JudgeLabel, Pair, Preference, WeakLabel
 from .stats import quantile_bins, r, wilson
-
-OTHER_LABELERS = ("rm", "judge")  # labelers beside the weak teacher, each with its own stage (label_<name>)
-
 
 def judge_feedback_label(x: JudgeLabel, break_ties: bool) -> int | None:
     """The label the `judge` feedback source trains on: the pairwise judge's verdict, or for a tie with
@@ -25,46 +23,20 @@ def judge_feedback_label(x: JudgeLabel, break_ties: bool) -> int | None:
 def feedback_labels(unlabeled: list[Pair], weak: dict[str, WeakLabel], source: str, seed: int,
                     confident_margin: float = 0.0, others: dict[str, dict[str, int | None]] | None = None,
                     confident_weighting: str = "none") -> list[Preference]:
-    """The preferred response of every D_u pair according to one source (see params.Align.sources).
-
-    `weak_disagree` keeps only the pairs where the weak and human labels differ, with the weak label (the paper's
-    purification check: does the target learn from the weak teacher's disagreements?); `weak_confident` keeps
-    the weak labels with |margin| >= `confident_margin`, each weighted by |margin| / mean |margin| with
-    `confident_weighting: margin`. `rm` and `judge` take the labels in `others` (pair id ->
-    1, 2, or None for the judge's ties, which are left out)."""
-    others = others or {}
-    if source in OTHER_LABELERS and not others.get(source):
-        raise ValueError(f"align.sources: {source!r} has no labels (label_{source}.enabled is false)")
-    rate = flip_rate(source)
-    flips = gold_flips(unlabeled, rate, seed) if rate is not None else set()
+    """The preferred response of every D_u pair according to one source, by its rule in weakalign.feedback; the
+    pairs its rule leaves out are left out. `others`: the other labelers' labels (pair id -> 1, 2, or None for the
+    judge's ties). With `confident_weighting: margin`, each `weak_confident` label is weighted by
+    |margin| / mean |margin|."""
+    spec, others = get_source(source), others or {}
+    if spec.labeler and not others.get(spec.labeler):
+        raise ValueError(f"align.sources: {source!r} has no labels (label_{spec.labeler}.enabled is false)")
+    flips = gold_flips(unlabeled, spec.flip_rate, seed) if spec.flip_rate else frozenset()
+    ctx = Context(weak=weak, seed=seed, others=others, flips=flips, confident_margin=confident_margin)
     out = []
     for p in unlabeled:
-        if source == "human":
-            chosen = p.human
-        elif source == "weak":
-            chosen = weak[p.id].label
-        elif source == "weak_disagree":
-            if weak[p.id].label == p.human:
-                continue
-            chosen = weak[p.id].label
-        elif source == "weak_confident":
-            if abs(weak[p.id].margin) < confident_margin:
-                continue
-            chosen = weak[p.id].label
-        elif source == "gold" or flip_rate(source) is not None:  # gold, flipped, noisy_gold_NN
-            chosen = p.gold
-            if chosen is None:  # exact gold tie or no gold judge: nothing to learn from this pair
-                continue
-            if p.id in flips:
-                chosen = 3 - chosen
-        elif source == "random":
-            chosen = random.Random(f"random:{seed}:{p.id}").choice((1, 2))
-        elif source in OTHER_LABELERS:
-            chosen = others[source][p.id]
-            if chosen is None:  # a judge tie (or a prompt too long to judge): no preference to learn
-                continue
-        else:
-            raise ValueError(f"unknown feedback source {source!r}")
+        chosen = spec.rule(p, ctx)
+        if chosen is SKIP:
+            continue
         if chosen is None:
             raise ValueError(f"pair {p.id} has no {source} label")
         out.append(Preference(pair_id=p.id, chosen=chosen))
@@ -75,15 +47,7 @@ def feedback_labels(unlabeled: list[Pair], weak: dict[str, WeakLabel], source: s
     return out
 
 
-def flip_rate(source: str) -> float | None:
-    """The share of gold labels a calibration source inverts: `flipped` 1, `noisy_gold_NN` NN/100, else None."""
-    if source == "flipped":
-        return 1.0
-    m = NOISY_GOLD.fullmatch(source)
-    return int(m.group(1)) / 100 if m else None
-
-
-def gold_flips(unlabeled: list[Pair], rate: float, seed: int) -> set[str]:
+def gold_flips(unlabeled: list[Pair], rate: float, seed: int) -> frozenset[str]:
     """Ids of the gold-decided D_u pairs whose gold label a source with this flip rate inverts.
 
     Exactly round(rate * n) of the n decided pairs, so the source's accuracy against gold is 1 - rate by
@@ -91,7 +55,7 @@ def gold_flips(unlabeled: list[Pair], rate: float, seed: int) -> set[str]:
     a prefix of one seeded order, so the flips at 10% are among those at 20%: the rates are nested, like doses."""
     decided = sorted(p.id for p in unlabeled if p.gold is not None)
     random.Random(f"noisy_gold:{seed}").shuffle(decided)
-    return set(decided[:round(rate * len(decided))])
+    return frozenset(decided[:round(rate * len(decided))])
 
 
 def weighted_draw(weights: list[float], seed: int) -> list[int]:

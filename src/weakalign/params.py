@@ -20,22 +20,11 @@ from typing import Annotated, Any, Literal
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 
+from . import feedback
 from .refs import check_local_dir, check_offline_cache, parse_layers
 from .trl_config import LORA_FIELDS, TRLSection, hint, no_bool_for_number, section
 
-SOURCES = ("human", "weak", "gold", "random", "flipped", "weak_disagree", "weak_confident", "rm", "judge")
-# Calibration sources with a set label accuracy: the gold labels with NN% of them inverted (noisy_gold_10 ...).
-NOISY_GOLD = re.compile(r"noisy_gold_([1-9][0-9]?)")
-
-
-def _check_source(name: str) -> str:
-    if name not in SOURCES and not NOISY_GOLD.fullmatch(name):
-        raise ValueError(f"unknown feedback source {name!r}: one of {', '.join(SOURCES)}, or noisy_gold_NN "
-                         "(gold labels with NN% flipped, NN from 1 to 99)")
-    return name
-
-
-Source = Annotated[str, AfterValidator(_check_source)]
+Source = Annotated[str, AfterValidator(feedback.check)]
 
 
 class _Section(BaseModel):
@@ -438,17 +427,8 @@ class LabelJudge(_Section):
 
 
 class Align(_Section):
-    sources: list[Source] = Field(
-        ["human", "weak", "gold", "random"], min_length=1,
-        description="Feedback sources to align a target on: `human`, `weak`, the bounds `gold` (the gold judge's "
-        "own labels, an upper bound), the floors `random` (coin flips) and `flipped` (every gold label inverted), "
-        "`noisy_gold_NN` (the gold labels with NN% of them inverted, a set label accuracy for the dose-response "
-        "curve), two weak-label subsets: "
-        "`weak_disagree` (only the D_u pairs where weak and human disagree, with the weak label: the paper's "
-        "purification check) and `weak_confident` (weak labels with |margin| >= `compare.confident_margin`), and "
-        "the other labelers: `rm` (needs `label_rm.enabled`) and `judge` (needs `label_judge.enabled`; ties are "
-        "left out).",
-    )
+    sources: list[Source] = Field(["human", "weak", "gold", "random"], min_length=1,
+                                  description=feedback.describe())
     dpo: DPO = DPO()
     lora: Lora = Lora()
 
@@ -595,7 +575,7 @@ class Params(_Section):
         if self.data.source != "sandbox" and self.judge.name in ("vader", "tone"):
             raise ValueError(f"judge.name: {self.judge.name!r} scores the sandbox's review continuations, not "
                              f"data.source {self.data.source!r}; set judge.name: none (gold metrics are then null)")
-        gold_based = [s for s in self.align.sources if s in ("gold", "flipped") or NOISY_GOLD.fullmatch(s)]
+        gold_based = [s for s in self.align.sources if feedback.get(s).needs_gold]
         if self.judge.name == "none" and gold_based:
             raise ValueError(f"align.sources: {gold_based[0]!r} needs a gold judge, and judge.name is 'none'")
         if self.generate_pairs.styles and self.data.source != "sandbox":
@@ -603,9 +583,10 @@ class Params(_Section):
             # stage or metric reads a pool that was never drawn, and so that the default params.yaml with only
             # data.source changed runs (sections are frozen once built).
             object.__setattr__(self.generate_pairs, "styles", [])
-        for source, section in (("rm", self.label_rm), ("judge", self.label_judge)):
-            if source in self.align.sources and not section.enabled:
-                raise ValueError(f"align.sources: '{source}' needs its labels; set label_{source}.enabled: true")
+        for source in self.align.sources:
+            labeler = feedback.get(source).labeler
+            if labeler and not getattr(self, f"label_{labeler}").enabled:
+                raise ValueError(f"align.sources: '{source}' needs its labels; set label_{labeler}.enabled: true")
         return self
 
 

@@ -6,6 +6,7 @@ import html
 import re
 from pathlib import Path
 
+from .feedback import rank as bar_rank
 from .io import atomic_file
 from .schema import Pair, WeakLabel
 
@@ -79,22 +80,12 @@ def headline(feedback: dict, alignment: dict) -> dict:
             "accuracy_human": feedback.get("accuracy_human_vs_gold")}
 
 
-# The bar order of the gold-reward plot: the base, the paper's two arms, the ceiling and the floors, then the rest.
-ORDER = ("base", "human", "weak", "gold", "random", "flipped")
-
-
 def gold_reward_rows(alignment: dict) -> list[dict]:
-    """The gold-reward plot's rows (mean and 95% interval over the test prompts), in ORDER, then noisy_gold_NN by
-    rate, then the other sources as aligned; `order` keeps that order in the plot."""
+    """The gold-reward plot's rows (mean and 95% interval over the test prompts), in the registry's bar order
+    (weakalign.feedback.rank); `order` keeps that order in the plot."""
     names = [n for n, e in alignment.items() if isinstance(e, dict) and e.get("gold_reward_mean") is not None]
-
-    def rank(name: str) -> tuple:
-        if name in ORDER:
-            return (0, ORDER.index(name))
-        return (1, int(name.rsplit("_", 1)[1])) if name.startswith("noisy_gold_") else (2, names.index(name))
-
     rows = []
-    for i, name in enumerate(sorted(names, key=rank)):
+    for i, name in enumerate(sorted(names, key=lambda n: bar_rank(n, names))):
         m, se = alignment[name]["gold_reward_mean"], alignment[name]["gold_reward_sem"]
         rows.append({"order": i, "model": name, "gold_reward_mean": m, "lo": round(m - 1.96 * se, 4),
                      "hi": round(m + 1.96 * se, 4), "n_prompts": alignment[name]["n_prompts"]})

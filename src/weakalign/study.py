@@ -45,20 +45,16 @@ from typing import Any
 import yaml
 
 from . import fingerprint
+from .feedback import is_calibration, on_line, table_order
 from .fingerprint import NOT_PIPELINE, code_digest, machine
 from .io import atomic_file, info_path, write_json
-from .params import NOISY_GOLD, Params, compose, load_params, read_yaml
+from .params import Params, compose, load_params, read_yaml
 from .report import md
 from .stats import holm, mean_sem, paired_contrast, pgr, r, spearman, t_interval, tost_paired
 
 log = logging.getLogger("weakalign.study")
 
 RUNS = Path("study/runs")
-CALIBRATION = ("gold", "random", "flipped")  # plus every noisy_gold_NN
-
-
-def is_calibration(source: str) -> bool:
-    return source in CALIBRATION or bool(NOISY_GOLD.fullmatch(source))
 
 
 def kind(source: str) -> str:
@@ -537,7 +533,7 @@ def effective_accuracies(arms: dict[str, list], accuracy: dict[str, list]) -> di
     gold; `flipped` lies outside the range an arm is compared in - give a line of gold reward on label accuracy;
     an arm's effective accuracy is where its gold reward meets that line. For `human` it answers the study's
     question: how accurate must labels be to do as well as the human labels? Extrapolated, not clipped."""
-    cal = [n for n in arms if is_calibration(n) and n != "flipped"]
+    cal = [n for n in arms if on_line(n)]
     out: dict[str, list[float | None]] = {}
     for name in arms:
         if is_calibration(name):
@@ -832,16 +828,6 @@ def _cell(d: dict | None) -> str:
     return f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]"
 
 
-def order(names: list[str]) -> list[str]:
-    """Table and figure order: the ceiling, the arms under study, the weak teachers, then the floors by dose."""
-    first = [n for n in ("gold", "human", "weak") if n in names]
-    teachers = sorted(n for n in names if n.startswith("weak@"))
-    noisy = sorted((n for n in names if NOISY_GOLD.fullmatch(n)), key=lambda n: int(n.rsplit("_", 1)[1]))
-    floors = [n for n in ("random", "flipped") if n in names]
-    rest = [n for n in names if n not in {*first, *teachers, *noisy, *floors}]
-    return first + teachers + rest + noisy + floors
-
-
 def box_gap(box, point) -> float:
     """Pixels from a point to a text box (0 inside it)."""
     return math.hypot(max(box.x0 - point[0], 0, point[0] - box.x1), max(box.y0 - point[1], 0, point[1] - box.y1))
@@ -891,7 +877,7 @@ def figure(out: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    names = [n for n in order(list(out["sources"])) if out["sources"][n]["label_accuracy"] is not None]
+    names = [n for n in table_order(list(out["sources"])) if out["sources"][n]["label_accuracy"] is not None]
     colours = {"calibration": "#7f7f7f", "human": "#1f77b4", "weak": "#d62728", "teacher": "#ff7f0e"}
     for n in names:
         s = out["sources"][n]
@@ -902,7 +888,7 @@ def figure(out: dict, path: Path) -> None:
     # The line the effective accuracy reads off (effective_accuracies does it per seed; this is its fit through
     # the means): where an arm sits against it says what accuracy of randomly flipped gold labels it is worth.
     cal = [(out["sources"][n]["label_accuracy"], out["sources"][n]["gold_reward"]["mean"]) for n in names
-           if is_calibration(n) and n != "flipped" and out["sources"][n]["gold_reward"]["mean"] is not None]
+           if on_line(n) and out["sources"][n]["gold_reward"]["mean"] is not None]
     line = noise_line(cal)
     if line is not None:
         ax.plot([0.5, 1.0], [line[0] + line[1] * 0.5, line[0] + line[1]], color="#7f7f7f", lw=0.8, ls="-.",
@@ -930,7 +916,7 @@ def plot_rows(out: dict) -> list[dict]:
     """plots/study.json, in the table's order: one row per arm, each with the base's gold reward (the horizontal line
     of `.dvc/plots/dose_response.json`), since a DVC plot reads one file of rows."""
     rows = []
-    for n in order(list(out["sources"])):
+    for n in table_order(list(out["sources"])):
         s = out["sources"][n]
         if s["label_accuracy"] is None:
             continue
@@ -956,7 +942,7 @@ def _ratio(g: dict) -> str:
 
 def _floor_sentence(out: dict, made: str) -> str:
     s, n = out["sources"], out["n_seeds"]
-    arms = ", ".join(f"`{name}` {_with_t(s[name]['minus_random'])}" for name in order(list(s))
+    arms = ", ".join(f"`{name}` {_with_t(s[name]['minus_random'])}" for name in table_order(list(s))
                      if (s[name].get("minus_random") or {}).get("mean") is not None)  # an arm that ran
     return (f"Over {n} seed{'s' * (n != 1)} (each a whole pipeline run{made}; 95% t-intervals over seeds), each "
             "target against the one aligned on coin flips (`random`: the same seed, D_u and test prompts), in gold "
@@ -1050,7 +1036,7 @@ def readme_block(out: dict, report: str) -> str:
     s, n = out["sources"], out["n_seeds"]
     if not n or "random" not in s:
         return answer(out)
-    arms = [name for name in order(list(s)) if (s[name].get("minus_random") or {}).get("mean") is not None]
+    arms = [name for name in table_order(list(s)) if (s[name].get("minus_random") or {}).get("mean") is not None]
     made = (f" of commit{'s' * (len(out['commits']) > 1)} {', '.join(out['commits'])}" if out.get("commits") else "")
     lines = [f"Over {n} seed{'s' * (n != 1)}{made}: gold reward of each target minus the target aligned on coin "
              "flips (`random`, same seed, D_u and test prompts), mean [95% t-interval over seeds]:", "",
@@ -1118,7 +1104,7 @@ def update_readme(readme: Path, text: str) -> bool:
 def seed_table(summaries: dict[str, dict], out: dict) -> list[str]:
     """The runs themselves: each seed's base and every arm's gain over it, a row per seed (the unit of analysis;
     the intervals above are over these rows). An unpaired teacher run shows as `n/p`."""
-    names = order(list(out["sources"]))
+    names = table_order(list(out["sources"]))
     rows = ["| seed | machine | base | " + " | ".join(md(n) for n in names) + " |",
             "|---" * (len(names) + 3) + "|"]
     for seed in out["seeds"]:
@@ -1160,7 +1146,7 @@ def markdown(out: dict, missing: list[str], stale: list[str], figure_name: str |
     def num(x: float | None, fmt: str) -> str:
         return "–" if x is None else format(x, fmt)
 
-    for n in order(list(s)):
+    for n in table_order(list(s)):
         x = s[n]
         floor = x.get("minus_random")
         test = "–" if floor is None else f"{num(floor.get('t'), '.2f')}; {num(floor.get('p_holm'), '.3g')}"
@@ -1186,13 +1172,13 @@ def markdown(out: dict, missing: list[str], stale: list[str], figure_name: str |
                           ("pgr_gold", "gold over the base")):
             if key in out:
                 lines.append(f"- performance gap recovered against {what}: {_ratio(out[key])}")
-        for n in order(list(s)):
+        for n in table_order(list(s)):
             e = s[n].get("effective_accuracy")
             if e and e.get("mean") is not None:
                 lines.append(f"- {md(n)}: labels {s[n]['label_accuracy']} accurate against gold, worth gold labels "
                              f"of accuracy {_cell(e).replace('+', '')} (effective accuracy: where its gold reward "
                              f"meets the seed's line through random, noisy_gold_NN and gold; {e['n']} seeds)")
-        for n in order(list(s)):
+        for n in table_order(list(s)):
             if "minus_human" in s[n]:
                 lines.append(f"- {md(n)} − human: {_cell(s[n]['minus_human'])}, p (Holm) = "
                              f"{s[n]['minus_human'].get('p_holm')}")
