@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from weakalign.params import compose
-from weakalign.study import machine
+from weakalign.fingerprint import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 STYLES = ["", "Write it in a warm, enthusiastic tone.", "Write it in a harsh, critical tone."]

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from weakalign import fingerprint, study
+from weakalign import fingerprint
+from weakalign.study import planning, running
 
 
 def _tree(root: Path, pairs: str = '{"a": 1}\n', seconds: float = 1.0) -> Path:
@@ -56,20 +57,20 @@ def test_a_summary_stays_current_across_a_code_change_that_keeps_the_results(tmp
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"split": {"n_labeled": 8}, "study": {"seeds": [0]}}))
     overrides = {"align.sources": ["human"], "base.seed": 0}
     (tmp_path / "runs").mkdir()
-    summary = {"run": "s0", "digest": "whatever", "code": "old", "params_digest": study.params_digest(overrides)}
+    summary = {"run": "s0", "digest": "whatever", "code": "old", "params_digest": planning.params_digest(overrides)}
     (tmp_path / "runs/s0.json").write_text(json.dumps(summary))
     same = {"old": {"amd": {"results": "r1"}}, "new": {"amd": {"results": "r1"}}}
     changed = {"old": {"amd": {"results": "r1"}}, "new": {"amd": {"results": "r2"}}}
-    assert study._current(tmp_path / "runs", "s0", "d", overrides, "new", same) == summary
-    assert study._current(tmp_path / "runs", "s0", "d", overrides, "new", changed) is None
-    assert study._current(tmp_path / "runs", "s0", "d", overrides, "new", {}) is None  # not fingerprinted
-    assert study._current(tmp_path / "runs", "s0", "d", overrides, "old", {}) == summary
+    assert planning.current(tmp_path / "runs", "s0", "d", overrides, "new", same) == summary
+    assert planning.current(tmp_path / "runs", "s0", "d", overrides, "new", changed) is None
+    assert planning.current(tmp_path / "runs", "s0", "d", overrides, "new", {}) is None  # not fingerprinted
+    assert planning.current(tmp_path / "runs", "s0", "d", overrides, "old", {}) == summary
     # Other params: stale whatever the code.
-    assert study._current(tmp_path / "runs", "s0", "d", {**overrides, "base.seed": 1}, "old", same) is None
+    assert planning.current(tmp_path / "runs", "s0", "d", {**overrides, "base.seed": 1}, "old", same) is None
     # A summary from before the fingerprint (no params digest): current only with the same params and code.
     (tmp_path / "runs/s0.json").write_text(json.dumps({"run": "s0", "digest": "d"}))
-    assert study._current(tmp_path / "runs", "s0", "d", overrides, "new", same) is not None
-    assert study._current(tmp_path / "runs", "s0", "e", overrides, "new", same) is None
+    assert planning.current(tmp_path / "runs", "s0", "d", overrides, "new", same) is not None
+    assert planning.current(tmp_path / "runs", "s0", "e", overrides, "new", same) is None
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -86,7 +87,8 @@ def repo(tmp_path):
     (repo / "presets").mkdir()
     (repo / "dvc.yaml").write_text("stages: {gen: {cmd: python stages/gen.py}}\n")
     (repo / "stages/gen.py").write_text("VALUE = 1\n")
-    (repo / "src/weakalign/study.py").write_text("# not pipeline code\n")
+    (repo / "src/weakalign/study").mkdir()
+    (repo / "src/weakalign/study/running.py").write_text("# not pipeline code\n")
     (repo / "presets/tiny.yaml").write_text(yaml.safe_dump({"align": {"sources": ["human", "weak"]}}))
     (repo / "params.yaml").write_text(yaml.safe_dump({"align": {"sources": ["weak"]},
                                                       "study": {"sources": ["gold", "weak", "flipped"]}}))
@@ -107,8 +109,13 @@ def test_measure_repros_the_tiny_preset_with_the_studys_sources_in_a_clone_of_th
     assert code == fingerprint.code_digest(repo)
     assert (code, results) == fingerprint.measure("HEAD", dvc, repo)  # the same commit, the same results
     # Not pipeline code: the same code digest; a stage's edit: another code and other results.
-    (repo / "src/weakalign/study.py").write_text("# still not pipeline code, edited\n")
+    (repo / "src/weakalign/study/running.py").write_text("# still not pipeline code, edited\n")
+    (repo / "src/weakalign/study.py").write_text("# the study before it was a package: not pipeline code either\n")
     assert fingerprint.code_digest(repo) == code
+    (repo / "src/weakalign/layer").mkdir()  # a pipeline module in a sub-package is pipeline code
+    (repo / "src/weakalign/layer/mod.py").write_text("X = 1\n")
+    assert fingerprint.code_digest(repo) != code
+    (repo / "src/weakalign/layer/mod.py").unlink()
     (repo / "stages/gen.py").write_text("VALUE = 2\n")
     _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "two")
     code2, results2 = fingerprint.measure("HEAD", dvc, repo)
@@ -150,9 +157,9 @@ def test_the_study_measures_the_fingerprints_that_decide_its_runs(tmp_path, monk
     for run, code, commit, params in (("s0", "old", "c0ffee", runs["s0"]), ("s1", "new", "beef", runs["s1"]),
                                       ("s2", "older", "dead", {"base.seed": 9})):
         (tmp_path / f"runs/{run}.json").write_text(json.dumps(
-            {"code": code, "commit": commit, "params_digest": study.params_digest(params)}))
+            {"code": code, "commit": commit, "params_digest": planning.params_digest(params)}))
     calls = []
     monkeypatch.setattr(fingerprint, "machine_kind", lambda m=None: "amd")
     monkeypatch.setattr(fingerprint, "ensure", lambda rev, code, dvc, kind: calls.append((rev, code, kind)))
-    study._fingerprints(tmp_path / "runs", runs, "new", "dvc", commit=False)
+    running._fingerprints(tmp_path / "runs", runs, "new", "dvc", commit=False)
     assert calls == [("HEAD", "new", "amd"), ("c0ffee", "old", "amd")]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from weakalign import study
+from weakalign.fingerprint import code_digest, machine
+from weakalign.study import analysis, planning, plots, rendering, running
 from weakalign.params import Params
 
 
@@ -35,15 +36,15 @@ def _golds(seed):
 
 def test_plan_sets_seed_sources_and_teachers():
     p = _params(set={"split.n_unlabeled": 100}, teachers={"dl_32": {"split.n_labeled": 32}})
-    runs = study.plan(p)
+    runs = planning.plan(p)
     assert list(runs) == ["s0", "s1", "s2", "s0-dl_32", "s1-dl_32", "s2-dl_32"]  # every seed's main run first
     assert runs["s1"] == {"split.n_unlabeled": 100, "align.sources": p.study.sources, "base.seed": 1}
     assert runs["s2-dl_32"] == {"split.n_unlabeled": 100, "split.n_labeled": 32, "align.sources": ["weak"],
                                 "base.seed": 2}
-    assert study._flow(["a", "b"]) == "[a, b]" and study._flow(None) == "null" and study._flow(0.5) == "0.5"
+    assert planning.flow(["a", "b"]) == "[a, b]" and planning.flow(None) == "null" and planning.flow(0.5) == "0.5"
     # Hydra's override grammar (dvc exp run -S) reads `=`, `@` and `:` as syntax: such strings go quoted.
-    assert study._flow("base@layers=8") == "'base@layers=8'" and study._flow("embedded:smollm2") == "'embedded:smollm2'"
-    assert study._flow(["noisy_gold_10", "it's"]) == "[noisy_gold_10, 'it\\'s']"
+    assert planning.flow("base@layers=8") == "'base@layers=8'" and planning.flow("embedded:smollm2") == "'embedded:smollm2'"
+    assert planning.flow(["noisy_gold_10", "it's"]) == "[noisy_gold_10, 'it\\'s']"
 
 
 def test_params_refuse_a_teacher_that_changes_d_u_or_the_targets():
@@ -59,7 +60,7 @@ def test_analysis_by_hand():
     runs = {f"s{s}": _summary(s, 0.1 * s, _golds(s), ACC) for s in range(3)}
     for s in range(3):  # the small teacher: gain 0.1 on every seed, label accuracy 0.55
         runs[f"s{s}-small"] = _summary(s, 0.1 * s, {"weak": round(0.1 * s + 0.1, 6)}, {"weak": 0.55}, f"s{s}-small")
-    out = study.analyse(p, runs)
+    out = analysis.analyse(p, runs)
     assert out["n_seeds"] == 3
     src = out["sources"]
     # Gains with no seed spread have a zero-width interval; weak's are 0.3, 0.4, 0.5: mean 0.4, s.d. 0.1, t(2) =
@@ -91,7 +92,7 @@ def test_analysis_by_hand():
                              "weak_teacher_at_least_0_60": True, "teachers_span_0_10": False}
     assert src["weak"]["label_accuracy_interval"] == {"mean": 0.6, "lo": 0.6, "hi": 0.6}
     # The DVC plot's rows: the table's order, each arm's kind, and the base's gold reward for its horizontal line.
-    rows = study.plot_rows(out)
+    rows = plots.plot_rows(out)
     assert [r["source"] for r in rows][:3] == ["gold", "human", "weak"] and rows[-1]["source"] == "flipped"
     assert {r["source"]: r["kind"] for r in rows}["weak@small"] == "teacher"
     assert {r["kind"] for r in rows} == {"calibration", "human", "weak", "teacher"}
@@ -109,7 +110,7 @@ def test_contrasts_against_the_random_floor_by_hand():
     runs = {f"s{s}": _summary(s, 0.1 * s, _golds(s), ACC, kls=kls[s]) for s in range(3)}
     for s in range(3):  # the small teacher: gain 0.1 on every seed
         runs[f"s{s}-small"] = _summary(s, 0.1 * s, {"weak": round(0.1 * s + 0.1, 6)}, {"weak": 0.55}, f"s{s}-small")
-    out = study.analyse(p, runs)
+    out = analysis.analyse(p, runs)
     src = out["sources"]
     t2, t2_90, root3 = stats.t.ppf(0.975, 2), stats.t.ppf(0.95, 2), math.sqrt(3)
     # human - random by seed: 0.4 - 0.05 * (seed - 1) = 0.45, 0.40, 0.35: mean 0.4, s.d. 0.05, s.e. 0.05 / sqrt 3,
@@ -156,7 +157,7 @@ def test_contrasts_against_the_random_floor_by_hand():
     d = out["dose_response_slope"]
     assert (d["mean"], d["lo"], d["hi"], d["n"]) == pytest.approx((sum(slopes) / 3, slopes[1] - half,
                                                                     slopes[1] + half, 3), abs=1e-4)
-    rows = {row["source"]: row for row in study.plot_rows(out)}
+    rows = {row["source"]: row for row in plots.plot_rows(out)}
     assert rows["human"]["minus_random"] == 0.4 and rows["random"]["minus_random"] is None
 
 
@@ -176,7 +177,7 @@ def test_random_labels_never_pass_as_equivalent_to_human():
         golds = {"gold": rnd + 0.6, "noisy_gold_20": rnd + 0.5, "random": rnd, "flipped": rnd + flat[s],
                  "human": rnd + noise[s], "weak": rnd + noise[s] + close[s]}
         runs[f"s{s}"] = _summary(s, 0.0, {k: round(v, 6) for k, v in golds.items()}, ACC)
-    out = study.analyse(p, runs)
+    out = analysis.analyse(p, runs)
     h = out["sources"]["human"]["minus_random"]
     assert h["mean"] == pytest.approx(0.006) and h["lo"] < 0 < h["hi"]
     assert h["t"] == pytest.approx(0.006 / (stats.tstd(noise) / math.sqrt(5)), abs=1e-3)
@@ -189,21 +190,21 @@ def test_random_labels_never_pass_as_equivalent_to_human():
                              "human_above_random_t4": False, "dose_response_slope_positive": True,
                              "calibration_spearman_at_least_0_9": True, "equivalence_margin_at_most_half_gap": False,
                              "weak_teacher_at_least_0_60": True, "teachers_span_0_10": None}
-    text = study.answer(out)
+    text = rendering.answer(out)
     assert "Weak is not declared equivalent to human: human − random's interval is not above 0" in text
     assert ("This study fails 3 of its 9 checks (flipped below random, human above random with t ≥ 4, equivalence "
             "margin ≤ half the human − random gap)") in text
-    md = study.markdown(out, [], [], None)
+    md = rendering.markdown(out, [], [], None)
     assert "- human above random with t ≥ 4: NO" in md and "| minus random [95%] |" in md and "gold per nat |" in md
     # Without a random arm nothing is measured against the floor: the checks that need it are unknown, not passed.
     p = _params(sources=["human", "weak", "gold"])
-    out = study.analyse(p, {f"s{s}": _summary(s, 0.0, {"human": 0.1, "weak": 0.1, "gold": 0.3}, ACC) for s in range(3)})
+    out = analysis.analyse(p, {f"s{s}": _summary(s, 0.0, {"human": 0.1, "weak": 0.1, "gold": 0.3}, ACC) for s in range(3)})
     assert out["equivalence"]["equivalent"] is False and out["equivalence"]["margin"] is None
     assert "pgr_random" not in out and "minus_random" not in out["sources"]["human"]
     assert {k for k, v in out["checks"].items() if v is None} == {
         "gold_above_random", "flipped_below_random", "human_above_random_t4", "dose_response_slope_positive",
         "calibration_spearman_at_least_0_9", "equivalence_margin_at_most_half_gap", "teachers_span_0_10"}
-    assert "cannot measure 7 yet" in study.answer(out)
+    assert "cannot measure 7 yet" in rendering.answer(out)
 
 
 def test_the_equivalence_margin_fraction_lies_in_0_to_1():
@@ -225,18 +226,18 @@ def test_a_teacher_run_that_drew_other_data_is_left_out_of_the_paired_figures():
     runs["s0-small"]["data"] = {"data/pairs.jsonl": "aa" * 16, "data/split/unlabeled.jsonl": "cc" * 16}
     runs["s1-small"]["base"]["gold_reward"] = 0.1414  # the main run's base: 0.1
     runs["s2-small"]["data"] = {"data/pairs.jsonl": "aa" * 16}  # s2 records no hashes: the base decides
-    out = study.analyse(p, runs)
+    out = analysis.analyse(p, runs)
     assert set(out["unpaired_runs"]) == {"s0-small", "s1-small"}
     assert out["unpaired_runs"]["s0-small"] == "data/split/unlabeled.jsonl md5 cccccccc against bbbbbbbb in s0"
     assert out["unpaired_runs"]["s1-small"] == "base gold reward 0.1414 against 0.1 in s1"
     small = out["sources"]["weak@small"]
     assert small["gain_vs_base"]["n"] == 1 and small["minus_human"]["n"] == 1  # seed 2 only
     assert small["minus_human"]["mean"] == pytest.approx(-0.3)
-    text = study.machine_sentence(out)
+    text = rendering.machine_sentence(out)
     assert "do not record their machine" in text and "2 teacher runs drew other data" in text and "s1-small" in text
     # Two machines: both named with the runs each ran.
     runs["s0"]["machine"] = {"cpu": "AMD EPYC", "gpu": None, "native_bf16": False, "torch": "2.13.0"}
-    text = study.machine_sentence(study.analyse(p, runs))
+    text = rendering.machine_sentence(analysis.analyse(p, runs))
     assert "AMD EPYC (no native bf16, so fp32, torch 2.13.0): s0;" in text and "predates the record" in text
 
 
@@ -245,9 +246,9 @@ def test_data_hashes_come_from_the_experiments_dvc_lock(monkeypatch):
         "generate_pairs": {"outs": [{"path": "data/pairs.jsonl", "md5": "p" * 32}]},
         "split": {"outs": [{"path": "data/split/labeled.jsonl", "md5": "l" * 32},
                            {"path": "data/split/unlabeled.jsonl", "md5": "u" * 32}]}}}
-    monkeypatch.setattr(study, "_git", lambda *args: json.dumps(lock) if args[1].endswith(":dvc.lock") else "")
-    assert study.data_hashes("refs/exps/x") == {"data/pairs.jsonl": "p" * 32, "data/split/unlabeled.jsonl": "u" * 32}
-    m = study.machine()
+    monkeypatch.setattr(running, "_git", lambda *args: json.dumps(lock) if args[1].endswith(":dvc.lock") else "")
+    assert running.data_hashes("refs/exps/x") == {"data/pairs.jsonl": "p" * 32, "data/split/unlabeled.jsonl": "u" * 32}
+    m = machine()
     assert set(m) == {"cpu", "gpu", "native_bf16", "torch"} and m["cpu"] and m["torch"]
 
 
@@ -258,17 +259,17 @@ def test_report_reads_only_current_summaries_and_writes_its_files(tmp_path, monk
     (tmp_path / "src/weakalign").mkdir(parents=True)
     (tmp_path / "stages").mkdir()
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
-    code = study.code_digest()
-    runs = study.plan(p)
-    runs_dir = study.runs_dir(tmp_path / "params.yaml")
-    assert runs_dir == study.RUNS / "default"
+    code = code_digest()
+    runs = planning.plan(p)
+    runs_dir = planning.runs_dir(tmp_path / "params.yaml")
+    assert runs_dir == planning.RUNS / "default"
     runs_dir.mkdir(parents=True)
     golds = {"human": 0.5, "weak": 0.4, "random": 0.1}
     good = _summary(0, 0.1, golds, {"human": 0.7, "weak": 0.6, "random": 0.5},
-                    digest=study.run_digest(tmp_path / "params.yaml", runs["s0"], code))
+                    digest=planning.run_digest(tmp_path / "params.yaml", runs["s0"], code))
     (runs_dir / "s0.json").write_text(json.dumps(good))
     (runs_dir / "s1.json").write_text(json.dumps(_summary(1, 0.1, golds, {}, digest="old")))
-    out = study.report(p, tmp_path / "params.yaml", tmp_path / "m.json", tmp_path / "r.md", tmp_path / "p.json")
+    out = rendering.report(p, tmp_path / "params.yaml", tmp_path / "m.json", tmp_path / "r.md", tmp_path / "p.json")
     assert out["n_seeds"] == 1 and out["n_runs_stale"] == 1 and out["n_runs_missing"] == 0
     text = (tmp_path / "r.md").read_text()
     assert "1 stale" in text and "![gold reward against label accuracy](r.png)" in text
@@ -278,7 +279,7 @@ def test_report_reads_only_current_summaries_and_writes_its_files(tmp_path, monk
     assert [row["source"] for row in json.loads((tmp_path / "p.json").read_text())] == ["human", "weak", "random"]
     # A code change makes every summary stale.
     (tmp_path / "stages/x.py").write_text("# new stage\n")
-    assert study.report(p, tmp_path / "params.yaml", tmp_path / "m.json", tmp_path / "r.md",
+    assert rendering.report(p, tmp_path / "params.yaml", tmp_path / "m.json", tmp_path / "r.md",
                         tmp_path / "p.json")["n_runs_stale"] == 2
 
 
@@ -287,55 +288,55 @@ def test_a_preset_study_sets_what_the_preset_changes(tmp_path, monkeypatch):
     (tmp_path / "params.yaml").write_text("judge: {name: vader}\ndata: {path: a.jsonl, source: sandbox}\n")
     preset = tmp_path / "tone.yaml"
     preset.write_text("judge: {name: tone}\ndata: {path: b.jsonl, source: sandbox}\nstudy: {seeds: [0]}\n")
-    assert study.file_overrides(preset) == {"judge.name": "tone", "data.path": "b.jsonl"}
-    assert study.file_overrides(tmp_path / "params.yaml") == {}
-    assert study.runs_dir(preset) == study.RUNS / "tone"
+    assert planning.file_overrides(preset) == {"judge.name": "tone", "data.path": "b.jsonl"}
+    assert planning.file_overrides(tmp_path / "params.yaml") == {}
+    assert planning.runs_dir(preset) == planning.RUNS / "tone"
     p = Params.model_validate({"study": {"seeds": [0], "sources": ["human", "weak"]}})
-    assert study.plan(p, study.file_overrides(preset))["s0"]["judge.name"] == "tone"
+    assert planning.plan(p, planning.file_overrides(preset))["s0"]["judge.name"] == "tone"
 
 
 def test_headline_quotes_the_analysis_and_the_readme_block_is_replaced(tmp_path):
     p = _params()
     runs = {f"s{s}": _summary(s, 0.1 * s, _golds(s), ACC) for s in range(3)}
-    out = study.analyse(p, runs)
-    text = study.answer(out)
-    assert "Over 3 seeds" in text and study._cell(out["sources"]["random"]["gain_vs_base"]) in text
-    assert study._cell(out["weak_minus_human"]) in text
+    out = analysis.analyse(p, runs)
+    text = rendering.answer(out)
+    assert "Over 3 seeds" in text and rendering.cell(out["sources"]["random"]["gain_vs_base"]) in text
+    assert rendering.cell(out["weak_minus_human"]) in text
     assert "flipped below random: yes" in text and "human above random with t ≥ 4: yes" in text
     assert ("This study fails 1 of its 9 checks (at least 5 seeds) and cannot measure 1 yet (the teachers' label "
             "accuracies span ≥ 0.10): until every check holds") in text
     # Each arm against the floor, and PGR against the floor (worked by hand in test_contrasts_against_the_random_floor).
     for name in ("gold", "human", "weak", "flipped", "noisy_gold_20"):
-        assert f"`{name}` {study._with_t(out['sources'][name]['minus_random'])}" in text
+        assert f"`{name}` {rendering._with_t(out['sources'][name]['minus_random'])}" in text
     assert "(weak − random) / (human − random): 1.00 [" in text
     assert "Equivalence within ±0.2 (0.5 of the human − random gap) is shown" in text
     assert "would need an accuracy of" in text and "past 1.0" not in text
     out["accuracy_to_match_human"] = out["accuracy_to_match_human"] | {"hi": 1.069}  # an impossible upper end is said so
     assert "an interval reaching past 1.0, the most accurate labels can be, means the seeds do not bound it yet" \
-        in study.answer(out)
+        in rendering.answer(out)
     readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n{study.README_BEGIN}\nold\n{study.README_END}\nrest\n")
-    assert study.update_readme(readme, text)
-    assert readme.read_text() == f"# x\n{study.README_BEGIN}\n{text}\n{study.README_END}\nrest\n"
+    readme.write_text(f"# x\n{rendering.README_BEGIN}\nold\n{rendering.README_END}\nrest\n")
+    assert rendering.update_readme(readme, text)
+    assert readme.read_text() == f"# x\n{rendering.README_BEGIN}\n{text}\n{rendering.README_END}\nrest\n"
     (tmp_path / "plain.md").write_text("no markers\n")
-    assert not study.update_readme(tmp_path / "plain.md", text)
-    assert "no finished seed" in study.answer(study.analyse(p, {}))
+    assert not rendering.update_readme(tmp_path / "plain.md", text)
+    assert "no finished seed" in rendering.answer(analysis.analyse(p, {}))
 
 
 def test_the_readme_block_is_short_and_quotes_the_analysis():
     """The README's block: each arm against the floor in one table, weak minus human with its recovered fraction,
     the checks' tally, and the report's link for the sentences; every number the analysis's own (`_cell`)."""
     p = _params()
-    out = study.analyse(p, {f"s{s}": _summary(s, 0.1 * s, _golds(s), ACC) for s in range(3)})
-    text = study.readme_block(out, "reports/study.md")
+    out = analysis.analyse(p, {f"s{s}": _summary(s, 0.1 * s, _golds(s), ACC) for s in range(3)})
+    text = rendering.readme_block(out, "reports/study.md")
     assert text.startswith("Over 3 seeds") and len(text.split()) <= 150, len(text.split())
     for name in ("gold", "human", "weak", "flipped", "noisy_gold_20"):
-        assert f"`{name}`" in text and study._cell(out["sources"][name]["minus_random"]) in text
-    assert f"Weak minus human: {study._cell(out['weak_minus_human'])}" in text
+        assert f"`{name}`" in text and rendering.cell(out["sources"][name]["minus_random"]) in text
+    assert f"Weak minus human: {rendering.cell(out['weak_minus_human'])}" in text
     assert "(weak − random) / (human − random): 1.00 [" in text
     assert "Calibration checks: 7 of 9 hold, 1 fail, 1 cannot be measured yet: no weak-vs-human claim" in text
     assert "[reports/study.md](reports/study.md)" in text
-    assert "no finished seed" in study.readme_block(study.analyse(p, {}), "reports/study.md")
+    assert "no finished seed" in rendering.readme_block(analysis.analyse(p, {}), "reports/study.md")
 
 
 def _git_repo(tmp_path, monkeypatch, files: dict[str, str]) -> str:
@@ -355,12 +356,12 @@ def _git_repo(tmp_path, monkeypatch, files: dict[str, str]) -> str:
 def test_a_study_refuses_to_queue_over_uncommitted_pipeline_changes(tmp_path, monkeypatch):
     # Queued experiments run HEAD; a digest of an edited workspace would label their results with the wrong code.
     _git_repo(tmp_path, monkeypatch, {"stages/a.py": "x = 1\n", "README.md": "doc\n"})
-    assert study._uncommitted(Path("params.yaml")) == []
+    assert running._uncommitted(Path("params.yaml")) == []
     (tmp_path / "README.md").write_text("docs may change while a study runs\n")
-    assert study._uncommitted(Path("params.yaml")) == []
+    assert running._uncommitted(Path("params.yaml")) == []
     (tmp_path / "stages/a.py").write_text("x = 2\n")
-    assert study._uncommitted(Path("params.yaml")) == ["stages/a.py"]
-    assert study._uncommitted(Path("/elsewhere/params.yaml")) == ["stages/a.py"]
+    assert running._uncommitted(Path("params.yaml")) == ["stages/a.py"]
+    assert running._uncommitted(Path("/elsewhere/params.yaml")) == ["stages/a.py"]
 
 
 def test_a_summary_made_from_another_prompt_file_is_stale(tmp_path, monkeypatch):
@@ -370,17 +371,17 @@ def test_a_summary_made_from_another_prompt_file_is_stale(tmp_path, monkeypatch)
                                                 "params.yaml": "data:\n  path: data/p.jsonl\nstudy: {}\n"})
     runs = tmp_path / "runs"
     runs.mkdir()
-    now = study.input_file({})
+    now = planning.input_file({})
     assert now == {"path": "data/p.jsonl", "md5": "a0e8e6d9ce7693311c0a61857e0482a4"}
     (runs / "s0.json").write_text(json.dumps({"digest": "d", "input": now}))
     (runs / "s1.json").write_text(json.dumps({"digest": "d", "commit": commit}))  # before the record
-    assert study._current(runs, "s0", "d", {}) and study._current(runs, "s1", "d", {})
-    assert study._current(runs, "s0", "other", {}) is None
-    assert study._uncommitted(Path("params.yaml"), ["data/p.jsonl"]) == []
+    assert planning.current(runs, "s0", "d", {}) and planning.current(runs, "s1", "d", {})
+    assert planning.current(runs, "s0", "other", {}) is None
+    assert running._uncommitted(Path("params.yaml"), ["data/p.jsonl"]) == []
     (tmp_path / "data/p.jsonl").write_text('{"prompt": "b"}\n')
-    assert study._current(runs, "s0", "d", {}) is None and study._current(runs, "s1", "d", {}) is None
-    assert study._uncommitted(Path("params.yaml"), ["data/p.jsonl"]) == ["data/p.jsonl"]
-    assert study._current(runs, "s0", "d") is not None  # without the run's params there is nothing to compare
+    assert planning.current(runs, "s0", "d", {}) is None and planning.current(runs, "s1", "d", {}) is None
+    assert running._uncommitted(Path("params.yaml"), ["data/p.jsonl"]) == ["data/p.jsonl"]
+    assert planning.current(runs, "s0", "d") is not None  # without the run's params there is nothing to compare
 
 
 def test_effective_accuracy_inverts_each_seeds_calibration_line():
@@ -390,10 +391,10 @@ def test_effective_accuracy_inverts_each_seeds_calibration_line():
             "human": [0.4, 0.3]}
     acc = {"gold": [1.0, 1.0], "noisy_gold_20": [0.8, 0.8], "random": [0.5, 0.5], "flipped": [0.0, 0.0],
            "human": [0.72, 0.7]}
-    eff = study.effective_accuracies(arms, acc)
+    eff = analysis.effective_accuracies(arms, acc)
     assert set(eff) == {"human"}  # calibration arms are the scale, not points on it
     assert eff["human"][0] == pytest.approx(0.7) and eff["human"][1] is None  # flipped (-9) left out of the fit
-    assert study.noise_line([(0.5, 0.0), (1.0, 1.0)]) is None  # two points: no line claimed
+    assert analysis.noise_line([(0.5, 0.0), (1.0, 1.0)]) is None  # two points: no line claimed
 
 
 def test_a_task_left_running_by_a_killed_study_is_marked_failed_and_queued_again(tmp_path):
@@ -417,10 +418,10 @@ def test_a_task_left_running_by_a_killed_study_is_marked_failed_and_queued_again
         fake.chmod(0o755)
 
     fake_dvc(workers=1)
-    assert study._queued(str(fake)) == {"study-s0-60177624": "Running", "study-s1-da5586ca": "Queued"}
+    assert running._queued(str(fake)) == {"study-s0-60177624": "Running", "study-s1-da5586ca": "Queued"}
     assert "kill" not in calls.read_text()
     fake_dvc(workers=0)
-    assert study._queued(str(fake)) == {"study-s0-60177624": "Failed", "study-s1-da5586ca": "Queued"}
+    assert running._queued(str(fake)) == {"study-s0-60177624": "Failed", "study-s1-da5586ca": "Queued"}
     assert "queue kill study-s0-60177624" in calls.read_text()
 
 
@@ -430,13 +431,13 @@ def test_the_queue_is_put_back_in_plan_order():
     want = ["s1", "s3", "s4", "s0-layers_8"]
     # 2026-12-02: s1's dead task was requeued behind the teacher runs, s3's died next.
     queued = {"s4": "Queued", "s0-layers_8": "Queued", "s1": "Queued", "s3": "Failed", "s0": "Success"}
-    assert study.queue_order(want, queued) == (["s1", "s3", "s4", "s0-layers_8"], want)
+    assert running.queue_order(want, queued) == (["s1", "s3", "s4", "s0-layers_8"], want)
     in_order = {"s2": "Running", "s1": "Queued", "s3": "Queued", "s4": "Queued", "s0-layers_8": "Queued"}
-    assert study.queue_order(want, in_order) == ([], [])
+    assert running.queue_order(want, in_order) == ([], [])
     # Only the tail after the first run out of place is queued again; a never-queued run is only added.
     tail = {"s1": "Queued", "s3": "Queued", "s0-layers_8": "Queued"}
-    assert study.queue_order(want, tail) == (["s0-layers_8"], ["s4", "s0-layers_8"])
-    assert study.queue_order(want, {}) == ([], want)
+    assert running.queue_order(want, tail) == (["s0-layers_8"], ["s4", "s0-layers_8"])
+    assert running.queue_order(want, {}) == ([], want)
 
 
 def test_only_the_committed_report_rewrites_the_readme_block(tmp_path, monkeypatch):
@@ -451,12 +452,12 @@ def test_only_the_committed_report_rewrites_the_readme_block(tmp_path, monkeypat
         shutil.copy(root / rel, tmp_path / rel)
     monkeypatch.chdir(tmp_path)
     readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n{study.README_BEGIN}\nold\n{study.README_END}\n")
+    readme.write_text(f"# x\n{rendering.README_BEGIN}\nold\n{rendering.README_END}\n")
     params = load_params("params.yaml")
-    study.report(params, Path("params.yaml"), metrics=tmp_path / "s.json", md_out=tmp_path / "scratch/s.md",
+    rendering.report(params, Path("params.yaml"), metrics=tmp_path / "s.json", md_out=tmp_path / "scratch/s.md",
                  plot_out=tmp_path / "s-plot.json")
     assert "old" in readme.read_text() and (tmp_path / "scratch/s.md").is_file()
-    study.report(params, Path("params.yaml"))
+    rendering.report(params, Path("params.yaml"))
     assert "old" not in readme.read_text() and "no finished seed" in readme.read_text()
 
 
@@ -468,18 +469,18 @@ def test_a_dead_queue_worker_is_seen_from_its_pid_file(tmp_path):
     import sys
     import time
 
-    assert not study._queue_worker_gone(tmp_path)  # no pid file yet: not known to be gone
+    assert not running._queue_worker_gone(tmp_path)  # no pid file yet: not known to be gone
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     (tmp_path / "dvc-exp-worker-1.pid").write_text(str(dead.pid))
-    assert study._queue_worker_gone(tmp_path)
+    assert running._queue_worker_gone(tmp_path)
     (tmp_path / "dvc-exp-worker-2.pid").write_text(str(os.getpid()))
-    assert not study._queue_worker_gone(tmp_path)  # one live worker is enough
+    assert not running._queue_worker_gone(tmp_path)  # one live worker is enough
     zombie = subprocess.Popen([sys.executable, "-c", "pass"])  # exits, never reaped while we look
     time.sleep(1.0)
     (tmp_path / "dvc-exp-worker-2.pid").write_text(str(zombie.pid))
     if Path(f"/proc/{zombie.pid}/stat").is_file():  # Linux: a zombie answers kill(0) but is dead
-        assert study._queue_worker_gone(tmp_path)
+        assert running._queue_worker_gone(tmp_path)
     zombie.wait()
 
 
@@ -503,16 +504,16 @@ def test_the_study_starts_the_queue_again_when_its_worker_dies(tmp_path, monkeyp
                         "runs_dir": lambda f: tmp_path / "runs", "_uncommitted": lambda f, i=(): [], "input_file": lambda o: None,
                         "code_digest": lambda: "c", "run_digest": lambda f, o, c: "d" * 12,
                         "_fingerprints": lambda *a: None, "params_digest": lambda o: "p" * 12,
-                        "_current": lambda d, r, g, o=None, c=None, rec=None: None, "check_runs": lambda t: None, "_queued": lambda *a, **k: {},
-                        "_exp_ref": lambda n: "refs/exps/x" if (tmp_path / "finished").exists() else None,
+                        "current": lambda d, r, g, o=None, c=None, rec=None: None, "check_runs": lambda t: None, "_queued": lambda *a, **k: {},
+                        "exp_ref": lambda n: "refs/exps/x" if (tmp_path / "finished").exists() else None,
                         "summarise": lambda ref, run, o, d: {"run": run},
                         # the hanging run's worker is dead; the restarted run's is alive
                         "_queue_worker_gone": lambda: calls.read_text().count("exp run --run-all") == 1,
                         "WORKER_GONE_CHECKS": 10}.items():
-        monkeypatch.setattr(study, name, value)
-    real_sleep = study.time.sleep
-    monkeypatch.setattr(study.time, "sleep", lambda s: real_sleep(0.05))  # 10 checks: half a second, not 3 min
-    assert study.run_all(None, Path("params.yaml"), None, False, str(fake), 1) == 0
+        monkeypatch.setattr(running, name, value)
+    real_sleep = running.time.sleep
+    monkeypatch.setattr(running.time, "sleep", lambda s: real_sleep(0.05))  # 10 checks: half a second, not 3 min
+    assert running.run_all(None, Path("params.yaml"), None, False, str(fake), 1) == 0
     assert json.loads((tmp_path / "runs/s0.json").read_text()) == {"run": "s0", "input": None, "code": "c",
                                                                    "params_digest": "p" * 12}
     assert calls.read_text().count("exp run --run-all") == 2
@@ -535,7 +536,7 @@ def test_point_labels_of_crowded_arms_neither_overlap_nor_sit_nearer_another_poi
     ax.plot([p[1] for p in points], [p[2] for p in points], "o")
     ax.set_xlim(-0.05, 1.05)  # the committed figure's scales: flipped at 0, gold at 1, rewards -0.05 to 0.38
     ax.set_ylim(-0.05, 0.38)
-    study._label_points(ax, points)
+    plots._label_points(ax, points)
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     labels = {t.get_text(): t for t in ax.texts}
@@ -547,7 +548,7 @@ def test_point_labels_of_crowded_arms_neither_overlap_nor_sit_nearer_another_poi
     pixels = {n: ax.transData.transform((x, y)) for n, x, y in points}
     for n, t in labels.items():
         if t.arrow_patch is None:  # no leader line: position alone must say whose label it is
-            assert all(study.box_gap(boxes[n], pixels[n]) < study.box_gap(boxes[n], q)
+            assert all(plots.box_gap(boxes[n], pixels[n]) < plots.box_gap(boxes[n], q)
                        for m, q in pixels.items() if m != n), n
     plt.close(fig)
 
@@ -564,17 +565,17 @@ def test_the_studys_commits_wait_for_a_held_index_lock_and_skip_unchanged_files(
     lock = tmp_path / ".git/index.lock"
     lock.write_text("")
     (tmp_path / "a.json").write_text('{"x": 1}\n')
-    monkeypatch.setattr(study.time, "sleep", lambda s: lock.unlink(missing_ok=True))  # someone's git finishes
-    study._git_commit(["a.json"], "study: run s0")
+    monkeypatch.setattr(running.time, "sleep", lambda s: lock.unlink(missing_ok=True))  # someone's git finishes
+    running._git_commit(["a.json"], "study: run s0")
     log = subprocess.run(["git", "log", "--format=%s"], capture_output=True, text=True, check=True).stdout
     assert log.splitlines() == ["study: run s0", "one"]
-    study._git_commit(["a.json"], "study: run s0 again")  # unchanged: no empty commit, no error
+    running._git_commit(["a.json"], "study: run s0 again")  # unchanged: no empty commit, no error
     assert subprocess.run(["git", "rev-list", "--count", "HEAD"], capture_output=True, text=True).stdout.strip() == "2"
     lock.write_text("")
-    monkeypatch.setattr(study.time, "sleep", lambda s: None)
+    monkeypatch.setattr(running.time, "sleep", lambda s: None)
     (tmp_path / "a.json").write_text('{"x": 2}\n')
     with pytest.raises(RuntimeError, match="could not commit a.json"):
-        study._git_commit(["a.json"], "study: run s1", tries=3)
+        running._git_commit(["a.json"], "study: run s1", tries=3)
 
 
 def test_an_edit_while_the_study_queues_stops_it_before_the_next_task(tmp_path, monkeypatch):
@@ -596,19 +597,19 @@ def test_an_edit_while_the_study_queues_stops_it_before_the_next_task(tmp_path, 
                         "runs_dir": lambda f: tmp_path / "runs", "_uncommitted": lambda f, i=(): list(dirty),
                         "input_file": lambda o: None, "code_digest": lambda: "c", "run_digest": lambda f, o, c: "d" * 12,
                         "_fingerprints": fingerprints, "params_digest": lambda o: "p" * 12,
-                        "_current": lambda d, r, g, o=None, c=None, rec=None: None, "check_runs": lambda t: None,
-                        "_queued": lambda *a, **k: {}, "_exp_ref": lambda n: None}.items():
-        monkeypatch.setattr(study, name, value)
+                        "current": lambda d, r, g, o=None, c=None, rec=None: None, "check_runs": lambda t: None,
+                        "_queued": lambda *a, **k: {}, "exp_ref": lambda n: None}.items():
+        monkeypatch.setattr(running, name, value)
     with pytest.raises(ValueError, match="uncommitted changes to src/weakalign/dpo.py: a queued experiment copies"):
-        study.run_all(None, Path("params.yaml"), None, False, str(fake), 1)
+        running.run_all(None, Path("params.yaml"), None, False, str(fake), 1)
     assert not calls.exists()  # nothing was queued
     # A commit of other code in the same window: the digest moved, equally refused.
     dirty.clear()
     digests = iter(["c", "c2", "c2"])
-    monkeypatch.setattr(study, "code_digest", lambda: next(digests))
-    monkeypatch.setattr(study, "_fingerprints", lambda *a: None)
+    monkeypatch.setattr(running, "code_digest", lambda: next(digests))
+    monkeypatch.setattr(running, "_fingerprints", lambda *a: None)
     with pytest.raises(ValueError, match="code changed from c to c2"):
-        study.run_all(None, Path("params.yaml"), None, False, str(fake), 1)
+        running.run_all(None, Path("params.yaml"), None, False, str(fake), 1)
     assert not calls.exists()
 
 
@@ -621,11 +622,11 @@ def test_the_weak_teacher_checks_read_accuracy_over_seeds_and_the_teachers_range
     runs = {f"s{s}": _summary(s, 0.1 * s, _golds(s), ACC | {"weak": weak_acc[s]}) for s in range(3)}
     for s in range(3):
         runs[f"s{s}-small"] = _summary(s, 0.1 * s, {"weak": 0.1 * s}, {"weak": 0.5}, f"s{s}-small")
-    out = study.analyse(p, runs)
+    out = analysis.analyse(p, runs)
     w = out["sources"]["weak"]["label_accuracy_interval"]
     assert (w["mean"], w["lo"], w["hi"]) == pytest.approx((0.62, 0.62 - 0.099364, 0.62 + 0.099364), abs=1e-4)
     assert out["checks"]["weak_teacher_at_least_0_60"] is False and out["checks"]["teachers_span_0_10"] is True
-    assert "weak teacher's label accuracy ≥ 0.60 (95% interval above 0.55): NO" in study.markdown(out, [], [], None)
+    assert "weak teacher's label accuracy ≥ 0.60 (95% interval above 0.55): NO" in rendering.markdown(out, [], [], None)
 
 
 def test_the_study_metrics_hold_numbers_only_and_the_rest_beside_them():
@@ -634,9 +635,9 @@ def test_the_study_metrics_hold_numbers_only_and_the_rest_beside_them():
     analysis again."""
     from weakalign.io import _merge
 
-    out = study.analyse(_params(), {f"s{s}": _summary(s, 0.1 * s, _golds(s), ACC) for s in range(3)})
+    out = analysis.analyse(_params(), {f"s{s}": _summary(s, 0.1 * s, _golds(s), ACC) for s in range(3)})
     out |= {"model": "embedded:smollm2", "seeds": [0, 1, 2]}
-    results, info = study.metrics_split(out)
+    results, info = rendering.metrics_split(out)
 
     def numbers(d):
         return all(numbers(v) if isinstance(v, dict) else v is None or type(v) in (int, float) for v in d.values())

@@ -28,13 +28,13 @@ import fnmatch
 import json
 import logging
 import math
-import os
 import statistics
 import subprocess
 import sys
 from dataclasses import dataclass
 from typing import Any
 
+from .cli import setup_logging
 from .io import DataError, atomic_file, read_json, write_json
 from .report import md
 from .stats import t_interval
@@ -244,7 +244,7 @@ def load(path: str | None) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="aggregate", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m weakalign.aggregate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", help="saved `dvc exp show --json` output (default: run it here)")
     p.add_argument("--out-md", required=True, help="Markdown table, e.g. reports/sweep.md")
@@ -254,8 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--include-baselines", action="store_true", help="count the baseline commits as runs too")
     p.add_argument("--out-chart", help="also write Mermaid bar charts with interval lines, one per metric (Markdown)")
     args = p.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("WEAKALIGN_LOG", "INFO"),
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    setup_logging()
     source = args.input or "`dvc exp show --json`"
     try:
         runs, skipped = collect(load(args.input), args.include_baselines)

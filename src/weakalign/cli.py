@@ -30,6 +30,12 @@ from .split import LeakageError
 log = logging.getLogger("weakalign")
 
 
+def setup_logging() -> None:
+    """Every command's log lines: time, logger, level, message; the level from WEAKALIGN_LOG (default INFO)."""
+    logging.basicConfig(level=os.environ.get("WEAKALIGN_LOG", "INFO"),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+
+
 def command_template(doc: str, name: str) -> dict[str, str]:
     """{flag: template} of the `python stages/<name>.py ...` command in a stage's docstring (with its continuations)."""
     command = re.search(rf"python stages/{name}\.py(?:.*\\\n)*.*", doc)
@@ -91,8 +97,7 @@ def run(main: Callable[[argparse.Namespace, Params], None], parser: argparse.Arg
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("WEAKALIGN_LOG", "INFO"),
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    setup_logging()
     # `${item}`: the source named by hand, or by DVC (DVC_STAGE is `align@weak` for the foreach stage align@weak)
     dvc_stage = os.environ.get("DVC_STAGE", "")
     item = getattr(args, "source", None) or (dvc_stage.partition("@")[2] if "@" in dvc_stage else None)

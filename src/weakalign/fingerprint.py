@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from .params import compose, read_yaml
-from .resume import NOT_PIPELINE
+from .resume import pipeline_files
 
 log = logging.getLogger("weakalign.fingerprint")
 
@@ -44,8 +44,7 @@ def code_digest(root: Path = Path(".")) -> str:
     """What the pipeline's code is: the stage scripts, the library modules they can import (all but
     NOT_PIPELINE), dvc.yaml's stages, and pyproject.toml (the pinned library versions)."""
     h = hashlib.sha256()
-    files = sorted([*(f for f in root.glob("src/weakalign/*.py") if f.name not in NOT_PIPELINE),
-                    *root.glob("stages/*.py"), *root.glob("pyproject.toml")])
+    files = sorted([*pipeline_files(root / "src/weakalign"), *root.glob("stages/*.py"), *root.glob("pyproject.toml")])
     for f in files:
         h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
     stages = yaml.safe_load((root / "dvc.yaml").read_text()).get("stages", {})

@@ -15,9 +15,9 @@ import os
 import shutil
 import tempfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -315,16 +315,18 @@ def _is_bookkeeping(key: str, value) -> bool:
     return isinstance(value, (str, bool)) or any(key == b or key.endswith("_" + b) for b in BOOKKEEPING)
 
 
-def _split(data: dict) -> tuple[dict, dict]:
+def split_metrics(data: dict, is_info: Callable[[str, Any], bool] = _is_bookkeeping) -> tuple[dict, dict]:
+    """Nested `data` as two trees of the same shape: its results and its bookkeeping (the leaves `is_info` picks);
+    a section left with no results but with bookkeeping appears only in the second."""
     results, info = {}, {}
     for key, value in data.items():
         if isinstance(value, dict):
-            r, i = _split(value)
+            r, i = split_metrics(value, is_info)
             if r or not i:
                 results[key] = r
             if i:
                 info[key] = i
-        elif _is_bookkeeping(key, value):
+        elif is_info(key, value):
             info[key] = value
         else:
             results[key] = value
@@ -337,9 +339,9 @@ def info_path(path: str | Path) -> Path:
     return path.with_name(path.stem + ".info.json")
 
 
-def write_metrics(path: str | Path, data: dict) -> None:
+def write_metrics(path: str | Path, data: dict, is_info: Callable[[str, Any], bool] = _is_bookkeeping) -> None:
     """A stage's metrics: the results (numbers and nulls only) to `path`, the bookkeeping to `info_path(path)`."""
-    results, info = _split(data)
+    results, info = split_metrics(data, is_info)
     write_json(path, results)
     write_json(info_path(path), info)
 

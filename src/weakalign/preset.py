@@ -33,32 +33,32 @@ def preset_path(name: str) -> Path:
     return path if path.suffix in (".yaml", ".yml") else Path("presets") / f"{name}.yaml"
 
 
-def _changes(model: type[BaseModel], default: dict, preset: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
+def changes(model: type[BaseModel], default: dict, preset: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
     """(dotted key, value) wherever the composed preset differs from the default, walking the schema's sections;
     a value is a leaf, a list or a free mapping (`study.teachers`), never a section."""
     for key, value in preset.items():
         field = model.model_fields.get(key)
         sub = field.annotation if field is not None else None
         if isinstance(sub, type) and issubclass(sub, BaseModel) and isinstance(value, dict):
-            yield from _changes(sub, default.get(key) or {}, value, f"{prefix}{key}.")
+            yield from changes(sub, default.get(key) or {}, value, f"{prefix}{key}.")
         elif key not in default or default[key] != value:
             yield f"{prefix}{key}", value
 
 
 def _hydra(value: Any) -> str:
-    """A value in Hydra's override grammar (what `dvc exp run -S` parses): study._flow, and mappings as {k: v}."""
-    from .study import _flow
+    """A value in Hydra's override grammar (what `dvc exp run -S` parses): study.planning.flow, and mappings as {k: v}."""
+    from .study.planning import flow
 
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}: {_hydra(v)}" for k, v in value.items()) + "}"
-    return _flow(value)
+    return flow(value)
 
 
 def command(path: Path, name: str, dvc: str = "dvc") -> list[str]:
     """The `dvc exp run` argv (no shell: each `-S` is one argument) for the preset at `path`. A free mapping is
     replaced, not merged (Hydra would merge it): `~key` deletes it, `+key={...}` writes the preset's."""
     sets = []
-    for key, value in _changes(Params, compose("params.yaml"), compose(path)):
+    for key, value in changes(Params, compose("params.yaml"), compose(path)):
         pairs = [f"~{key}", f"+{key}={_hydra(value)}"] if isinstance(value, dict) else [f"{key}={_hydra(value)}"]
         sets += [arg for pair in pairs for arg in ("-S", pair)]
     return [dvc, "exp", "run", "--temp", "-n", name, *sets]
@@ -77,14 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as e:
         print(e, file=sys.stderr)
         return 2
-    from .study import _exp_ref
+    from .study.running import exp_ref
 
-    if _exp_ref(name):  # DVC refuses a second experiment of the same name
+    if exp_ref(name):  # DVC refuses a second experiment of the same name
         subprocess.run([args.dvc, "exp", "remove", name], check=True)
     done = subprocess.run(command(path, name, args.dvc))
     if done.returncode != 0:
         return done.returncode
-    ref = _exp_ref(name)
+    ref = exp_ref(name)
     print(f"The answer of preset {name}: `git show {ref}:reports/summary.md` (headline: `dvc exp show`; "
           f"`dvc exp apply {name}` brings its outputs into the workspace)")
     return 0

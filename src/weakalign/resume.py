@@ -35,9 +35,11 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-# Modules no stage runs: changing them changes no result (the study's own analysis, the sweep aggregator, the result
-# fingerprint). Their home is here, the lowest module that needs them (code_identity; weakalign.fingerprint).
-NOT_PIPELINE = {"study.py", "aggregate.py", "fingerprint.py", "preset.py"}
+# Modules and sub-packages no stage runs: changing them changes no result (the study, the sweep aggregator, the
+# result fingerprint, presets as experiments). Their home is here, the lowest module that needs them (code_identity;
+# weakalign.fingerprint). "study.py" is the study before it became a package: kept so that the code digest of a
+# commit that has it (a committed study run's) is measured as it was.
+NOT_PIPELINE = {"study", "study.py", "aggregate.py", "fingerprint.py", "preset.py"}
 STAGE = ""  # the running stage's name (`align@weak`), set by weakalign.cli.run; used by crash_point
 _CRASH_ENV = "WEAKALIGN_CRASH_AFTER"
 _events = 0
@@ -108,6 +110,16 @@ def main_process_first():
         yield
 
 
+def is_pipeline(path: Path, package: Path = Path("src/weakalign")) -> bool:
+    """Whether a file can change a stage's result: anything but this package's NOT_PIPELINE modules and folders."""
+    return not (path.is_relative_to(package) and path.relative_to(package).parts[0] in NOT_PIPELINE)
+
+
+def pipeline_files(package: Path) -> list[Path]:
+    """This package's pipeline modules (sub-packages included), sorted."""
+    return sorted(f for f in package.rglob("*.py") if is_pipeline(f, package))
+
+
 @functools.cache
 def code_identity() -> str:
     """The code that computes a stage's partial results: this package's pipeline modules, the running stage script
@@ -115,13 +127,15 @@ def code_identity() -> str:
     (a resume across a code change reused 8 of 20 labels computed the old way)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    files = sorted(f for f in Path(__file__).parent.glob("*.py") if f.name not in NOT_PIPELINE)
+    package = Path(__file__).parent
+    files = pipeline_files(package)
     script = Path(sys.argv[0])
     if script.suffix == ".py" and script.is_file():
         files.append(script)
     h = hashlib.sha256()
     for f in files:
-        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+        name = f.relative_to(package).as_posix() if f.is_relative_to(package) else f.name
+        h.update(name.encode() + b"\0" + f.read_bytes() + b"\0")
     for lib in ("torch", "transformers", "trl", "peft", "accelerate", "datasets"):
         with contextlib.suppress(PackageNotFoundError):
             h.update(f"{lib}=={version(lib)}\0".encode())
