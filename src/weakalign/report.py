@@ -239,6 +239,63 @@ def figure(gold_rows: list[dict], agreement_rows: list[dict], path: Path) -> Non
     plt.close(fig)
 
 
+def _targets_table(alignment: dict) -> list[str]:
+    """Each aligned model on the test prompts against the base, then every pair of them head to head."""
+    lines = ["## Aligned targets on the test prompts", "",
+             "| model | gold reward (mean ± s.e.) | gain vs base (paired, ± s.e.) | win rate vs base (95% interval) "
+             "| win rate, length-matched (prompts) | words | prompts |",
+             "|---|---|---|---|---|---|---|"]
+    models = {name: e for name, e in alignment.items() if isinstance(e, dict) and "n_prompts" in e}
+    for name, e in models.items():
+        gain = (f"{e['gain_vs_base']:+.3f} ± {e['gain_vs_base_sem']:.3f} (z = {e['gain_z']})"
+                if e.get("gain_vs_base") is not None else "")
+        gold = "n/a" if e["gold_reward_mean"] is None else f"{e['gold_reward_mean']:.3f} ± {e['gold_reward_sem']:.3f}"
+        win = (f"{_f(e.get('win_rate_vs_base'))} ({_f(e.get('win_rate_vs_base_lo'))}–{_f(e.get('win_rate_vs_base_hi'))})"
+               if e.get("win_rate_vs_base") is not None else "n/a")
+        matched = (f"{_f(e.get('win_rate_vs_base_length_matched'))} ({e['n_length_matched']})"
+                   if "n_length_matched" in e else "")
+        lines.append(f"| {name} | {gold} | {gain} | {win} | {matched} | {e['mean_words']} | {e['n_prompts']} |")
+    h2h = alignment.get("head_to_head") or {}
+    if h2h:
+        lines += ["", "Head to head, same test prompts (ties count one half; 95% interval over prompts):", "",
+                  "| pair | win rate of the first | 95% interval | prompts |", "|---|---|---|---|"]
+        for key, v in h2h.items():
+            a, _, b = key.partition("_vs_")
+            interval = f"{_f(v['lo'])}–{_f(v['hi'])}" if v["lo"] is not None else "n/a"
+            lines.append(f"| {md(a)} vs {md(b)} | {_f(v['win_rate'])} | {interval} | {v['n_prompts']} |")
+    return lines
+
+
+def _training_table(training: dict[str, dict]) -> list[str]:
+    """Each training run: its final batches, its fit on its own pairs, and whether it learned."""
+    lines = ["", "## Training", "",
+             "Final: the last quarter of the logged training batches. Fit: the trained policy on all its own "
+             "training pairs, which decides `learned` (weakalign.dpo.fit_on_own_pairs).", "",
+             "| run | pairs | steps | final loss | final margin | final accuracy | fit loss | fit margin | "
+             "fit accuracy | learned | truncated | dropped |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, t in training.items():
+        lines.append(f"| {name} | {t['n_train_pairs']} | {t['steps']} | {_f(t['final_loss'])} | "
+                     f"{_f(t['final_margin'])} | {_f(t['final_accuracy'])} | {_f(t.get('fit_loss'))} | "
+                     f"{_f(t.get('fit_margin'))} | {_f(t.get('fit_accuracy'))} | "
+                     f"{'yes' if t['learned'] else '**no**'} | {t['n_train_pairs_truncated']} | "
+                     f"{t['n_train_pairs_dropped_too_long']} |")
+    return lines
+
+
+def _disagreements_table(examples: list[tuple[Pair, WeakLabel]]) -> list[str]:
+    """The weak teacher's most confident disagreements with the human labels."""
+    lines = ["", f"## The weak teacher's most confident disagreements with the human labels ({len(examples)})", "",
+             "| prompt | weak's choice | human's choice | weak margin | gold (weak's, human's) |",
+             "|---|---|---|---|---|"]
+    for p, w in examples:
+        pick = {1: p.response_1, 2: p.response_2}
+        gw = p.gold_1 if w.label == 1 else p.gold_2
+        gh = p.gold_1 if p.human == 1 else p.gold_2
+        gold = "n/a" if gw is None else f"{gw:.2f}, {gh:.2f}"
+        lines.append(f"| {md(p.prompt)} | {md(pick[w.label])} | {md(pick[p.human])} | {w.margin:+.3f} | {gold} |")
+    return lines
+
+
 def summary_markdown(feedback: dict, alignment: dict, training: dict[str, dict],
                      examples: list[tuple[Pair, WeakLabel]], cost: dict[str, dict | None] | None = None,
                      head: dict | None = None, figure_name: str | None = None,
@@ -273,48 +330,7 @@ def summary_markdown(feedback: dict, alignment: dict, training: dict[str, dict],
                   "| labeler | agreement with human | accuracy vs gold | pairs decided | ties | training (s) "
                   "| labeling per 1,000 pairs |", "|---|---|---|---|---|---|---|",
                   *labeler_rows(feedback, cost), ""]
-    lines += ["## Aligned targets on the test prompts", "",
-             "| model | gold reward (mean ± s.e.) | gain vs base (paired, ± s.e.) | win rate vs base (95% interval) "
-             "| win rate, length-matched (prompts) | words | prompts |",
-             "|---|---|---|---|---|---|---|"]
-    models = {name: e for name, e in alignment.items() if isinstance(e, dict) and "n_prompts" in e}
-    for name, e in models.items():
-        gain = (f"{e['gain_vs_base']:+.3f} ± {e['gain_vs_base_sem']:.3f} (z = {e['gain_z']})"
-                if e.get("gain_vs_base") is not None else "")
-        gold = "n/a" if e["gold_reward_mean"] is None else f"{e['gold_reward_mean']:.3f} ± {e['gold_reward_sem']:.3f}"
-        win = (f"{_f(e.get('win_rate_vs_base'))} ({_f(e.get('win_rate_vs_base_lo'))}–{_f(e.get('win_rate_vs_base_hi'))})"
-               if e.get("win_rate_vs_base") is not None else "n/a")
-        matched = (f"{_f(e.get('win_rate_vs_base_length_matched'))} ({e['n_length_matched']})"
-                   if "n_length_matched" in e else "")
-        lines.append(f"| {name} | {gold} | {gain} | {win} | {matched} | {e['mean_words']} | {e['n_prompts']} |")
-    h2h = alignment.get("head_to_head") or {}
-    if h2h:
-        lines += ["", "Head to head, same test prompts (ties count one half; 95% interval over prompts):", "",
-                  "| pair | win rate of the first | 95% interval | prompts |", "|---|---|---|---|"]
-        for key, v in h2h.items():
-            a, _, b = key.partition("_vs_")
-            interval = f"{_f(v['lo'])}–{_f(v['hi'])}" if v["lo"] is not None else "n/a"
-            lines.append(f"| {md(a)} vs {md(b)} | {_f(v['win_rate'])} | {interval} | {v['n_prompts']} |")
-    lines += ["", "## Training", "",
-              "Final: the last quarter of the logged training batches. Fit: the trained policy on all its own "
-              "training pairs, which decides `learned` (weakalign.dpo.fit_on_own_pairs).", "",
-              "| run | pairs | steps | final loss | final margin | final accuracy | fit loss | fit margin | "
-              "fit accuracy | learned | truncated | dropped |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, t in training.items():
-        lines.append(f"| {name} | {t['n_train_pairs']} | {t['steps']} | {_f(t['final_loss'])} | "
-                     f"{_f(t['final_margin'])} | {_f(t['final_accuracy'])} | {_f(t.get('fit_loss'))} | "
-                     f"{_f(t.get('fit_margin'))} | {_f(t.get('fit_accuracy'))} | "
-                     f"{'yes' if t['learned'] else '**no**'} | {t['n_train_pairs_truncated']} | "
-                     f"{t['n_train_pairs_dropped_too_long']} |")
-    lines += ["", f"## The weak teacher's most confident disagreements with the human labels ({len(examples)})", "",
-              "| prompt | weak's choice | human's choice | weak margin | gold (weak's, human's) |",
-              "|---|---|---|---|---|"]
-    for p, w in examples:
-        pick = {1: p.response_1, 2: p.response_2}
-        gw = p.gold_1 if w.label == 1 else p.gold_2
-        gh = p.gold_1 if p.human == 1 else p.gold_2
-        gold = "n/a" if gw is None else f"{gw:.2f}, {gh:.2f}"
-        lines.append(f"| {md(p.prompt)} | {md(pick[w.label])} | {md(pick[p.human])} | {w.margin:+.3f} | {gold} |")
+    lines += _targets_table(alignment) + _training_table(training) + _disagreements_table(examples)
     if provenance_lines:
         lines += ["", *provenance_lines]
     return "\n".join(lines) + "\n"

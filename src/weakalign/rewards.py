@@ -76,6 +76,21 @@ def response_logps(model: PreTrainedModel, batch: list[tuple[list[int], list[int
     return out.log_probs.float().sum(-1).view(-1, 2)
 
 
+def _as_trained(ds, max_length: int | None) -> tuple[list[tuple[list, list, list]], int]:
+    """(prompt, response_1, response_2) token ids of each tokenized pair, cut as TRL's collator cuts them in
+    training (the first max_length tokens, truncation_mode keep_start), and how many were cut."""
+    rows, n_truncated = [], 0
+    for p, a, b in zip(ds["prompt_ids"], ds["chosen_ids"], ds["rejected_ids"], strict=True):
+        if max_length is not None and len(p) + max(len(a), len(b)) > max_length:
+            n_truncated += 1
+            a, b = a[:max_length - len(p)], b[:max_length - len(p)]
+        rows.append((p, a, b))
+    if n_truncated:
+        log.warning("%d of %d pairs exceed max_length=%s and are scored on their first %s tokens",
+                    n_truncated, len(rows), max_length, max_length)
+    return rows, n_truncated
+
+
 @torch.no_grad()
 @known_deprecations()
 def implicit_rewards(policy: PreTrainedModel, ref: PreTrainedModel | None, tok: PreTrainedTokenizerBase,
@@ -103,16 +118,7 @@ def implicit_rewards(policy: PreTrainedModel, ref: PreTrainedModel | None, tok: 
         if len(ds) != len(triples):
             raise ValueError(f"{len(triples) - len(ds)} pairs have a prompt longer than max_length="
                              f"{dpo.max_length}; raise max_length or shorten the prompts")
-        rows = []
-        n_truncated = 0
-        for p, a, b in zip(ds["prompt_ids"], ds["chosen_ids"], ds["rejected_ids"], strict=True):
-            if dpo.max_length is not None and len(p) + max(len(a), len(b)) > dpo.max_length:
-                n_truncated += 1  # TRL's collator keeps the first max_length tokens (truncation_mode keep_start)
-                a, b = a[:dpo.max_length - len(p)], b[:dpo.max_length - len(p)]
-            rows.append((p, a, b))
-        if n_truncated:
-            log.warning("%d of %d pairs exceed max_length=%s and are scored on their first %s tokens",
-                        n_truncated, len(rows), dpo.max_length, dpo.max_length)
+        rows, n_truncated = _as_trained(ds, dpo.max_length)
         # Bucket by prompt, then response length, so both passes of a batch pad little; input order is restored.
         order = sorted(range(len(rows)), key=lambda i: (len(rows[i][0]), max(map(len, rows[i][1:])), i))
         pad_id = trainer.data_collator.pad_token_id  # the token TRL pads with (never scored: masked)
