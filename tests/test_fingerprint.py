@@ -163,3 +163,38 @@ def test_the_study_measures_the_fingerprints_that_decide_its_runs(tmp_path, monk
     monkeypatch.setattr(fingerprint, "ensure", lambda rev, code, dvc, kind: calls.append((rev, code, kind)))
     running._fingerprints(tmp_path / "runs", runs, "new", "dvc", commit=False)
     assert calls == [("HEAD", "new", "amd"), ("c0ffee", "old", "amd")]
+
+
+def test_two_machines_records_and_summaries_merge_through_a_shared_remote(tmp_path):
+    """Two clones run a shard each (`study run --shard 1/2` and `2/2`) on two kinds of machine: each commits its
+    fingerprint of the same code (adjacent lines of the records) and its runs' summaries, and pushes; the second
+    pulls the first's work. git merges without a conflict (the records merge by union, .gitattributes), and both
+    machines' records and summaries are there for the report."""
+    root = Path(__file__).resolve().parents[1]
+    remote, a, b = tmp_path / "remote.git", tmp_path / "a", tmp_path / "b"
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    subprocess.run(["git", "clone", "-q", str(remote), str(a)], check=True, capture_output=True)
+    (a / ".gitattributes").write_text((root / ".gitattributes").read_text())
+    fingerprint.record("c0de", "r1", "abc", "amd", a / fingerprint.RECORDS)  # measured before the shards started
+    subprocess.run([*git, "-C", str(a), "add", "."], check=True)
+    subprocess.run([*git, "-C", str(a), "commit", "-qm", "start"], check=True)
+    subprocess.run([*git, "-C", str(a), "push", "-q", "origin", "HEAD"], check=True, capture_output=True)
+    subprocess.run(["git", "clone", "-q", str(remote), str(b)], check=True, capture_output=True)
+    for clone, kind, run in ((a, "gpu-a", "s0"), (b, "gpu-b", "s1")):
+        fingerprint.record("head", "r2", "def", kind, clone / fingerprint.RECORDS)
+        (clone / "study/runs/default").mkdir(parents=True)
+        (clone / f"study/runs/default/{run}.json").write_text(json.dumps({"run": run, "code": "head"}))
+        subprocess.run([*git, "-C", str(clone), "add", "."], check=True)
+        subprocess.run([*git, "-C", str(clone), "commit", "-qm", f"study: run {run}"], check=True)
+    subprocess.run([*git, "-C", str(a), "push", "-q", "origin", "HEAD"], check=True, capture_output=True)
+    pull = subprocess.run([*git, "-C", str(b), "pull", "-q", "--no-rebase", "origin", "HEAD"], capture_output=True,
+                          text=True)
+    assert pull.returncode == 0, pull.stderr
+    records = fingerprint.load(b / fingerprint.RECORDS)
+    assert records == {"c0de": {"amd": records["c0de"]["amd"]},
+                       "head": {"gpu-a": records["head"]["gpu-a"], "gpu-b": records["head"]["gpu-b"]}}
+    assert {p.name for p in (b / "study/runs/default").iterdir()} == {"s0.json", "s1.json"}
+    # The next record rewrites the merged file whole and sorted.
+    fingerprint.record("head", "r2", "def", "gpu-b", b / fingerprint.RECORDS)
+    assert fingerprint.load(b / fingerprint.RECORDS) == records

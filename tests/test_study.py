@@ -649,3 +649,17 @@ def test_the_study_metrics_hold_numbers_only_and_the_rest_beside_them():
     merged = _merge(results, info)
     merged["checks"] = checks
     assert merged == out
+
+
+def test_shards_split_the_plan_by_whole_seeds():
+    """Three seeds with one teacher over two machines: seeds 0 and 2 (with their teacher runs) on shard 1, seed 1 on
+    shard 2; the shards are disjoint and together the plan; a bad spec names the flag."""
+    p = _params(teachers={"small": {"split.n_labeled": 16, "split.labeled_fraction": None}})
+    runs = planning.plan(p)
+    one, two = planning.shard(runs, "1/2"), planning.shard(runs, "2/2")
+    assert list(one) == ["s0", "s2", "s0-small", "s2-small"] and list(two) == ["s1", "s1-small"]
+    assert planning.shard(runs, None) == runs == one | two
+    assert planning.shard(runs, "1/1") == runs and planning.shard(runs, "4/4") == {}
+    for bad in ("0/2", "3/2", "1-2", "a/b"):
+        with pytest.raises(ValueError, match=r"--shard .*expected I/N"):
+            planning.shard(runs, bad)

@@ -1,6 +1,6 @@
 """Did a change to the pipeline change its results? The result fingerprint that keeps a study current.
 
-    python -m weakalign.fingerprint              # measure HEAD here, record it in study/fingerprints.json
+    python -m weakalign.fingerprint              # measure HEAD here, record it in study/fingerprints.jsonl
     python -m weakalign.fingerprint --rev abc123 # another commit (a study run's), on this machine
 
 A study run is a record of the code it ran with, and it stays current while today's code gives the same results:
@@ -8,7 +8,8 @@ not while its source is the same. The fingerprint of a code version is the hash 
 of the tiny preset (with every source the study aligns) in a scratch clone: the data files, the model weights and
 the metrics without their timings. Numerics differ between machines (bf16 on CPUs with AMX or without), so it is
 recorded per machine kind, and two code versions give the same results when they share a machine kind whose
-fingerprints are equal. study/fingerprints.json keeps them (code digest -> machine kind -> results); `study run`
+fingerprints are equal. study/fingerprints.jsonl keeps them, a line per code digest and machine kind (so two
+machines' records merge in git line by line: .gitattributes merges the file by union); `study run`
 measures the ones it needs (about 6 min each on 2 cores), `study report` only reads them.
 """
 
@@ -34,7 +35,7 @@ from .resume import pipeline_files
 
 log = logging.getLogger("weakalign.fingerprint")
 
-RECORDS = Path("study/fingerprints.json")
+RECORDS = Path("study/fingerprints.jsonl")
 PRESET = Path("presets/tiny.yaml")
 # Metrics keys that time a run rather than say what it computed (scripts/same_results.py reads them too).
 TIMINGS = ("seconds", "seconds_per_1000_pairs", "train_runtime_s", "resumed_from_step")
@@ -106,7 +107,13 @@ def results_digest(hashes: dict[str, str]) -> str:
 
 
 def load(path: Path = RECORDS) -> dict[str, dict[str, dict]]:
-    return json.loads(path.read_text()) if path.is_file() else {}
+    """code digest -> machine kind -> {results, commit, date}. A code measured twice on one kind (two machines of
+    that kind, merged) keeps its latest record."""
+    records: dict[str, dict[str, dict]] = {}
+    lines = path.read_text().splitlines() if path.is_file() else []
+    for row in sorted((json.loads(line) for line in lines if line.strip()), key=lambda r: r["date"]):
+        records.setdefault(row["code"], {})[row["kind"]] = {k: row[k] for k in ("results", "commit", "date")}
+    return records
 
 
 def same_results(code_a: str | None, code_b: str, records: dict[str, dict[str, dict]]) -> bool:
@@ -155,9 +162,10 @@ def record(code: str, results: str, rev: str, kind: str, path: Path = RECORDS) -
     records = load(path)
     records.setdefault(code, {})[kind] = {"results": results, "commit": rev[:12],
                                           "date": datetime.date.today().isoformat()}
+    rows = [{"code": c, "kind": k, **r} for c, kinds in sorted(records.items()) for k, r in sorted(kinds.items())]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(records, indent=1, sort_keys=True) + "\n")
+    tmp.write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
     tmp.replace(path)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..cli import setup_logging
 from ..params import load_params
 from . import __doc__ as USAGE
-from .planning import file_overrides, flow, plan
+from .planning import file_overrides, flow, plan, shard
 from .rendering import report
 from .running import run_all
 
@@ -20,9 +20,12 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("plan", help="print the runs and the params each sets")
+    pl = sub.add_parser("plan", help="print the runs and the params each sets")
     r_ = sub.add_parser("run", help="run every missing or stale run, one at a time")
     r_.add_argument("--only", nargs="+", metavar="RUN", help="only these runs (names from `plan`)")
+    for sp in (pl, r_):
+        sp.add_argument("--shard", metavar="I/N", help="only the I-th of N machines' share: whole seeds, the k-th "
+                        "seed to shard k mod N + 1 (docs/STUDY.md, \"On several machines\")")
     r_.add_argument("--commit", action="store_true", help="git-commit each run's summary as it lands")
     r_.add_argument("--dvc", default="dvc", help="the dvc executable (default: dvc on PATH)")
     r_.add_argument("-j", "--jobs", type=int, default=1, help="runs at a time (default 1: one per 2-core machine)")
@@ -37,12 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_params(args.params)
         if args.command == "plan":
-            for run, overrides in plan(params, file_overrides(Path(args.params))).items():
+            for run, overrides in shard(plan(params, file_overrides(Path(args.params))), args.shard).items():
                 print(run, " ".join(f"-S {k}={flow(v)}" for k, v in overrides.items()))
             return 0
         if args.command == "run":
             return 1 if run_all(params, Path(args.params), args.only, args.commit, args.dvc, args.jobs,
-                                 not args.no_fingerprint) else 0
+                                 not args.no_fingerprint, args.shard) else 0
         report(params, Path(args.params), args.metrics, args.out, args.plot)
     except (ValueError, FileNotFoundError, subprocess.CalledProcessError) as e:
         print(f"study: error: {e}", file=sys.stderr)

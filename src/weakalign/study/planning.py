@@ -34,6 +34,21 @@ def plan(params: Params, extra: dict[str, Any] | None = None) -> dict[str, dict[
     return runs
 
 
+def shard(runs: dict[str, dict[str, Any]], spec: str | None) -> dict[str, dict[str, Any]]:
+    """The runs of shard `spec` ("I/N": the I-th of N machines), or all of them for None. A shard takes whole seeds
+    (the k-th seed of the plan goes to shard k mod N + 1): a teacher run is paired with its seed's main run only
+    where both drew the same data, i.e. ran on the same kind of machine."""
+    if spec is None:
+        return runs
+    m = re.fullmatch(r"(\d+)/(\d+)", spec.strip())
+    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+        raise ValueError(f"--shard {spec!r}: expected I/N with 1 <= I <= N, e.g. 1/2")
+    i, n = int(m.group(1)), int(m.group(2))
+    seeds = list(dict.fromkeys(o["base.seed"] for o in runs.values()))
+    mine = {seed for k, seed in enumerate(seeds) if k % n == i - 1}
+    return {run: o for run, o in runs.items() if o["base.seed"] in mine}
+
+
 def file_overrides(params_file: Path) -> dict[str, Any]:
     """Where a params file other than ./params.yaml (a preset) differs from it, as `-S` params: the experiments
     run on params.yaml, so a study of presets/tone.yaml sets its judge and prompts in every run."""

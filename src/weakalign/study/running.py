@@ -21,7 +21,7 @@ from ..io import write_json
 from ..params import Params
 from ..resume import is_pipeline
 from .planning import (DRAW_OUTS, check_runs, current, file_overrides, flow, input_file, params_digest, plan,
-                       run_digest, runs_dir)
+                       run_digest, runs_dir, shard)
 
 log = logging.getLogger("weakalign.study")
 
@@ -239,9 +239,11 @@ def _fingerprints(out_dir: Path, runs: dict[str, dict[str, Any]], code: str, dvc
         _git_commit([str(fingerprint.RECORDS)], f"study: result fingerprints of code {', '.join(measured)}")
 
 
-def _planned(params: Params, params_file: Path, only: list[str] | None) -> dict[str, dict[str, Any]]:
-    """The plan's runs, or those of them named by --only (an unknown name is an error)."""
-    runs = plan(params, file_overrides(params_file))
+def _planned(params: Params, params_file: Path, only: list[str] | None,
+             shard_spec: str | None = None) -> dict[str, dict[str, Any]]:
+    """The plan's runs (of one shard, `--shard I/N`), or those of them named by --only (an unknown name is an
+    error)."""
+    runs = shard(plan(params, file_overrides(params_file)), shard_spec)
     if only:
         unknown = sorted(set(only) - set(runs))
         if unknown:
@@ -265,10 +267,10 @@ def _check_committed(params_file: Path, input_paths: list[str], code: str) -> No
 
 
 def run_all(params: Params, params_file: Path, only: list[str] | None, commit: bool, dvc: str, jobs: int,
-            fingerprints: bool = True) -> int:
+            fingerprints: bool = True, shard_spec: str | None = None) -> int:
     """Queue every planned run whose summary is missing or stale, run the queue `jobs` at a time, and write each
     run's summary as soon as its experiment exists; return how many runs did not finish."""
-    runs, out_dir = _planned(params, params_file, only), runs_dir(params_file)
+    runs, out_dir = _planned(params, params_file, only, shard_spec), runs_dir(params_file)
     inputs = {k: input_file(v) for k, v in runs.items()}  # now, like the digests below
     input_paths = sorted({i["path"] for i in inputs.values() if i})
     # Digests once, now: params.yaml or the code may be edited while the queue runs (hours); a run's summary must
