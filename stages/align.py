@@ -25,7 +25,8 @@ log = logging.getLogger("weakalign.align")
 def main(args, params):
     # torch, transformers and trl load here, not at the top, so that --help answers at once.
     from weakalign import dpo
-    from weakalign.models import load_model, load_tokenizer, model_card, save_model
+    from weakalign.models import load_model, load_tokenizer
+    from weakalign.saved_models import model_card, save_model
 
     seed_everything(params.base.seed)
     unlabeled = read_jsonl(args.unlabeled, Pair)

@@ -16,7 +16,8 @@ log = logging.getLogger("weakalign.base_model")
 
 def main(args, params):
     # torch and transformers load here, not at the top, so that --help answers at once.
-    from weakalign.models import load_model, load_tokenizer, model_card, n_params, save_model
+    from weakalign.models import load_model, load_tokenizer, n_params
+    from weakalign.saved_models import model_card, save_model
 
     ref = params.base.model
     log.info("loading %s", ref)

@@ -33,7 +33,8 @@ def _note(out: str, text: str) -> dict:
 
 def _finetune(ref: str, role: str, examples, args, params) -> dict:
     from weakalign import sft
-    from weakalign.models import load_model, load_tokenizer, model_card, n_params, save_model, tflop
+    from weakalign.models import load_model, load_tokenizer, n_params, tflop
+    from weakalign.saved_models import model_card, save_model
 
     tok = load_tokenizer(ref, params.base.trust_remote_code)
     model = load_model(ref, trust_remote_code=params.base.trust_remote_code)

@@ -23,7 +23,8 @@ log = logging.getLogger("weakalign.train_weak")
 def main(args, params):
     # torch, transformers and trl load here, not at the top, so that --help answers at once.
     from weakalign import dpo
-    from weakalign.models import load_model, load_tokenizer, model_card, save_model
+    from weakalign.models import load_model, load_tokenizer
+    from weakalign.saved_models import model_card, save_model
 
     seed_everything(params.base.seed)
     ref = params.weak_start(args.base, args.sft_target, args.sft_weak)

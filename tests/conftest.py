@@ -25,7 +25,8 @@ def root() -> Path:
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory) -> Path:
     """A saved tiny-random model directory (about 10 MB), built once per test session."""
-    from weakalign.models import TINY, load_model, load_tokenizer, save_model
+    from weakalign.models import TINY, load_model, load_tokenizer
+    from weakalign.saved_models import save_model
 
     out = tmp_path_factory.mktemp("tiny") / "model"
     save_model(load_model(TINY, seed=0), load_tokenizer(TINY), out)

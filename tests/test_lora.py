@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from weakalign import dpo
-from weakalign.models import attach_adapter, is_adapter, load_model, load_tokenizer, lora_config, save_model
+from weakalign.models import attach_adapter, is_adapter, load_model, load_tokenizer, lora_config
+from weakalign.saved_models import save_model
 from weakalign.params import DPO, Lora, ParamsError, Reward, parse_params
 from weakalign.rewards import implicit_rewards
 

@@ -106,7 +106,8 @@ def test_a_tokenizer_without_chat_template_gets_the_plain_hh_format(tiny_dir, tm
     """Base models such as OPT ship no chat template: prompts become HH-RLHF's plain-text dialogue, the prompt is a
     prefix of prompt + response (TRL splits them there), the template is saved with the model, and DPO runs."""
     from weakalign import dpo
-    from weakalign.models import PLAIN_TEMPLATE, save_model
+    from weakalign.models import PLAIN_TEMPLATE
+    from weakalign.saved_models import save_model
     from weakalign.params import DPO
 
     plain = tmp_path / "plain"
@@ -147,7 +148,8 @@ def test_bf16_is_used_only_where_the_hardware_has_it(monkeypatch, caplog):
 
 def test_a_diverged_model_is_never_saved(tmp_path):
     from weakalign.io import atomic_dir
-    from weakalign.models import TINY, load_model, load_tokenizer, save_model
+    from weakalign.models import TINY, load_model, load_tokenizer
+    from weakalign.saved_models import save_model
 
     model, tok = load_model(TINY), load_tokenizer(TINY)
     with torch.no_grad():
@@ -166,7 +168,8 @@ def test_an_adapter_config_is_the_same_bytes_whatever_the_string_hash_seed(tiny_
     script = (
         "import sys\n"
         "from peft import LoraConfig, get_peft_model\n"
-        "from weakalign.models import load_model, load_tokenizer, save_model\n"
+        "from weakalign.models import load_model, load_tokenizer\n"
+        "from weakalign.saved_models import save_model\n"
         f"model = load_model({str(tiny_dir)!r})\n"
         "names = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']\n"
         "peft = get_peft_model(model, LoraConfig(r=2, target_modules=names))\n"

@@ -15,7 +15,8 @@ import torch
 
 from weakalign import dpo, sft
 from weakalign.models import (TINY, attach_adapter, is_adapter, load_model, load_tokenizer, n_params, parse_layers,
-                              prune_layers, reward_model_from_lm, save_model)
+                              prune_layers, reward_model_from_lm)
+from weakalign.saved_models import save_model
 from weakalign.params import DPO, Lora, ParamsError, SFTFields, parse_params
 from weakalign.rewards import implicit_rewards
 

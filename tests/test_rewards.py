@@ -22,7 +22,8 @@ BETA = 0.25
 @pytest.fixture(scope="module")
 def models(tiny_dir, tmp_path_factory):
     """A policy and a *different* reference (another seed), so rewards are far from zero."""
-    from weakalign.models import TINY, save_model
+    from weakalign.models import TINY
+    from weakalign.saved_models import save_model
 
     other = tmp_path_factory.mktemp("tiny_ref") / "model"
     save_model(load_model(TINY, seed=1), load_tokenizer(TINY), other)

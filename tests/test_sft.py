@@ -11,7 +11,8 @@ import torch
 
 from weakalign import sft
 from weakalign.io import read_metrics
-from weakalign.models import is_adapter, load_model, load_tokenizer, save_model
+from weakalign.models import is_adapter, load_model, load_tokenizer
+from weakalign.saved_models import save_model
 from weakalign.params import Lora, SFTFields, parse_params
 
 PAIRS = [(f"Describe item {i}.", f"Item {i} is great, I love it.") for i in range(8)]

@@ -141,7 +141,7 @@ def train(model: PreTrainedModel, tok: PreTrainedTokenizerBase, triples: list[tu
     The reference is the model as it is before training: with `precompute_ref_log_probs` TRL scores every pair
     with it once up front; otherwise it gets an untouched copy. With `lora.use_peft`, TRL wraps the model in LoRA
     adapters and the reference is the same model with the adapter switched off (no copy); the returned model is
-    then a PEFT model, which `models.save_model` writes as an adapter. `ref_logps` (the reference's log-probs of
+    then a PEFT model, which `saved_models.save_model` writes as an adapter. `ref_logps` (the reference's log-probs of
     each triple's chosen and rejected response, from `reference_logps`) are used instead of TRL's precomputation,
     where `precompute_ref_log_probs` is on; they are ignored otherwise. Checkpoints go to `work_dir`; if it holds one
     from a killed run of the same inputs (`model_id` identifies the starting weights), training resumes from

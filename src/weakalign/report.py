@@ -185,7 +185,7 @@ def provenance(params_path: str, base_model: str, weak_model: str, data: dict[st
     import hashlib
     import subprocess
 
-    from .models import origin
+    from .saved_models import origin
 
     git = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
     commit = git.stdout.strip() if git.returncode == 0 else "not a git checkout"
