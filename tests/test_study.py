@@ -663,3 +663,13 @@ def test_shards_split_the_plan_by_whole_seeds():
     for bad in ("0/2", "3/2", "1-2", "a/b"):
         with pytest.raises(ValueError, match=r"--shard .*expected I/N"):
             planning.shard(runs, bad)
+
+
+def test_every_planned_run_is_checked_before_anything_is_queued(tmp_path, monkeypatch):
+    """check_runs validates each run's params as the run would see them: a typo in a study override fails naming
+    the run and the key, before DVC queues anything."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("split: {n_labeled: 8}\n")
+    planning.check_runs({"s0": {"base.seed": 0, "align.sources": ["human"]}})  # valid: no error
+    with pytest.raises(ValueError, match=r"(?s)study run s1.*split\.n_labled: unknown key"):
+        planning.check_runs({"s1": {"base.seed": 1, "split.n_labled": 8}})

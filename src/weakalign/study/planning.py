@@ -105,7 +105,7 @@ def params_digest(overrides: dict[str, Any]) -> str:
 def check_runs(runs: dict[str, dict[str, Any]]) -> None:
     """Every planned run's params must validate before anything is queued (a typo in `study.set`, a teacher
     that sets n_labeled beside a labeled_fraction): one clear error instead of a failed experiment an hour in."""
-    from .params import ParamsError, parse_params
+    from ..params import ParamsError, parse_params
 
     for run, overrides in runs.items():
         raw = effective_params(overrides)
