@@ -49,7 +49,7 @@ def test_presets_hold_only_what_differs_from_what_they_extend(root):
     """Each default has one home, params.yaml: a preset names the file it extends and sets only keys whose value
     differs there (a key set to the value it already has would be a second copy of a default), in at most 40
     lines. Merging follows the schema: sections merge key by key, values (lists, free maps) are replaced whole."""
-    from weakalign.params_files import EXTENDS, _merge
+    from weakalign.params import EXTENDS, _merge
 
     def leaves(d, prefix=""):
         for k, v in d.items():

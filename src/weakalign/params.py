@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError, model_validator
+from pydantic import BaseModel, ValidationError, model_validator
 
 from . import feedback
-from .params_files import EXTENDS, ParamsError, compose, read_yaml
+from .params_files import ParamsError, read_yaml
 from .params_sections import (Annotate, Base, Data, Generation, GeneratePairs, Holdout, Judge, Paths, Split,
                               _Section)
 from .params_training import (DPO, SFT, Align, Compare, Evaluate, LabelJudge, LabelRM, LabelWeak, Lora, Report,
@@ -156,6 +156,47 @@ def parse_params(raw: Any, source: str = "params") -> Params:
             no_input = err["type"] == "extra_forbidden" or isinstance(err["input"], dict)
             lines.append(f"  {key}: {msg}" + ("" if no_input else f" (got {err['input']!r})"))
         raise ParamsError(f"{source}: invalid params\n" + "\n".join(lines)) from None
+
+
+# A preset names the file it overlays: `extends: ../params.yaml` (relative to the preset). params.yaml is the one
+# home of every default; a preset holds only what differs from it.
+EXTENDS = "extends"
+
+
+def _merge(model: type[BaseModel] | None, base: Any, over: Any) -> Any:
+    """`over` onto `base` as the schema nests them: a section (a pydantic model: `align`, `align.dpo`) merges key
+    by key; any other value (a number, a list, a free mapping such as `study.teachers`) is replaced whole."""
+    if model is None or not isinstance(base, dict) or not isinstance(over, dict):
+        return over
+    out = dict(base)
+    for key, value in over.items():
+        field = model.model_fields.get(key)
+        sub = field.annotation if field is not None else None
+        sub = sub if isinstance(sub, type) and issubclass(sub, BaseModel) else None
+        out[key] = _merge(sub, base[key], value) if key in base else value
+    return out
+
+
+def compose(path: str | Path) -> dict:
+    """A params file as a whole: the file itself, or, when it says `extends: <file>`, that file (composed in turn)
+    with this one's keys merged onto it (`_merge`). ParamsError naming the file for a bad or circular `extends`."""
+    path, seen = Path(path), []
+    layers = []
+    while True:
+        if path.resolve() in seen:
+            raise ParamsError(f"{path}: `extends` comes back to a file it started from")
+        seen.append(path.resolve())
+        raw = read_yaml(path)
+        if not isinstance(raw, dict) or EXTENDS not in raw:
+            break
+        parent = raw.pop(EXTENDS)
+        if not isinstance(parent, str):
+            raise ParamsError(f"{path}: {EXTENDS}: a file name, not {parent!r}")
+        layers.append(raw)
+        path = path.parent / parent
+    for layer in reversed(layers):
+        raw = _merge(Params, raw, layer)
+    return raw
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -1,13 +1,10 @@
-"""Params files as DVC reads them (ruamel.yaml, YAML 1.2, aliases bounded) and a preset's composition onto the file it
-`extends`; errors name the file and line. The schema that checks the values is weakalign.params."""
+"""Params files as DVC reads them (ruamel.yaml, YAML 1.2, duplicate keys refused, aliases bounded); errors name the
+file and line. A preset's composition onto the file it `extends`, and the schema that checks the values, are
+weakalign.params."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-from pydantic import BaseModel
-
 
 class ParamsError(ValueError):
     """A bad params file; the message names the key."""
@@ -98,46 +95,3 @@ def read_yaml(path: str | Path):
     except (OSError, UnicodeDecodeError) as e:
         raise ParamsError(f"{path}: cannot read it ({e})") from None
     return parse_yaml(text, str(path))
-
-
-# A preset names the file it overlays: `extends: ../params.yaml` (relative to the preset). params.yaml is the one
-# home of every default; a preset holds only what differs from it.
-EXTENDS = "extends"
-
-
-def _merge(model: type[BaseModel] | None, base: Any, over: Any) -> Any:
-    """`over` onto `base` as the schema nests them: a section (a pydantic model: `align`, `align.dpo`) merges key
-    by key; any other value (a number, a list, a free mapping such as `study.teachers`) is replaced whole."""
-    if model is None or not isinstance(base, dict) or not isinstance(over, dict):
-        return over
-    out = dict(base)
-    for key, value in over.items():
-        field = model.model_fields.get(key)
-        sub = field.annotation if field is not None else None
-        sub = sub if isinstance(sub, type) and issubclass(sub, BaseModel) else None
-        out[key] = _merge(sub, base[key], value) if key in base else value
-    return out
-
-
-def compose(path: str | Path) -> dict:
-    """A params file as a whole: the file itself, or, when it says `extends: <file>`, that file (composed in turn)
-    with this one's keys merged onto it (`_merge`). ParamsError naming the file for a bad or circular `extends`."""
-    from .params import Params  # the schema says what a section is; it imports this module, so here, not at the top
-
-    path, seen = Path(path), []
-    layers = []
-    while True:
-        if path.resolve() in seen:
-            raise ParamsError(f"{path}: `extends` comes back to a file it started from")
-        seen.append(path.resolve())
-        raw = read_yaml(path)
-        if not isinstance(raw, dict) or EXTENDS not in raw:
-            break
-        parent = raw.pop(EXTENDS)
-        if not isinstance(parent, str):
-            raise ParamsError(f"{path}: {EXTENDS}: a file name, not {parent!r}")
-        layers.append(raw)
-        path = path.parent / parent
-    for layer in reversed(layers):
-        raw = _merge(Params, raw, layer)
-    return raw
