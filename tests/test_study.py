@@ -3,6 +3,7 @@
 import json
 import math
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -673,3 +674,32 @@ def test_every_planned_run_is_checked_before_anything_is_queued(tmp_path, monkey
     planning.check_runs({"s0": {"base.seed": 0, "align.sources": ["human"]}})  # valid: no error
     with pytest.raises(ValueError, match=r"(?s)study run s1.*split\.n_labled: unknown key"):
         planning.check_runs({"s1": {"base.seed": 1, "split.n_labled": 8}})
+
+
+def test_the_study_stops_waiting_once_every_run_has_its_summary(tmp_path, monkeypatch):
+    """A queue worker left idle after the last task keeps `dvc exp run --run-all` waiting for ever (seen with two
+    workers): once every run's summary is written the study stops it and the idle workers, and ends."""
+    monkeypatch.chdir(tmp_path)
+    fake = tmp_path / "dvc"
+    calls = tmp_path / "calls"
+    fake.write_text("#!/bin/sh\n"
+                    f'echo "$@" >> {calls}\n'
+                    'if [ "$1 $2 $3" = "exp run --run-all" ]; then\n'
+                    f'  touch {tmp_path}/finished; exec {sys.executable} -c "import time; time.sleep(600)"\n'
+                    "fi\n")
+    fake.chmod(0o755)
+    overrides = {"align.sources": ["human"], "base.seed": 0}
+    for name, value in {"plan": lambda p, o: {"s0": overrides}, "file_overrides": lambda f: {},
+                        "runs_dir": lambda f: tmp_path / "runs", "_uncommitted": lambda f, i=(): [],
+                        "input_file": lambda o: None, "code_digest": lambda: "c", "run_digest": lambda f, o, c: "d" * 12,
+                        "_fingerprints": lambda *a: None, "params_digest": lambda o: "p" * 12,
+                        "current": lambda d, r, g, o=None, c=None, rec=None: None, "check_runs": lambda t: None,
+                        "_queued": lambda *a, **k: {}, "summarise": lambda ref, run, o, d: {"run": run},
+                        "exp_ref": lambda n: "refs/exps/x" if (tmp_path / "finished").exists() else None,
+                        "_queue_worker_gone": lambda: False}.items():
+        monkeypatch.setattr(running, name, value)
+    real_sleep = running.time.sleep
+    monkeypatch.setattr(running.time, "sleep", lambda s: real_sleep(0.2))
+    assert running.run_all(None, Path("params.yaml"), None, False, str(fake), 2) == 0
+    assert (tmp_path / "runs/s0.json").is_file()
+    assert calls.read_text().splitlines()[-1] == "queue stop"  # the idle workers, after --run-all was stopped

@@ -201,19 +201,25 @@ def _enqueue(dvc: str, pending: dict[str, str], todo: dict[str, dict], guard=lam
                          "would run them too: run or remove them first (`dvc queue remove --queued`)")
 
 
-def _run_queue(dvc: str, jobs: int, collect) -> bool:
-    """`dvc exp run --run-all`, calling `collect` every 10 s; stop it if DVC's queue worker is gone for
-    WORKER_GONE_CHECKS checks running, and return whether that happened."""
+def _run_queue(dvc: str, jobs: int, collect, done=lambda: False) -> bool:
+    """`dvc exp run --run-all`, calling `collect` every 10 s. Stop it once `done()` (every run has its summary: a
+    queue worker can stay idle after the last task and keep `--run-all` waiting for ever, seen on 2026-12-06 with
+    two workers after the file broker read a half-written message; its idle workers are stopped too), or when DVC's
+    queue worker is gone for WORKER_GONE_CHECKS checks running; return whether the worker was gone."""
     t0 = time.perf_counter()
     worker = subprocess.Popen([dvc, "exp", "run", "--run-all", "-j", str(jobs)])
     gone = 0  # consecutive checks that found no live queue worker
     while worker.poll() is None and gone < WORKER_GONE_CHECKS:
         time.sleep(10)
         collect()
+        if done():
+            break
         gone = gone + 1 if _queue_worker_gone() else 0
     if worker.poll() is None:
         worker.terminate()
         worker.wait()
+        if done():
+            subprocess.run([dvc, "queue", "stop"], capture_output=True)
     collect()
     log.info("study: queue done in %.0f s (exit %d)", time.perf_counter() - t0, worker.returncode)
     return gone >= WORKER_GONE_CHECKS
@@ -308,7 +314,7 @@ def run_all(params: Params, params_file: Path, only: list[str] | None, commit: b
     for _ in range(3):  # DVC's queue worker can die under a live `dvc exp run`: start it again, twice
         _enqueue(dvc, pending, todo, guard)
         collect()
-        if not pending or not _run_queue(dvc, jobs, collect):
+        if not pending or not _run_queue(dvc, jobs, collect, lambda: not pending):
             break
         log.error("study: DVC's queue worker is gone while `dvc exp run --run-all` waits on (seen on 2026-12-02: "
                   "kombu's file broker read a half-written message); starting it again with %d runs to do",
