@@ -485,6 +485,18 @@ def test_a_dead_queue_worker_is_seen_from_its_pid_file(tmp_path):
     zombie.wait()
 
 
+def _stub_run_all(monkeypatch, tmp_path, runs, **more):
+    """run_all's collaborators stubbed: the plan `runs`, a clean checkout, no fingerprint, nothing current yet;
+    `more` replaces any of them."""
+    stubs = {"plan": lambda p, o: runs, "file_overrides": lambda f: {}, "runs_dir": lambda f: tmp_path / "runs",
+             "_uncommitted": lambda f, i=(): [], "input_file": lambda o: None, "code_digest": lambda: "c",
+             "run_digest": lambda f, o, c: "d" * 12, "_fingerprints": lambda *a: None,
+             "params_digest": lambda o: "p" * 12, "current": lambda d, r, g, o=None, c=None, rec=None: None,
+             "check_runs": lambda t: None, "_queued": lambda *a, **k: {}}
+    for name, value in (stubs | more).items():
+        monkeypatch.setattr(running, name, value)
+
+
 def test_the_study_starts_the_queue_again_when_its_worker_dies(tmp_path, monkeypatch):
     """`dvc exp run --run-all` that waits on a dead worker is stopped and started again; the run then finishes."""
     import sys
@@ -500,18 +512,12 @@ def test_the_study_starts_the_queue_again_when_its_worker_dies(tmp_path, monkeyp
                     f'  touch {tmp_path}/started; exec {sys.executable} -c "import time; time.sleep(600)"\n'
                     "fi\n")
     fake.chmod(0o755)
-    overrides = {"align.sources": ["human"], "base.seed": 0}
-    for name, value in {"plan": lambda p, o: {"s0": overrides}, "file_overrides": lambda f: {},
-                        "runs_dir": lambda f: tmp_path / "runs", "_uncommitted": lambda f, i=(): [], "input_file": lambda o: None,
-                        "code_digest": lambda: "c", "run_digest": lambda f, o, c: "d" * 12,
-                        "_fingerprints": lambda *a: None, "params_digest": lambda o: "p" * 12,
-                        "current": lambda d, r, g, o=None, c=None, rec=None: None, "check_runs": lambda t: None, "_queued": lambda *a, **k: {},
-                        "exp_ref": lambda n: "refs/exps/x" if (tmp_path / "finished").exists() else None,
-                        "summarise": lambda ref, run, o, d: {"run": run},
-                        # the hanging run's worker is dead; the restarted run's is alive
-                        "_queue_worker_gone": lambda: calls.read_text().count("exp run --run-all") == 1,
-                        "WORKER_GONE_CHECKS": 10}.items():
-        monkeypatch.setattr(running, name, value)
+    _stub_run_all(monkeypatch, tmp_path, {"s0": {"align.sources": ["human"], "base.seed": 0}},
+                  exp_ref=lambda n: "refs/exps/x" if (tmp_path / "finished").exists() else None,
+                  summarise=lambda ref, run, o, d: {"run": run},
+                  # the hanging run's worker is dead; the restarted run's is alive
+                  _queue_worker_gone=lambda: calls.read_text().count("exp run --run-all") == 1,
+                  WORKER_GONE_CHECKS=10)
     real_sleep = running.time.sleep
     monkeypatch.setattr(running.time, "sleep", lambda s: real_sleep(0.05))  # 10 checks: half a second, not 3 min
     assert running.run_all(None, Path("params.yaml"), None, False, str(fake), 1) == 0
@@ -688,16 +694,9 @@ def test_the_study_stops_waiting_once_every_run_has_its_summary(tmp_path, monkey
                     f'  touch {tmp_path}/finished; exec {sys.executable} -c "import time; time.sleep(600)"\n'
                     "fi\n")
     fake.chmod(0o755)
-    overrides = {"align.sources": ["human"], "base.seed": 0}
-    for name, value in {"plan": lambda p, o: {"s0": overrides}, "file_overrides": lambda f: {},
-                        "runs_dir": lambda f: tmp_path / "runs", "_uncommitted": lambda f, i=(): [],
-                        "input_file": lambda o: None, "code_digest": lambda: "c", "run_digest": lambda f, o, c: "d" * 12,
-                        "_fingerprints": lambda *a: None, "params_digest": lambda o: "p" * 12,
-                        "current": lambda d, r, g, o=None, c=None, rec=None: None, "check_runs": lambda t: None,
-                        "_queued": lambda *a, **k: {}, "summarise": lambda ref, run, o, d: {"run": run},
-                        "exp_ref": lambda n: "refs/exps/x" if (tmp_path / "finished").exists() else None,
-                        "_queue_worker_gone": lambda: False}.items():
-        monkeypatch.setattr(running, name, value)
+    _stub_run_all(monkeypatch, tmp_path, {"s0": {"align.sources": ["human"], "base.seed": 0}},
+                  summarise=lambda ref, run, o, d: {"run": run}, _queue_worker_gone=lambda: False,
+                  exp_ref=lambda n: "refs/exps/x" if (tmp_path / "finished").exists() else None)
     real_sleep = running.time.sleep
     monkeypatch.setattr(running.time, "sleep", lambda s: real_sleep(0.2))
     assert running.run_all(None, Path("params.yaml"), None, False, str(fake), 2) == 0
