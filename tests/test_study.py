@@ -485,6 +485,14 @@ def test_a_dead_queue_worker_is_seen_from_its_pid_file(tmp_path):
     zombie.wait()
 
 
+def _fake_dvc(tmp_path, run_all: str):
+    """A `dvc` that logs its arguments to tmp_path/calls and runs the shell lines `run_all` for `exp run --run-all`."""
+    fake, calls = tmp_path / "dvc", tmp_path / "calls"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nif [ "$1 $2 $3" = "exp run --run-all" ]; then\n{run_all}fi\n')
+    fake.chmod(0o755)
+    return fake, calls
+
+
 def _stub_run_all(monkeypatch, tmp_path, runs, **more):
     """run_all's collaborators stubbed: the plan `runs`, a clean checkout, no fingerprint, nothing current yet;
     `more` replaces any of them."""
@@ -502,16 +510,10 @@ def test_the_study_starts_the_queue_again_when_its_worker_dies(tmp_path, monkeyp
     import sys
 
     monkeypatch.chdir(tmp_path)
-    fake = tmp_path / "dvc"
-    calls = tmp_path / "calls"
     # The first `exp run --run-all` hangs (its worker died); the second finishes the experiment.
-    fake.write_text("#!/bin/sh\n"
-                    f'echo "$@" >> {calls}\n'
-                    'if [ "$1 $2 $3" = "exp run --run-all" ]; then\n'
-                    f'  if [ -f {tmp_path}/started ]; then touch {tmp_path}/finished; exit 0; fi\n'
-                    f'  touch {tmp_path}/started; exec {sys.executable} -c "import time; time.sleep(600)"\n'
-                    "fi\n")
-    fake.chmod(0o755)
+    hang = f'exec {sys.executable} -c "import time; time.sleep(600)"\n'
+    fake, calls = _fake_dvc(tmp_path, f"  if [ -f {tmp_path}/started ]; then touch {tmp_path}/finished; exit 0; fi\n"
+                                      f"  touch {tmp_path}/started; {hang}")
     _stub_run_all(monkeypatch, tmp_path, {"s0": {"align.sources": ["human"], "base.seed": 0}},
                   exp_ref=lambda n: "refs/exps/x" if (tmp_path / "finished").exists() else None,
                   summarise=lambda ref, run, o, d: {"run": run},
@@ -686,14 +688,8 @@ def test_the_study_stops_waiting_once_every_run_has_its_summary(tmp_path, monkey
     """A queue worker left idle after the last task keeps `dvc exp run --run-all` waiting for ever (seen with two
     workers): once every run's summary is written the study stops it and the idle workers, and ends."""
     monkeypatch.chdir(tmp_path)
-    fake = tmp_path / "dvc"
-    calls = tmp_path / "calls"
-    fake.write_text("#!/bin/sh\n"
-                    f'echo "$@" >> {calls}\n'
-                    'if [ "$1 $2 $3" = "exp run --run-all" ]; then\n'
-                    f'  touch {tmp_path}/finished; exec {sys.executable} -c "import time; time.sleep(600)"\n'
-                    "fi\n")
-    fake.chmod(0o755)
+    hang = f'exec {sys.executable} -c "import time; time.sleep(600)"\n'
+    fake, calls = _fake_dvc(tmp_path, f"  touch {tmp_path}/finished; {hang}")
     _stub_run_all(monkeypatch, tmp_path, {"s0": {"align.sources": ["human"], "base.seed": 0}},
                   summarise=lambda ref, run, o, d: {"run": run}, _queue_worker_gone=lambda: False,
                   exp_ref=lambda n: "refs/exps/x" if (tmp_path / "finished").exists() else None)
