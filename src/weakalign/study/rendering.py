@@ -311,22 +311,20 @@ def report(params: Params, params_file: Path, metrics: Path | None = None, md_ou
            plot_out: Path | None = None) -> dict:
     """Write the study's metrics, report (+ figure) and plot rows; default names carry the params file's label
     (metrics/study.json for ./params.yaml, metrics/study_tone.json for presets/tone.yaml)."""
-    label = runs_dir(params_file).name
+    label = runs_dir(params_file).name  # default, or the preset's stem
     suffix = "" if label == "default" else f"_{label}"
     # The README's block quotes the committed report: a report written elsewhere (--out) leaves it alone.
     readme = label == "default" and md_out is None
     metrics = metrics or Path(f"metrics/study{suffix}.json")
     md_out = md_out or Path(f"reports/study{suffix}.md")
     plot_out = plot_out or Path(f"plots/study{suffix}.json")
-    code, records = code_digest(), fingerprint.load()
+    code, records, runs = code_digest(), fingerprint.load(), runs_dir(params_file)
     summaries, missing, stale = {}, [], []
     for run, overrides in plan(params, file_overrides(params_file)).items():
-        path = runs_dir(params_file) / f"{run}.json"
-        if not path.is_file():
+        if not (runs / f"{run}.json").is_file():
             missing.append(run)
             continue
-        summary = current(runs_dir(params_file), run, run_digest(params_file, overrides, code), overrides, code,
-                           records)
+        summary = current(runs, run, run_digest(params_file, overrides, code), overrides, code, records)
         if summary is None:
             stale.append(run)
             continue
@@ -336,17 +334,17 @@ def report(params: Params, params_file: Path, metrics: Path | None = None, md_ou
     # whose ref still says it (while the experiment is kept).
     out["commits"] = sorted({c[:7] for c in map(commit_of, summaries.values()) if c})
     out["n_runs_missing"], out["n_runs_stale"] = len(missing), len(stale)
-    fig = md_out.with_suffix(".png")
-    if plot_rows(out):
+    fig, rows = md_out.with_suffix(".png"), plot_rows(out)
+    if rows:
         figure(out, fig)
     results, info = metrics_split(out)
     write_json(metrics, results)
     write_json(info_path(metrics), info)
-    write_json(plot_out, plot_rows(out))
+    write_json(plot_out, rows)
     with atomic_file(md_out) as f:
-        f.write(markdown(out, missing, stale, fig.name if plot_rows(out) else None,
+        f.write(markdown(out, missing, stale, fig.name if rows else None,
                          seed_table(summaries, out) if out["n_seeds"] else []))
-    figure_link = f"\n\n![gold reward against label accuracy, over seeds]({fig.as_posix()})" if plot_rows(out) else ""
+    figure_link = f"\n\n![gold reward against label accuracy, over seeds]({fig.as_posix()})" if rows else ""
     if readme and update_readme(Path("README.md"), readme_block(out, md_out.as_posix()) + figure_link):
         log.info("study: README.md's study block updated")
     log.info("study: %d seeds, %d missing, %d stale runs -> %s, %s", out["n_seeds"], len(missing), len(stale),
