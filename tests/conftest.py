@@ -23,6 +23,36 @@ def root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def shipped():
+    """`shipped({"train_weak": {"model": "base@layers=8"}})`: params.yaml (the one home of the defaults) with
+    nested changes on top, validated as a run would read it."""
+    from weakalign.params import load_params
+
+    return lambda changes=None: load_params(ROOT / "params.yaml", changes)
+
+
+@pytest.fixture(scope="session")
+def section():
+    """`section("judge", name="tone")`: a params section as params.yaml (the one home of the defaults) sets it,
+    with `changes` on top, validated: the schema itself holds no defaults."""
+    import yaml
+    from pydantic import BaseModel
+
+    from weakalign.params import Params
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+    def make(key: str, **changes):
+        cls, node = Params, raw
+        for part in key.split("."):
+            cls, node = cls.model_fields[part].annotation, node[part]
+        assert isinstance(cls, type) and issubclass(cls, BaseModel), key
+        return cls.model_validate({**node, **changes})
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory) -> Path:
     """A saved tiny-random model directory (about 10 MB), built once per test session."""
     from weakalign.models import TINY, load_model, load_tokenizer

@@ -2,10 +2,17 @@
 
 import math
 import random
+from pathlib import Path
 
 from weakalign.annotate import human_label, p_first
-from weakalign.params import Annotate
+from weakalign.params import Annotate, load_params
 from weakalign.schema import Pair
+
+ANNOTATE = load_params(Path(__file__).resolve().parents[1] / "params.yaml").annotate  # the shipped annotators
+
+
+def _annotate(**changes) -> Annotate:
+    return Annotate.model_validate({**ANNOTATE.model_dump(), **changes})
 
 
 def _pairs(n, seed=1):
@@ -19,7 +26,7 @@ def _pairs(n, seed=1):
 
 
 def test_agreement_matches_tau_within_sampling_error():
-    params = Annotate(tau=0.3)
+    params = _annotate(tau=0.3)
     pairs = _pairs(4000)
     expected = [max(p_first(p.gold_1, p.gold_2, 2, 2, params), 1 - p_first(p.gold_1, p.gold_2, 2, 2, params))
                 for p in pairs]
@@ -31,12 +38,12 @@ def test_agreement_matches_tau_within_sampling_error():
 
 def test_smaller_tau_means_less_noise():
     pairs = _pairs(2000)
-    acc = {t: sum(human_label(p, Annotate(tau=t), 0) == p.gold for p in pairs) / len(pairs) for t in (0.05, 1.0)}
+    acc = {t: sum(human_label(p, _annotate(tau=t), 0) == p.gold for p in pairs) / len(pairs) for t in (0.05, 1.0)}
     assert acc[0.05] > 0.9 > 0.7 > acc[1.0]
 
 
 def test_labels_are_seeded_and_independent_of_order():
-    params = Annotate()
+    params = _annotate()
     pairs = _pairs(200)
     a = {p.id: human_label(p, params, 0) for p in pairs}
     b = {p.id: human_label(p, params, 0) for p in reversed(pairs)}
@@ -45,6 +52,6 @@ def test_labels_are_seeded_and_independent_of_order():
 
 
 def test_length_bias_favours_longer_responses():
-    params = Annotate(tau=0.3, length_bias=1.0)
+    params = _annotate(tau=0.3, length_bias=1.0)
     assert p_first(0.0, 0.0, 60, 10, params) > 0.8
     assert p_first(0.0, 0.0, 10, 10, params) == 0.5

@@ -163,10 +163,11 @@ def test_calibration_sources_flip_exact_nested_shares_of_gold():
     assert source_metrics(pairs, feedback_labels(pairs, weak, "flipped", 0))["label_accuracy"] == 0.0
 
 
-def test_calibration_sources_in_params():
-    from weakalign.params import Params
+def test_calibration_sources_in_params(shipped):
+    def with_sources(sources):
+        return shipped({"align": {"sources": sources}})
 
-    assert Params.model_validate({"align": {"sources": ["flipped", "noisy_gold_5", "noisy_gold_99"]}})
+    assert with_sources(["flipped", "noisy_gold_5", "noisy_gold_99"])
     for bad in ("noisy_gold_0", "noisy_gold_100", "noisy_gold_x", "noisy_gold_05"):
         with pytest.raises(Exception, match="unknown feedback source"):
-            Params.model_validate({"align": {"sources": [bad]}})
+            with_sources([bad])

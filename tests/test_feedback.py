@@ -4,7 +4,7 @@ import pytest
 
 from weakalign import feedback
 from weakalign.compare import feedback_labels
-from weakalign.params import Align, Params
+from weakalign.params import Align
 from weakalign.schema import Pair, WeakLabel
 
 
@@ -14,7 +14,7 @@ def _pair(i, gold, human):
                 human=human)
 
 
-def test_every_registered_source_is_accepted_described_and_labels():
+def test_every_registered_source_is_accepted_described_and_labels(shipped):
     pairs = [_pair(0, 1, 1), _pair(1, 2, 1), _pair(2, 0, 2)]
     weak = {f"x{i}": WeakLabel(pair_id=f"x{i}", reward_1=m, reward_2=0.0, margin=m, label=1 if m > 0 else 2)
             for i, m in enumerate((0.9, -0.2, 0.5))}
@@ -26,7 +26,7 @@ def test_every_registered_source_is_accepted_described_and_labels():
                 "rm": [("x0", 2), ("x1", 2), ("x2", 1)], "judge": [("x0", 1), ("x2", 2)]}
     names = list(feedback.REGISTRY)
     on = {"align": {"sources": names}, "label_rm": {"enabled": True}, "label_judge": {"enabled": True}}
-    assert Params.model_validate(on).align.sources == names
+    assert shipped(on).align.sources == names
     described = Align.model_fields["sources"].description
     for name in [*names, "noisy_gold_NN"]:
         assert f"`{name}`" in described
@@ -50,11 +50,11 @@ def test_calibration_arms_carry_their_accuracy():
 
 
 @pytest.mark.parametrize("name", ["noisy_gold_0", "noisy_gold_100", "noisy_gold_05", "Human", "weak@dl_16", ""])
-def test_unknown_names_fail_naming_the_valid_ones(name):
+def test_unknown_names_fail_naming_the_valid_ones(name, shipped):
     with pytest.raises(ValueError, match="unknown feedback source .*human, weak, gold"):
         feedback.get(name)
     with pytest.raises(ValueError, match="align.sources"):
-        Params.model_validate({"align": {"sources": [name]}})
+        shipped({"align": {"sources": [name]}})
 
 
 def test_the_report_and_the_study_order_sources_from_the_registry():

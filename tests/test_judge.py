@@ -1,39 +1,47 @@
 """The sandbox gold judges (vader, tone): sentiment, and the penalties that make them hard to game."""
 
 from weakalign.judge import ToneJudge, VaderJudge, make_judge
-from weakalign.params import Judge
+from pathlib import Path
+
+from weakalign.params import Judge, load_params
+
+JUDGE = load_params(Path(__file__).resolve().parents[1] / "params.yaml").judge  # the shipped judge (params.yaml holds the defaults)
+
+
+def _judge(**changes) -> Judge:
+    return Judge.model_validate({**JUDGE.model_dump(), **changes})
 
 PROMPT = 'Continue this review in one or two sentences: "I went in with high hopes for the film, and"'
 
 
 def test_positive_beats_negative():
-    j = VaderJudge()
+    j = VaderJudge(JUDGE)
     good = j.score_one(PROMPT, "It was a wonderful, moving story and I loved every minute of it.")
     bad = j.score_one(PROMPT, "It was a boring, awful mess and I hated every minute of it.")
     assert good > 0.5 > -0.5 > bad
 
 
 def test_repetition_is_penalised():
-    j = VaderJudge()
+    j = VaderJudge(JUDGE)
     honest = j.score_one(PROMPT, "The cast is great and the ending is lovely.")
     gamed = j.score_one(PROMPT, "great great great great great great great great great great")
     assert gamed < honest
 
 
 def test_copying_the_prompt_is_penalised():
-    j = VaderJudge()
+    j = VaderJudge(JUDGE)
     copied = j.score_one(PROMPT, "I went in with high hopes for the film, and I went in with high hopes")
     assert copied < j.score_one(PROMPT, "The film rewarded every hope I had, a joyful surprise.")
 
 
 def test_short_and_empty_responses_get_the_floor():
-    j = VaderJudge(Judge(short_score=-1.0, min_words=4))
+    j = VaderJudge(JUDGE.model_copy(update={"short_score": -1.0, "min_words": 4}))
     assert j.score_one(PROMPT, "") == -1.0
     assert j.score_one(PROMPT, "Great!") == -1.0
 
 
 def test_batch_interface_matches_single():
-    j = make_judge(Judge())
+    j = make_judge(JUDGE)
     responses = ["Lovely.", "It is a charming, clever film with a big heart.", "Dull and far too long, sadly."]
     assert j.score([PROMPT] * 3, responses) == [j.score_one(PROMPT, r) for r in responses]
 
@@ -82,7 +90,7 @@ def test_reward_model_scores_the_last_real_token_whatever_the_batch(rm_dir, chat
     """Right padding with a dedicated pad token: each score is the score head on the text's last token, as when it
     is scored alone and unpadded, also for a text that ends in the EOS token, and does not change with the batch
     size (texts of different lengths padded together)."""
-    judge = RewardModelJudge.from_params(Judge(name="reward_model", model=rm_dir, batch_size=1))
+    judge = RewardModelJudge.from_params(_judge(name="reward_model", model=rm_dir, batch_size=1))
     if not chat:
         judge.tok.chat_template = None  # the text-pair form of reward models without a chat template
     assert judge.tok.pad_token_id != judge.tok.eos_token_id and judge.tok.padding_side == "right"
@@ -96,12 +104,12 @@ def test_reward_model_scores_the_last_real_token_whatever_the_batch(rm_dir, chat
 
 
 def test_reward_model_judge_through_make_judge_and_its_params(rm_dir):
-    judge = make_judge(Judge(name="reward_model", model=rm_dir))
+    judge = make_judge(_judge(name="reward_model", model=rm_dir))
     assert judge.name == f"reward_model:{rm_dir}"
     with pytest.raises(ValueError, match="needs the reward model"):
-        Judge(name="reward_model")
+        _judge(name="reward_model")
     with pytest.raises(ValueError, match="only judge.name 'reward_model' takes a model"):
-        Judge(name="vader", model=rm_dir)
+        _judge(name="vader", model=rm_dir)
 
 
 # --- tone gold judge: "better" depends on the prompt ---------------------------------------------------------------
@@ -120,7 +128,7 @@ def _mean(xs):
 
 
 def test_tone_judge_rewards_the_requested_tone_in_both_directions():
-    j = make_judge(Judge(name="tone"))
+    j = make_judge(_judge(name="tone"))
     assert isinstance(j, ToneJudge) and j.name == "tone"
     assert j.score_one(ASK_POS, POS) > 0.3 > -0.3 > j.score_one(ASK_POS, NEG)
     assert j.score_one(ASK_NEG, NEG) > 0.3 > -0.3 > j.score_one(ASK_NEG, POS)
@@ -129,7 +137,7 @@ def test_tone_judge_rewards_the_requested_tone_in_both_directions():
 def test_a_prompt_independent_shift_in_tone_does_not_raise_the_tone_score():
     """On a balanced set, what raises VADER's mean (more positive words everywhere) does not raise the tone judge's:
     only following each prompt's request does."""
-    tone, vader = ToneJudge(), VaderJudge()
+    tone, vader = ToneJudge(JUDGE), VaderJudge(JUDGE)
     prompts = [r["prompt"] for r in make_tone_prompts(60, seed=0)]
     for same in (POS, NEG, "hope you have a wonderful and amazing day"):  # one response to every prompt: net 0
         assert abs(_mean(tone.score(prompts, [same] * len(prompts)))) < 1e-9
@@ -141,7 +149,7 @@ def test_a_prompt_independent_shift_in_tone_does_not_raise_the_tone_score():
 
 
 def test_tone_judge_keeps_vaders_penalties():
-    tone, vader = ToneJudge(), VaderJudge()
+    tone, vader = ToneJudge(JUDGE), VaderJudge(JUDGE)
     compound = vader._vader.polarity_scores
     gamed = {"repeat": ("great great great great great great great great", POS),
              "copy": (f"{OPENING} the robot vacuum was a letdown", NEG)}
@@ -151,13 +159,13 @@ def test_tone_judge_keeps_vaders_penalties():
             penalty = compound(bad)["compound"] - vader.score_one(prompt, bad)
             assert penalty > 0.3, name
             assert tone.score_one(prompt, bad) == pytest.approx(sign * compound(bad)["compound"] - penalty, abs=1e-5)
-        assert tone.score_one(prompt, "") == tone.score_one(prompt, "Great!") == Judge().short_score
+        assert tone.score_one(prompt, "") == tone.score_one(prompt, "Great!") == JUDGE.short_score
     assert tone.score_one(ASK_NEG, gamed["copy"][0]) < tone.score_one(ASK_NEG, NEG)
     assert tone.score_one(ASK_POS, gamed["repeat"][0]) < tone.score_one(ASK_POS, POS)
 
 
 def test_tone_judge_refuses_a_prompt_without_a_request():
     with pytest.raises(ValueError, match="Continue this review in one or two sentences"):
-        ToneJudge().score_one(PROMPT, POS)  # a vader-task prompt: no requested tone
+        ToneJudge(JUDGE).score_one(PROMPT, POS)  # a vader-task prompt: no requested tone
     with pytest.raises(ValueError, match="requested tone"):
-        ToneJudge().score([PROMPT], [""])  # even where the response alone would get short_score
+        ToneJudge(JUDGE).score([PROMPT], [""])  # even where the response alone would get short_score

@@ -49,7 +49,7 @@ def test_presets_hold_only_what_differs_from_what_they_extend(root):
     """Each default has one home, params.yaml: a preset names the file it extends and sets only keys whose value
     differs there (a key set to the value it already has would be a second copy of a default), in at most 40
     lines. Merging follows the schema: sections merge key by key, values (lists, free maps) are replaced whole."""
-    from weakalign.params import EXTENDS, _merge
+    from weakalign.params import EXTENDS, merge
 
     def leaves(d, prefix=""):
         for k, v in d.items():
@@ -68,7 +68,7 @@ def test_presets_hold_only_what_differs_from_what_they_extend(root):
         raw = read_yaml(path)
         assert len(path.read_text().splitlines()) <= 40, name
         parent = compose(path.parent / raw.pop(EXTENDS))
-        assert compose(path) == _merge(Params, parent, raw)
+        assert compose(path) == merge(Params, parent, raw)
         for key, value in leaves(raw):
             assert at(parent, key) != value, f"presets/{name}: {key} is already {value!r} where it extends"
 
@@ -204,22 +204,26 @@ def test_each_stage_script_has_a_main_and_a_command_line_in_its_docstring(root):
         assert f"python stages/{name}.py" in code.split('"""')[1]
 
 
-def test_top_level_metrics_name_result_files_not_folders_of_bookkeeping(root):
-    """dvc.yaml's top-level `metrics:` lists files: a folder there (as `metrics/align` once was) makes
-    `dvc metrics show` read every file in it, the stages' `.info.json` bookkeeping and its .gitignore included, so
-    timings showed as results and a checkout without the DVC cache failed to load them. Each `align@` stage
-    declares its own `metrics/align/<source>.json`."""
+def test_metrics_are_declared_by_their_stages_and_name_result_files(root):
+    """Each stage declares the results file it writes (stage-level `metrics:`, `cache: false`: DVC keeps such a
+    stage in its run cache, where the same file as a plain uncached out would not). No top-level list repeats them
+    (one home), and metrics/study.json, which `make study` writes and no stage does, is not declared: the committed
+    study once made a tiny run's `dvc metrics show` 13,249 columns wide. A folder declared as metrics (as
+    `metrics/align` once was) made DVC read the `.info.json` bookkeeping as results; each `align@` stage declares
+    its own `metrics/align/<source>.json`."""
     dvc = yaml.safe_load((root / "dvc.yaml").read_text())
-    for entry in dvc["metrics"]:
+    assert "metrics" not in dvc
+    declared = [next(iter(m)) for s in dvc["stages"].values() for m in (s.get("do", s).get("metrics") or [])]
+    assert len(declared) == 12 and not any("study" in m for m in declared)
+    for entry in declared:
         assert entry.endswith(".json") and not entry.endswith(".info.json"), f"dvc.yaml metrics: {entry}"
     assert dvc["stages"]["align"]["do"]["metrics"] == [{"${paths.metrics}/align/${item}.json": {"cache": False}}]
 
 
-def test_weak_model_reference():
-    from weakalign.params import TrainWeak
-
-    assert TrainWeak().model_ref("models/base") == "models/base"
-    assert TrainWeak(model="facebook/opt-125m").model_ref("models/base") == "facebook/opt-125m"
+def test_weak_model_reference(section):
+    assert section("train_weak", model="base").model_ref("models/base") == "models/base"
+    assert section("train_weak", model="base@layers=8").model_ref("models/base") == "models/base@layers=8"
+    assert section("train_weak", model="facebook/opt-125m").model_ref("models/base") == "facebook/opt-125m"
 
 
 def test_no_params_key_can_hold_a_credential():
@@ -240,12 +244,10 @@ def test_no_params_key_can_hold_a_credential():
     assert not suspicious
 
 
-def test_labeled_fraction_sizes_d_l():
-    from weakalign.params import Split
-
-    assert Split(n_labeled=None, labeled_fraction=0.125).labeled_size(240) == 30
-    assert Split(n_labeled=None, labeled_fraction=0.001).labeled_size(240) == 1  # never an empty D_l
-    assert Split(n_labeled=64).labeled_size(240) == 64
+def test_labeled_fraction_sizes_d_l(section):
+    assert section("split", n_labeled=None, labeled_fraction=0.125).labeled_size(240) == 30
+    assert section("split", n_labeled=None, labeled_fraction=0.001).labeled_size(240) == 1  # never an empty D_l
+    assert section("split", n_labeled=64, labeled_fraction=None).labeled_size(240) == 64
 
 
 @pytest.mark.parametrize("judge", ["vader", "tone"])
@@ -385,22 +387,32 @@ def test_shipped_trl_sections_build_trls_classes(path, tmp_path):
         ModelConfig(**lora.values())
 
 
-def test_the_schema_defaults_are_the_embedded_default(root):
-    """params.py's defaults of the project's own sections are params.yaml's values (the embedded default), so a
-    section left out means what the shipped default means; TRL sections default to TRL's own."""
+def test_the_defaults_have_one_home_params_yaml(root, tmp_path):
+    """The schema of the project's own sections holds types and checks, no default: params.yaml is the one home of
+    the defaults (TRL sections keep TRL's own, their home). So every such key is required, params.yaml holds each,
+    and a file that leaves one out fails naming it, while a preset takes it from params.yaml with `extends`."""
     from weakalign.trl_config import TRLSection
 
     def walk(cls, node, prefix=""):
         for name, f in cls.model_fields.items():
             ann = f.annotation
             if isinstance(ann, type) and issubclass(ann, TRLSection):
+                assert name in node, prefix + name  # the section itself is in the file; its fields default to TRL
                 continue
+            yield prefix + name, f.is_required(), name in node
             if isinstance(ann, type) and issubclass(ann, BaseModel):
                 yield from walk(ann, node[name], prefix + name + ".")
-            elif prefix not in ("", "paths.") and node[name] != f.get_default(call_default_factory=True):
-                yield prefix + name
 
-    assert not list(walk(Params, _raw(root)))
+    keys = list(walk(Params, _raw(root)))
+    assert len(keys) > 80
+    assert [k for k, required, _ in keys if not required] == []
+    assert [k for k, _, there in keys if not there] == []
+    raw = _raw(root)
+    del raw["compare"]["margin_bins"]
+    with pytest.raises(ParamsError, match=r"(?m)^  compare\.margin_bins: missing: every key's default is in params\.yaml"):
+        parse_params(raw, "f.yaml")
+    (tmp_path / "p.yaml").write_text("extends: " + str(root / "params.yaml") + "\ncompare: {margin_bins: 3}\n")
+    assert load_params(tmp_path / "p.yaml").compare.margin_bins == 3
 
 
 def _params_reads(tree: ast.AST, name: str) -> set[str]:
@@ -462,10 +474,10 @@ def test_every_params_key_a_stage_reads_is_in_its_dvc_params(root):
 
 
 def test_styles_default_is_the_sandboxs_and_unused_with_real_data(root):
-    """The default pool is styled (the pilot's design); with real data the key is unused, set or not, so the
-    default params.yaml with its data source switched to real data validates (no stage reads a pool never drawn)."""
+    """The default pool is styled (the pilot's design); with real data the key is unused, whatever it holds, so
+    the default params.yaml with its data source switched to real data validates (no stage reads a pool never
+    drawn)."""
     raw = compose(root / "presets/hh-local.yaml")
-    raw["generate_pairs"].pop("styles", None)
     assert parse_params(raw).generate_pairs.styles == []
     raw["generate_pairs"]["styles"] = ["", "Be brief."]
     assert parse_params(raw).generate_pairs.styles == []

@@ -17,7 +17,7 @@ from weakalign import dpo, sft
 from weakalign.models import (TINY, attach_adapter, is_adapter, load_model, load_tokenizer, n_params, parse_layers,
                               prune_layers, reward_model_from_lm)
 from weakalign.saved_models import save_model
-from weakalign.params import DPO, Lora, ParamsError, SFTFields, parse_params
+from weakalign.params import DPO, Lora, ParamsError, SFTFields
 from weakalign.rewards import implicit_rewards
 
 PRUNED = f"{TINY}@layers=1"  # tiny-random has 2 decoder layers
@@ -198,15 +198,15 @@ def test_a_reward_model_can_start_from_a_pruned_model(pruned):
 
 @pytest.mark.parametrize("ref", ["embedded:smollm2@layers=8", "base@layers=8", "tiny-random@layers=1",
                                  "models/other@layers=3"])
-def test_params_accept_a_pruned_weak_model(ref):
-    assert parse_params({"train_weak": {"model": ref}}).train_weak.model == ref
+def test_params_accept_a_pruned_weak_model(ref, shipped):
+    assert shipped({"train_weak": {"model": ref}}).train_weak.model == ref
 
 
 @pytest.mark.parametrize("ref", ["embedded:smollm2@layers=0", "embedded:smollm2@layers=x",
                                  "embedded:smollm2@layerz=3", "base@layers=", "@layers=8"])
-def test_params_reject_a_malformed_suffix_naming_the_key(ref):
+def test_params_reject_a_malformed_suffix_naming_the_key(ref, shipped):
     with pytest.raises(ParamsError, match=r"train_weak\.model: ") as e:
-        parse_params({"train_weak": {"model": ref}})
+        shipped({"train_weak": {"model": ref}})
     assert repr(ref) in str(e.value)
 
 
@@ -214,15 +214,15 @@ def test_params_reject_a_malformed_suffix_naming_the_key(ref):
     (False, "models/base@layers=8"),  # the saved base, cut when it loads
     (True, "models/sft/weak"),  # the sft stage fine-tunes the pruned base as the weak LLM's own starting point
 ])
-def test_base_at_layers_is_the_base_models_output_pruned(sft_enabled, weak_start):
-    params = parse_params({"sft": {"enabled": sft_enabled}, "train_weak": {"model": "base@layers=8"}})
+def test_base_at_layers_is_the_base_models_output_pruned(sft_enabled, weak_start, shipped):
+    params = shipped({"sft": {"enabled": sft_enabled}, "train_weak": {"model": "base@layers=8"}})
     assert params.train_weak.model_ref("models/base") == "models/base@layers=8"
     assert params.weak_start("models/base", "models/sft/target", "models/sft/weak") == weak_start
     assert parse_layers(params.train_weak.model_ref("models/base")) == ("models/base", 8)
 
 
-def test_base_at_layers_loads_the_saved_base_pruned(tiny_dir):
+def test_base_at_layers_loads_the_saved_base_pruned(tiny_dir, shipped):
     """What train_weak and label_weak load for `train_weak.model: base@layers=1` when the base is tiny-random."""
-    ref = parse_params({"train_weak": {"model": "base@layers=1"}}).train_weak.model_ref(str(tiny_dir))
+    ref = shipped({"train_weak": {"model": "base@layers=1"}}).train_weak.model_ref(str(tiny_dir))
     assert load_model(ref).config.num_hidden_layers == 1
     assert load_tokenizer(ref).get_vocab() == load_tokenizer(tiny_dir).get_vocab()

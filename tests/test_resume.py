@@ -11,7 +11,7 @@ import pytest
 from weakalign import resume
 from weakalign.generation import sample
 from weakalign.models import load_model, load_tokenizer
-from weakalign.params import DPO, Generation
+from weakalign.params import DPO
 from weakalign.rewards import implicit_rewards
 
 
@@ -119,9 +119,9 @@ def test_labeling_resumes_to_the_same_rewards(tiny_dir, tmp_path, kill_after):
     assert implicit_rewards(policy, ref, tok, TRIPLES, cfg, 3, partial=partial) == whole
 
 
-def test_sampling_resumes_to_the_same_texts(tiny_dir, tmp_path, kill_after):
+def test_sampling_resumes_to_the_same_texts(tiny_dir, tmp_path, kill_after, section):
     tok, model = load_tokenizer(tiny_dir), load_model(tiny_dir)
-    gen = Generation(max_new_tokens=6, batch_size=3)
+    gen = section("evaluate", max_new_tokens=6, batch_size=3)
     prompts = [p for p, _, _ in TRIPLES]
     whole = sample(model, tok, prompts, gen, seed=5, n_samples=2)
     kill_after(3)

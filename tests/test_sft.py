@@ -13,7 +13,7 @@ from weakalign import sft
 from weakalign.io import read_metrics
 from weakalign.models import is_adapter, load_model, load_tokenizer
 from weakalign.saved_models import save_model
-from weakalign.params import Lora, SFTFields, parse_params
+from weakalign.params import Lora, SFTFields
 
 PAIRS = [(f"Describe item {i}.", f"Item {i} is great, I love it.") for i in range(8)]
 
@@ -84,14 +84,15 @@ def test_lora_sft_saves_an_adapter_that_loads_merged(tiny_dir, tmp_path):
     (True, "base", "models/sft/target", "models/sft/target"),  # one SFT serves both
     (True, "tiny-random", "models/sft/target", "models/sft/weak"),
 ])
-def test_later_stages_start_from_the_sft_models_only_when_enabled(enabled, weak, target_start, weak_start):
-    params = parse_params({"sft": {"enabled": enabled}, "train_weak": {"model": weak}})
+def test_later_stages_start_from_the_sft_models_only_when_enabled(enabled, weak, target_start, weak_start,
+                                                                  shipped):
+    params = shipped({"sft": {"enabled": enabled}, "train_weak": {"model": weak}})
     assert params.target_start("models/base", "models/sft/target") == target_start
     assert params.weak_start("models/base", "models/sft/target", "models/sft/weak") == weak_start
 
 
 def test_switched_off_the_stage_writes_notes_and_null_metrics_in_seconds(root, tmp_path):
-    (tmp_path / "params.yaml").write_text("{}\n")
+    (tmp_path / "params.yaml").write_text((root / "params.yaml").read_text())  # sft.enabled: false, as shipped
     out = subprocess.run(
         [sys.executable, str(root / "stages/sft.py"), "--base", "nowhere", "--labeled", "nowhere.jsonl",
          "--target-out", "t", "--weak-out", "w", "--metrics", "m.json", "--live", "live", "--checkpoints", "ck"],

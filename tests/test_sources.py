@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from weakalign.io import DataError
-from weakalign.params import Data as DataSource
+from weakalign.params import Data, load_params
 from weakalign.schema import DROP_REASONS
 from weakalign.sources import detect, load_pairs, read_hh
 
@@ -21,6 +21,12 @@ HH_FILE = HH_DIR / "harmless-base" / "train.jsonl"
 SFF_DIR = FIXTURES / "summarize_from_feedback"
 # Real data beside the repository (../shared/data, see its README); never copied into it.
 SHARED_HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf" / "harmless-base-test-part1.jsonl.gz"
+# The shipped `data` section (params.yaml holds the defaults; the schema none), under each test's changes.
+DATA = load_params(Path(__file__).resolve().parents[1] / "params.yaml").data.model_dump()
+
+
+def DataSource(**changes) -> Data:  # noqa: N802 - reads as the section it builds
+    return Data.model_validate({**DATA, **changes})
 
 
 @pytest.fixture(autouse=True)
@@ -281,9 +287,9 @@ def test_config_errors_name_the_key(cfg, message):
 def test_config_defaults_and_a_dump_round_trip():
     assert DataSource().source == "sandbox"
     cfg = DataSource(source="hf", name="Anthropic/hh-rlhf", data_dir="harmless-base", split="test[:100]")
-    assert DataSource.model_validate(cfg.model_dump()) == cfg
-    assert DataSource.model_validate(DataSource().model_dump()) == DataSource()  # defaults pass the sandbox check
-    assert all(f.description for f in DataSource.model_fields.values())  # every key is documented
+    assert Data.model_validate(cfg.model_dump()) == cfg
+    assert Data.model_validate(DataSource().model_dump()) == DataSource()  # defaults pass the sandbox check
+    assert all(f.description for f in Data.model_fields.values())  # every key is documented
 
 
 # --- the real HH-RLHF sample (../shared/data) ------------------------------------------------------------------

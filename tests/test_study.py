@@ -10,13 +10,15 @@ import pytest
 
 from weakalign.fingerprint import code_digest, machine
 from weakalign.study import analysis, planning, plots, rendering, running
-from weakalign.params import Params
+from weakalign.params import load_params
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _params(split=None, **study_params):
-    return Params.model_validate({"study": {"seeds": [0, 1, 2], "sources": ["gold", "human", "weak", "random",
-                                                                             "flipped", "noisy_gold_20"],
-                                            "teachers": {}, **study_params}, **({"split": split} if split else {})})
+    changes = {"study": {"seeds": [0, 1, 2], "sources": ["gold", "human", "weak", "random", "flipped", "noisy_gold_20"],
+                         "teachers": {}, **study_params}, **({"split": split} if split else {})}
+    return load_params(ROOT / "params.yaml", changes)
 
 
 def _summary(seed, base, golds, accs, run=None, digest="d", kls=None):
@@ -210,7 +212,7 @@ def test_random_labels_never_pass_as_equivalent_to_human():
 
 def test_the_equivalence_margin_fraction_lies_in_0_to_1():
     assert _params(equivalence_margin_fraction=1).study.equivalence_margin_fraction == 1.0
-    assert Params().study.equivalence_margin_fraction == 0.5
+    assert load_params(ROOT / "params.yaml").study.equivalence_margin_fraction == 0.5
     for bad in (0, -0.1, 1.01, float("nan")):
         with pytest.raises(Exception, match="equivalence_margin_fraction"):
             _params(equivalence_margin_fraction=bad)
@@ -256,7 +258,7 @@ def test_data_hashes_come_from_the_experiments_dvc_lock(monkeypatch):
 def test_report_reads_only_current_summaries_and_writes_its_files(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text("study:\n  seeds: [0, 1]\n  sources: [human, weak, random]\n  teachers: {}\n")
-    p = Params.model_validate({"study": {"seeds": [0, 1], "sources": ["human", "weak", "random"], "teachers": {}}})
+    p = _params(seeds=[0, 1], sources=["human", "weak", "random"])
     (tmp_path / "src/weakalign").mkdir(parents=True)
     (tmp_path / "stages").mkdir()
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
@@ -292,7 +294,7 @@ def test_a_preset_study_sets_what_the_preset_changes(tmp_path, monkeypatch):
     assert planning.file_overrides(preset) == {"judge.name": "tone", "data.path": "b.jsonl"}
     assert planning.file_overrides(tmp_path / "params.yaml") == {}
     assert planning.runs_dir(preset) == planning.RUNS / "tone"
-    p = Params.model_validate({"study": {"seeds": [0], "sources": ["human", "weak"]}})
+    p = _params(seeds=[0], sources=["human", "weak"])
     assert planning.plan(p, planning.file_overrides(preset))["s0"]["judge.name"] == "tone"
 
 
@@ -678,7 +680,7 @@ def test_every_planned_run_is_checked_before_anything_is_queued(tmp_path, monkey
     """check_runs validates each run's params as the run would see them: a typo in a study override fails naming
     the run and the key, before DVC queues anything."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text("split: {n_labeled: 8}\n")
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     planning.check_runs({"s0": {"base.seed": 0, "align.sources": ["human"]}})  # valid: no error
     with pytest.raises(ValueError, match=r"(?s)study run s1.*split\.n_labled: unknown key"):
         planning.check_runs({"s1": {"base.seed": 1, "split.n_labled": 8}})

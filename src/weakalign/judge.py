@@ -42,7 +42,7 @@ class VaderJudge:
 
     name = "vader"
 
-    def __init__(self, params: JudgeParams = JudgeParams()):
+    def __init__(self, params: JudgeParams):
         from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
         self.p = params

@@ -1,4 +1,7 @@
-"""The params schema: every key of params.yaml, its type, default and meaning, validated before any heavy work.
+"""The params schema: every key of params.yaml, its type, checks and meaning, validated before any heavy work.
+
+The defaults have one home, params.yaml: the schema holds no second copy, so every key must be in the file a run
+reads (a preset takes the rest from params.yaml with `extends:`; a key left out fails naming it).
 
 Top-level keys are the stage names, plus `base` (seed and model shared by all stages) and `paths` (every file the
 pipeline reads or writes, referenced from dvc.yaml as `${paths.x}` and handed to the stages as arguments).
@@ -32,30 +35,30 @@ from .trl_config import TRLSection, hint
 __all__ = ["DPO", "EXTENDS", "SFT", "Align", "Annotate", "Base", "Compare", "Data", "Evaluate", "Generation",
            "GeneratePairs", "Holdout", "Judge", "LabelJudge", "LabelRM", "LabelWeak", "Lora", "Params",
            "ParamsError", "Paths", "Report", "Reward", "SFTFields", "Split", "Study", "TrainWeak", "compose",
-           "load_params", "parse_params", "read_yaml"]
+           "load_params", "merge", "parse_params", "read_yaml"]
 
 
 class Params(_Section):
     """Every section. `check_here()` adds what depends on this machine rather than on the file."""
 
-    base: Base = Base()
-    data: Data = Data()
-    paths: Paths = Paths()
-    holdout: Holdout = Holdout()
-    generate_pairs: GeneratePairs = GeneratePairs()
-    judge: Judge = Judge()
-    annotate: Annotate = Annotate()
-    split: Split = Split()
-    sft: SFT = SFT()
-    train_weak: TrainWeak = TrainWeak()
-    label_weak: LabelWeak = LabelWeak()
-    label_rm: LabelRM = LabelRM()
-    label_judge: LabelJudge = LabelJudge()
-    compare: Compare = Compare()
-    align: Align = Align()
-    evaluate: Evaluate = Evaluate()
-    report: Report = Report()
-    study: Study = Study()
+    base: Base
+    data: Data
+    paths: Paths
+    holdout: Holdout
+    generate_pairs: GeneratePairs
+    judge: Judge
+    annotate: Annotate
+    split: Split
+    sft: SFT
+    train_weak: TrainWeak
+    label_weak: LabelWeak
+    label_rm: LabelRM
+    label_judge: LabelJudge
+    compare: Compare
+    align: Align
+    evaluate: Evaluate
+    report: Report
+    study: Study
 
     def check_here(self, source: str = "params") -> None:
         """What a valid file can still not do on this machine, said before any stage loads a model: offline
@@ -151,9 +154,11 @@ def parse_params(raw: Any, source: str = "params") -> Params:
                 lines.append(f"  {err['msg'].removeprefix('Value error, ')}")
                 continue
             key = ".".join(str(x) for x in err["loc"])
-            msg = "unknown key" + _hint(err["loc"]) if err["type"] == "extra_forbidden" else err["msg"]
+            msg = ("unknown key" + _hint(err["loc"]) if err["type"] == "extra_forbidden" else
+                   f"missing: every key's default is in params.yaml (a preset takes them with `{EXTENDS}: "
+                   "../params.yaml`)" if err["type"] == "missing" else err["msg"])
             # a section-wide check's input is the whole section: its message names the key, the dump would bury it
-            no_input = err["type"] == "extra_forbidden" or isinstance(err["input"], dict)
+            no_input = err["type"] in ("extra_forbidden", "missing") or isinstance(err["input"], dict)
             lines.append(f"  {key}: {msg}" + ("" if no_input else f" (got {err['input']!r})"))
         raise ParamsError(f"{source}: invalid params\n" + "\n".join(lines)) from None
 
@@ -163,7 +168,7 @@ def parse_params(raw: Any, source: str = "params") -> Params:
 EXTENDS = "extends"
 
 
-def _merge(model: type[BaseModel] | None, base: Any, over: Any) -> Any:
+def merge(model: type[BaseModel] | None, base: Any, over: Any) -> Any:
     """`over` onto `base` as the schema nests them: a section (a pydantic model: `align`, `align.dpo`) merges key
     by key; any other value (a number, a list, a free mapping such as `study.teachers`) is replaced whole."""
     if model is None or not isinstance(base, dict) or not isinstance(over, dict):
@@ -173,13 +178,13 @@ def _merge(model: type[BaseModel] | None, base: Any, over: Any) -> Any:
         field = model.model_fields.get(key)
         sub = field.annotation if field is not None else None
         sub = sub if isinstance(sub, type) and issubclass(sub, BaseModel) else None
-        out[key] = _merge(sub, base[key], value) if key in base else value
+        out[key] = merge(sub, base[key], value) if key in base else value
     return out
 
 
 def compose(path: str | Path) -> dict:
     """A params file as a whole: the file itself, or, when it says `extends: <file>`, that file (composed in turn)
-    with this one's keys merged onto it (`_merge`). ParamsError naming the file for a bad or circular `extends`."""
+    with this one's keys merged onto it (`merge`). ParamsError naming the file for a bad or circular `extends`."""
     path, seen = Path(path), []
     layers = []
     while True:
@@ -195,12 +200,13 @@ def compose(path: str | Path) -> dict:
         layers.append(raw)
         path = path.parent / parent
     for layer in reversed(layers):
-        raw = _merge(Params, raw, layer)
+        raw = merge(Params, raw, layer)
     return raw
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    return parse_params(compose(path), str(path))
+def load_params(path: str | Path = "params.yaml", changes: dict | None = None) -> Params:
+    """A params file, composed (`extends`), with `changes` (nested sections, as in a preset) merged on top."""
+    return parse_params(merge(Params, compose(path), changes or {}), str(path))
 
 
 def main(argv: list[str] | None = None) -> int:

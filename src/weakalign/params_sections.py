@@ -74,21 +74,20 @@ ModelRef = Annotated[str, AfterValidator(_check_model_ref)]
 
 
 class Base(_Section):
-    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed for every random choice: sampling, annotators, "
+    seed: int = Field(ge=0, le=2**32 - 1, description="Seed for every random choice: sampling, annotators, "
                       "splits, training. From 0 to 2**32 - 1, what NumPy's seeding (through transformers' "
                       "set_seed) accepts.")
     model: ModelRef = Field(
-        "embedded:smollm2",
         description="Starting policy of the target (and, by default, of the weak teacher): `embedded:smollm2`, "
         "`tiny-random`, a local model directory or a Hugging Face Hub id. `base_model` writes it to "
         "`paths.base_model`.",
     )
-    trust_remote_code: bool = Field(False, description="Allow models that ship Python code. Off unless you trust it.")
-    num_processes: int = Field(1, ge=1, description="Processes per training stage (sft, train_weak, label_rm, "
+    trust_remote_code: bool = Field(description="Allow models that ship Python code. Off unless you trust it.")
+    num_processes: int = Field(ge=1, description="Processes per training stage (sft, train_weak, label_rm, "
                                "align): above 1 the stage relaunches itself under `accelerate launch` (DDP; one "
                                "process per GPU, or gloo on CPU). Batch sizes are per process: the effective batch "
                                "grows with it.")
-    accelerate_config: str | None = Field(None, description="An `accelerate config` YAML file for those launches, "
+    accelerate_config: str | None = Field(description="An `accelerate config` YAML file for those launches, "
                                           "e.g. `presets/accelerate/deepspeed-zero2.yaml`; null: plain DDP.")
 
     @field_validator("accelerate_config")
@@ -103,31 +102,31 @@ class Paths(_Section):
     """Every path of the pipeline. dvc.yaml names them in deps and outs as ${paths.x}; each stage resolves its
     arguments from them (the templates of its docstring command, weakalign.cli), never through a shell."""
 
-    source_pairs: OutputPath = "data/source/pairs.jsonl"  # ingest: a jsonl/hf source's pairs (empty for the sandbox)
-    prompts_all: OutputPath = "data/prompts/all.jsonl"  # ingest: every prompt, before the holdout
-    prompts_train: OutputPath = "data/prompts/train.jsonl"
-    prompts_test: OutputPath = "data/prompts/test.jsonl"
-    base_model: OutputPath = "models/base"
-    pairs: OutputPath = "data/pairs.jsonl"
-    annotated: OutputPath = "data/annotated.jsonl"
-    labeled: OutputPath = "data/split/labeled.jsonl"
-    unlabeled: OutputPath = "data/split/unlabeled.jsonl"
-    reference: OutputPath = "data/reference.jsonl"  # the targets' reference log-probs of D_u, shared by every source
-    sft_target: OutputPath = "models/sft/target"  # sft: the target's starting point (a note only, unless sft.enabled)
-    sft_weak: OutputPath = "models/sft/weak"  # sft: the weak LLM's, when train_weak.model is not `base`
-    weak_model: OutputPath = "models/weak"
-    weak_labels: OutputPath = "data/labels/weak.jsonl"
-    rm_labels: OutputPath = "data/labels/rm.jsonl"  # label_rm (empty unless label_rm.enabled)
-    judge_labels: OutputPath = "data/labels/judge.jsonl"  # label_judge (empty unless label_judge.enabled)
-    feedback: OutputPath = "data/feedback"
-    targets: OutputPath = "models/targets"
-    generations: OutputPath = "data/eval/generations.jsonl"
-    report: OutputPath = "reports/summary.md"
-    report_figure: OutputPath = "reports/summary.png"  # report: gold reward and agreement, embedded in the report
-    metrics: OutputPath = "metrics"
-    plots: OutputPath = "plots"
-    dvclive: OutputPath = "dvclive"
-    checkpoints: OutputPath = "checkpoints"  # work folders that let a killed stage resume; not DVC outputs, git-ignored
+    source_pairs: OutputPath  # ingest: a jsonl/hf source's pairs (empty for the sandbox)
+    prompts_all: OutputPath  # ingest: every prompt, before the holdout
+    prompts_train: OutputPath
+    prompts_test: OutputPath
+    base_model: OutputPath
+    pairs: OutputPath
+    annotated: OutputPath
+    labeled: OutputPath
+    unlabeled: OutputPath
+    reference: OutputPath  # the targets' reference log-probs of D_u, shared by every source
+    sft_target: OutputPath  # sft: the target's starting point (a note only, unless sft.enabled)
+    sft_weak: OutputPath  # sft: the weak LLM's, when train_weak.model is not `base`
+    weak_model: OutputPath
+    weak_labels: OutputPath
+    rm_labels: OutputPath  # label_rm (empty unless label_rm.enabled)
+    judge_labels: OutputPath  # label_judge (empty unless label_judge.enabled)
+    feedback: OutputPath
+    targets: OutputPath
+    generations: OutputPath
+    report: OutputPath
+    report_figure: OutputPath  # report: gold reward and agreement, embedded in the report
+    metrics: OutputPath
+    plots: OutputPath
+    dvclive: OutputPath
+    checkpoints: OutputPath  # work folders that let a killed stage resume; not DVC outputs, git-ignored
 
     @model_validator(mode="after")
     def _apart(self) -> Paths:
@@ -151,10 +150,10 @@ class Data(_Section):
     """
 
     source: Literal["sandbox", "jsonl", "hf"] = Field(
-        "sandbox", description="`sandbox`: pairs generated by the pipeline for the prompts in `path`; `jsonl`: a "
+        description="`sandbox`: pairs generated by the pipeline for the prompts in `path`; `jsonl`: a "
         "local preference file (`path`); `hf`: a dataset loaded with `datasets.load_dataset` (`name`).")
     path: SafePath = Field(
-        "data/raw/prompts.jsonl", description="The local file the source reads, tracked by DVC: the prompts "
+        description="The local file the source reads, tracked by DVC: the prompts "
         "(`sandbox`), or the preference file (`jsonl`; `.jsonl` or `.jsonl.gz`, prompt/chosen/rejected or HH "
         "dialogues). `hf` does not read it; leave the default.")
 
@@ -166,21 +165,21 @@ class Data(_Section):
             raise ValueError(f"{value!r} is not a regular file (a FIFO, socket or device would block or never end)")
         return value
 
-    name: str | None = Field(None, description="`hf`: a Hugging Face dataset id (e.g. `Anthropic/hh-rlhf`), a "
+    name: str | None = Field(description="`hf`: a Hugging Face dataset id (e.g. `Anthropic/hh-rlhf`), a "
                              "local dataset directory, or a local data file (json, jsonl, jsonl.gz, parquet, csv).")
-    config: str | None = Field(None, description="`hf`: the dataset's configuration name (e.g. `comparisons` for "
+    config: str | None = Field(description="`hf`: the dataset's configuration name (e.g. `comparisons` for "
                                "openai/summarize_from_feedback); null for the default.")
-    data_dir: str | None = Field(None, description="`hf`: a folder inside the dataset, e.g. `harmless-base` for one "
+    data_dir: str | None = Field(description="`hf`: a folder inside the dataset, e.g. `harmless-base` for one "
                                  "subset of Anthropic/hh-rlhf; null for all of it.")
-    split: str = Field("train", description="`hf`: the split to read; slices work (`train[:1000]`). A single local "
+    split: str = Field(description="`hf`: the split to read; slices work (`train[:1000]`). A single local "
                        "data file has only `train`.")
     format: Literal["auto", "standard", "hh", "summarize_from_feedback", "carper_comparisons"] = Field(
-        "auto", description="Row format of `jsonl`/`hf`; `auto` detects it from the dataset name, then from the "
+        description="Row format of `jsonl`/`hf`; `auto` detects it from the dataset name, then from the "
         "first row's columns.")
     columns: dict[str, str] | None = Field(
-        None, description="Renames the dataset's columns onto `prompt`, `chosen` and `rejected`, e.g. "
+        description="Renames the dataset's columns onto `prompt`, `chosen` and `rejected`, e.g. "
         "`{question: prompt, good: chosen, bad: rejected}`; without `prompt` the two are HH dialogues.")
-    max_rows: int | None = Field(None, ge=1, description="Read only the first N rows of `jsonl`/`hf`; null reads all.")
+    max_rows: int | None = Field(ge=1, description="Read only the first N rows of `jsonl`/`hf`; null reads all.")
 
     @model_validator(mode="after")
     def _combination(self) -> Data:
@@ -204,8 +203,10 @@ class Data(_Section):
         return self
 
     def _given(self, *keys: str) -> list[str]:
-        # Compared with the defaults (not model_fields_set), so a dumped and reloaded config validates the same.
-        return [k for k in keys if getattr(self, k) != type(self).model_fields[k].default]
+        # Set means a value other than the one that asks for nothing (null, `auto` detection, the `train` split a
+        # one-file source is read as), not model_fields_set: params.yaml holds every key, so all are in the file.
+        unset = {"split": "train", "format": "auto"}
+        return [k for k in keys if getattr(self, k) not in (None, unset.get(k))]
 
     def fixed_format(self) -> str | None:
         """The format set by `format` or implied by `columns`; None where the data must tell (auto)."""
@@ -228,32 +229,31 @@ class Data(_Section):
 
 
 class Holdout(_Section):
-    n_test: int = Field(128, ge=1, description="Prompts held out for evaluation; never seen in training or labeling.")
-    n_train: int | None = Field(472, ge=2, description="Training prompts kept (a seeded sample of the rest); null "
+    n_test: int = Field(ge=1, description="Prompts held out for evaluation; never seen in training or labeling.")
+    n_train: int | None = Field(ge=2, description="Training prompts kept (a seeded sample of the rest); null "
                                 "keeps all. Each becomes one response pair.")
 
 
 class Generation(_Section):
     """Sampling settings shared by `generate_pairs` and `evaluate`."""
 
-    max_new_tokens: int = Field(32, ge=1, le=1024, description="New tokens per response.")
-    temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
-    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
-    top_k: int = Field(50, ge=0, description="Sample from the k most likely tokens; 0 disables the cut.")
-    batch_size: int = Field(64, ge=1, description="Prompts per generate() call.")
-    bf16: bool = Field(True, description="Run generation in bfloat16 (fast on CPUs with AMX and on GPUs). Only where the hardware has native bf16 (a GPU that supports it, a CPU with AMX or AVX-512 BF16); elsewhere fp32, logged (weakalign.models.bf16_usable).")
+    max_new_tokens: int = Field(ge=1, le=1024, description="New tokens per response.")
+    temperature: float = Field(gt=0, description="Sampling temperature.")
+    top_p: float = Field(gt=0, le=1, description="Nucleus sampling mass.")
+    top_k: int = Field(ge=0, description="Sample from the k most likely tokens; 0 disables the cut.")
+    batch_size: int = Field(ge=1, description="Prompts per generate() call.")
+    bf16: bool = Field(description="Run generation in bfloat16 (fast on CPUs with AMX and on GPUs). Only where the hardware has native bf16 (a GPU that supports it, a CPU with AMX or AVX-512 BF16); elsewhere fp32, logged (weakalign.models.bf16_usable).")
 
 
 class GeneratePairs(Generation):
     styles: list[str] = Field(
-        default_factory=lambda: ["", "Write it in a warm, enthusiastic tone.", "Write it in a harsh, critical tone."],
         max_length=16, description="Sampling policies of the sandbox's response pool, as "
         "instructions appended to the prompt when sampling only (every later stage sees the plain prompt); `\"\"` "
         "is the plain prompt. Each prompt's two responses come from two different styles, a seeded draw, so the "
         "pool holds real quality differences (as UltraFeedback samples several models). Empty: two samples of the "
         "plain prompt. Only the sandbox samples its pool: with real data it is unused (read as empty).")
     max_attempts: int = Field(
-        3, ge=1, description="Sampling rounds for prompts whose two responses came out empty or identical; pairs "
+        ge=1, description="Sampling rounds for prompts whose two responses came out empty or identical; pairs "
         "still unusable after that are dropped and counted in metrics/pairs.json.",
     )
 
@@ -281,19 +281,19 @@ class Judge(_Section):
     """
 
     name: Literal["vader", "tone", "reward_model", "none"] = Field(
-        "vader", description="Which gold judge scores responses: `vader` (the sandbox's review continuations), "
+        description="Which gold judge scores responses: `vader` (the sandbox's review continuations), "
         "`tone` (the sandbox's continuations in a requested tone), `reward_model` (`model`) or `none`.")
-    model: ModelRef | None = Field(None, description="`reward_model`: a Hub id (e.g. `OpenAssistant/reward-model-"
-                              "deberta-v3-large-v2`) or a local directory of a sequence-classification model with "
-                              "one output, safetensors weights only.")
-    batch_size: int = Field(16, ge=1, description="`reward_model`: (prompt, response) pairs scored per forward pass.")
-    max_length: int = Field(1024, ge=8, description="`reward_model`: tokens kept per scored text (longer ones are "
+    model: ModelRef | None = Field(description="`reward_model`: a Hub id (e.g. `OpenAssistant/reward-model-"
+                                   "deberta-v3-large-v2`) or a local directory of a sequence-classification model with "
+                                   "one output, safetensors weights only.")
+    batch_size: int = Field(ge=1, description="`reward_model`: (prompt, response) pairs scored per forward pass.")
+    max_length: int = Field(ge=8, description="`reward_model`: tokens kept per scored text (longer ones are "
                             "truncated from the end, and counted in the log).")
-    repeat_ngram: int = Field(3, ge=2, description="n of the n-grams whose repeats are penalised.")
-    repeat_penalty: float = Field(1.0, ge=0, description="Penalty per unit of repeated-n-gram fraction.")
-    copy_penalty: float = Field(1.0, ge=0, description="Penalty per unit of the response's n-grams copied from the prompt.")
-    min_words: int = Field(4, ge=0, description="Responses with fewer words get `short_score`.")
-    short_score: float = Field(-1.0, description="Score of an empty or too-short response.")
+    repeat_ngram: int = Field(ge=2, description="n of the n-grams whose repeats are penalised.")
+    repeat_penalty: float = Field(ge=0, description="Penalty per unit of repeated-n-gram fraction.")
+    copy_penalty: float = Field(ge=0, description="Penalty per unit of the response's n-grams copied from the prompt.")
+    min_words: int = Field(ge=0, description="Responses with fewer words get `short_score`.")
+    short_score: float = Field(description="Score of an empty or too-short response.")
 
     @model_validator(mode="after")
     def _model_iff_reward_model(self) -> Judge:
@@ -306,22 +306,22 @@ class Judge(_Section):
 
 class Annotate(_Section):
     tau: float = Field(
-        0.5, gt=0,
+        gt=0,
         description="Bradley-Terry temperature of the simulated human annotators: P(1 > 2) = sigmoid((g1 - g2 + "
         "length_bias * (words1 - words2) / 100) / tau). Smaller tau: less noise.",
     )
-    length_bias: float = Field(0.0, description="Extra gold-score units per 100 words of length advantage.")
+    length_bias: float = Field(description="Extra gold-score units per 100 words of length advantage.")
 
 
 class Split(_Section):
-    n_labeled: int | None = Field(256, ge=1, description="Pairs in D_l, which keeps its human labels and trains the "
+    n_labeled: int | None = Field(ge=1, description="Pairs in D_l, which keeps its human labels and trains the "
                                   "weak teacher. Set it or `labeled_fraction`, not both.")
     labeled_fraction: float | None = Field(
-        None, gt=0, lt=1, description="D_l as a share of all pairs, in (0, 1) (the paper's labeled fraction, e.g. "
+        gt=0, lt=1, description="D_l as a share of all pairs, in (0, 1) (the paper's labeled fraction, e.g. "
         "0.125); rounded to whole pairs. Set it or `n_labeled`, not both.",
     )
     n_unlabeled: int | None = Field(
-        192, ge=1, description="Pairs in D_u, labeled by the weak teacher; null takes every remaining pair."
+        ge=1, description="Pairs in D_u, labeled by the weak teacher; null takes every remaining pair."
     )
 
     @model_validator(mode="after")

@@ -36,23 +36,23 @@ class SFT(_Section):
     `label_rm`, `align` and `evaluate` then start from (and compare against) the fine-tuned models.
     """
 
-    enabled: bool = Field(False, description="Run SFT first. Off, the stage writes a note and no model in about a "
+    enabled: bool = Field(description="Run SFT first. Off, the stage writes a note and no model in about a "
                           "second, and every stage starts from the models as they are.")
-    sft: SFTFields = SFTFields()
-    lora: Lora = Lora()
+    sft: SFTFields
+    lora: Lora
 
 
 
 
 class TrainWeak(_Section):
     model: ModelRef = Field(
-        "base", description="The weak LLM: `base` (the output of `base_model`) or any model reference (see "
+        description="The weak LLM: `base` (the output of `base_model`) or any model reference (see "
         "`base.model`). Its starting point is also the reference of its implicit reward. A suffix `@layers=<k>` "
         "keeps only the first k decoder layers: `base@layers=8` (the default base cut to 8 of its 30 layers, "
         "56.6 M of 134.5 M parameters) or `embedded:smollm2@layers=8` is a genuinely weaker teacher from the same "
         "weights.")
-    dpo: DPO = DPO()
-    lora: Lora = Lora()
+    dpo: DPO
+    lora: Lora
 
     def model_ref(self, base_dir: str) -> str:
         """The weak LLM's starting point (also its implicit reward's reference): `base` means `base_dir`, and
@@ -63,8 +63,8 @@ class TrainWeak(_Section):
 
 
 class LabelWeak(_Section):
-    batch_size: int = Field(32, ge=1, description="Pairs per forward pass.")
-    bf16: bool = Field(True, description="Score in bfloat16 autocast (about 1.3x faster here) instead of exact "
+    batch_size: int = Field(ge=1, description="Pairs per forward pass.")
+    bf16: bool = Field(description="Score in bfloat16 autocast (about 1.3x faster here) instead of exact "
                        "fp32. On the default run the bf16 margins are within 0.26 of fp32 (mean 0.06) and 110 of "
                        "112 labels equal the fp32 ones; the two flips are near-ties (docs/PERFORMANCE.md). Only where the hardware has native bf16 (a GPU that supports it, a CPU with AMX or AVX-512 BF16); elsewhere fp32, logged (weakalign.models.bf16_usable).")
 
@@ -72,32 +72,32 @@ class LabelWeak(_Section):
 class LabelRM(_Section):
     """The `rm` labeler: a Bradley-Terry reward model trained on D_l from the weak model's starting point."""
 
-    enabled: bool = Field(False, description="Train the reward model and label D_u with it (stage label_rm). Off, "
+    enabled: bool = Field(description="Train the reward model and label D_u with it (stage label_rm). Off, "
                           "the stage writes empty labels and null metrics in seconds. Needed by the source `rm`.")
-    batch_size: int = Field(32, ge=1, description="Texts per forward pass when scoring D_u.")
-    reward: Reward = Reward()
-    lora: Lora = Lora()
+    batch_size: int = Field(ge=1, description="Texts per forward pass when scoring D_u.")
+    reward: Reward
+    lora: Lora
 
 
 class LabelJudge(_Section):
     """The `judge` labeler: the base model asked zero-shot which response is better, in both orders."""
 
-    enabled: bool = Field(False, description="Label D_u with the prompted judge (stage label_judge). Off, the stage "
+    enabled: bool = Field(description="Label D_u with the prompted judge (stage label_judge). Off, the stage "
                           "writes empty labels and null metrics in seconds. Needed by the source `judge`.")
-    batch_size: int = Field(16, ge=1, description="Judge prompts per forward pass.")
-    max_length: int = Field(1024, ge=16, description="Tokens of one judge prompt (prompt and both responses); a "
+    batch_size: int = Field(ge=1, description="Judge prompts per forward pass.")
+    max_length: int = Field(ge=16, description="Tokens of one judge prompt (prompt and both responses); a "
                             "longer one is not judged and counts as undecided (`n_too_long`).")
-    bf16: bool = Field(True, description="bfloat16 autocast instead of exact fp32. Only where the hardware has native bf16 (a GPU that supports it, a CPU with AMX or AVX-512 BF16); elsewhere fp32, logged (weakalign.models.bf16_usable).")
-    break_ties: bool = Field(False, description="For the feedback source `judge` only: label a tie by the sign of "
+    bf16: bool = Field(description="bfloat16 autocast instead of exact fp32. Only where the hardware has native bf16 (a GPU that supports it, a CPU with AMX or AVX-512 BF16); elsewhere fp32, logged (weakalign.models.bf16_usable).")
+    break_ties: bool = Field(description="For the feedback source `judge` only: label a tie by the sign of "
                              "its mean log-odds over both orders (position bias cancels in the mean) instead of "
                              "leaving it out. The labels file and the agreement metrics keep ties as ties.")
 
 
 class Align(_Section):
-    sources: list[Source] = Field(["human", "weak", "gold", "random"], min_length=1,
+    sources: list[Source] = Field(min_length=1,
                                   description=feedback.describe())
-    dpo: DPO = DPO()
-    lora: Lora = Lora()
+    dpo: DPO
+    lora: Lora
 
     @model_validator(mode="after")
     def _unique(self) -> Align:
@@ -107,29 +107,29 @@ class Align(_Section):
 
 
 class Compare(_Section):
-    margin_bins: int = Field(5, ge=1, le=50, description="Quantile bins of |weak margin| for agreement-by-margin.")
+    margin_bins: int = Field(ge=1, le=50, description="Quantile bins of |weak margin| for agreement-by-margin.")
     confident_weighting: Literal["none", "margin"] = Field(
-        "none", description="Feedback source `weak_confident`: `none` trains on each kept pair once; `margin` "
+        description="Feedback source `weak_confident`: `none` trains on each kept pair once; `margin` "
         "weights each pair by its |margin| (relative to the mean): `align` draws as many pairs as were kept, with "
         "replacement, in proportion to the weights (seeded), so the expected loss is the weighted loss.")
-    confident_margin: float = Field(0.1, ge=0, description="Feedback source `weak_confident` keeps the weak labels "
+    confident_margin: float = Field(ge=0, description="Feedback source `weak_confident` keeps the weak labels "
                                     "whose |reward margin| is at least this.")
 
 
 class Evaluate(Generation):
-    batch_size: int = Field(64, ge=1, description="Prompts per generate() call.")
-    heldout_pairs: int = Field(64, ge=0, description="D_l pairs (never seen by a target) on which each target's "
+    batch_size: int = Field(ge=1, description="Prompts per generate() call.")
+    heldout_pairs: int = Field(ge=0, description="D_l pairs (never seen by a target) on which each target's "
                                "own implicit reward is scored against the gold labels: its held-out preference "
                                "accuracy, which says whether DPO learned the labels' preference or memorised "
                                "pairs. 0: not measured.")
-    kl_prompts: int | None = Field(64, ge=1, description="Test prompts (the first N, in the holdout's seeded "
+    kl_prompts: int | None = Field(ge=1, description="Test prompts (the first N, in the holdout's seeded "
                                    "order) on whose samples each target's log-ratio to its start, the KL "
                                    "estimate, is computed; null: all. A diagnostic of drift, so fewer prompts "
                                    "than the gold reward's: it is the costliest part of `evaluate` on a CPU.")
 
 
 class Report(_Section):
-    n_examples: int = Field(5, ge=0, description="Most confident weak-vs-human disagreements shown in the report.")
+    n_examples: int = Field(ge=0, description="Most confident weak-vs-human disagreements shown in the report.")
 
 
 class Study(_Section):
@@ -140,29 +140,26 @@ class Study(_Section):
     several strengths sit on the same axes as the calibration sources. A run's overrides are `set`, then the
     teacher's, then `base.seed`, each a `dvc exp run -S key=value`."""
 
-    seeds: list[int] = Field([0, 1, 2, 3, 4], min_length=1, description="Seeds; a seed redraws the holdout, the "
+    seeds: list[int] = Field(min_length=1, description="Seeds; a seed redraws the holdout, the "
                              "sampled pairs, D_l/D_u, the annotators and training.")
     sources: list[Source] = Field(
-        ["gold", "human", "weak", "random", "flipped", "noisy_gold_20", "noisy_gold_30"],
         min_length=1, description="`align.sources` of every seed's main run (include `weak` and `human`).")
-    set: dict[str, Any] = Field({}, description="Params for every run of the study, `key.path: value` "
+    set: dict[str, Any] = Field(description="Params for every run of the study, `key.path: value` "
                                 "(e.g. cheaper training). With teachers that change `split`, set "
                                 "`split.n_unlabeled` so D_u is the same for every teacher.")
     teachers: dict[str, dict[str, Any]] = Field(
-        {"dl_16": {"split.n_labeled": 16, "split.labeled_fraction": None},
-         "dl_64": {"split.n_labeled": 64, "split.labeled_fraction": None},
-         "layers_8": {"train_weak.model": "base@layers=8"}}, description="Extra weak teachers, name -> params (e.g. `layers_8: {train_weak.model: "
+        description="Extra weak teachers, name -> params (e.g. `layers_8: {train_weak.model: "
         "embedded:smollm2@layers=8}` or `dl_32: {split.n_labeled: 32}`); reported as `weak@<name>`.")
-    tost_margin: float = Field(0.1, gt=0, allow_inf_nan=False, description="Equivalence margin of weak against "
+    tost_margin: float = Field(gt=0, allow_inf_nan=False, description="Equivalence margin of weak against "
                                "human in gold-reward units: TOST declares them equivalent when the 90% interval of "
                                "the per-seed difference lies within +-margin. Kept for comparison: the report's "
                                "verdict is `equivalence_margin_fraction`'s.")
     equivalence_margin_fraction: float = Field(
-        0.5, gt=0, le=1, allow_inf_nan=False, description="Equivalence margin of weak against human as a share of "
+        gt=0, le=1, allow_inf_nan=False, description="Equivalence margin of weak against human as a share of "
         "the human labels' own gain over coin flips (|mean human - random|, paired by seed): a fixed margin in "
         "gold-reward units can exceed what human labels add at all, so that random labels would pass as "
         "'equivalent to human'. No equivalence is declared while human - random's interval is not above 0.")
-    alpha: float = Field(0.05, gt=0, lt=0.5, description="Level of every test (Holm-adjusted over the family).")
+    alpha: float = Field(gt=0, lt=0.5, description="Level of every test (Holm-adjusted over the family).")
 
     @model_validator(mode="after")
     def _study(self) -> Study:

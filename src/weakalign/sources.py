@@ -234,4 +234,5 @@ def load_pairs(cfg: Data, seed: int) -> Loaded:
 def read_hh(path: str | Path, seed: int = 0) -> Loaded:
     """Pairs of a local HH file (``.jsonl`` or ``.jsonl.gz``) and the count of dropped rows per reason: the `jsonl`
     source in HH format, kept as the short name for this one format."""
-    return load_pairs(Data(source="jsonl", path=str(path), format="hh"), seed)
+    return load_pairs(Data(source="jsonl", path=str(path), format="hh", name=None, config=None, data_dir=None,
+                           split="train", columns=None, max_rows=None), seed)

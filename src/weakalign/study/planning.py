@@ -107,9 +107,11 @@ def check_runs(runs: dict[str, dict[str, Any]]) -> None:
     that sets n_labeled beside a labeled_fraction): one clear error instead of a failed experiment an hour in."""
     from ..params import ParamsError, parse_params
 
+    study = read_yaml("params.yaml").get("study")
     for run, overrides in runs.items():
         raw = effective_params(overrides)
-        raw["study"] = {"teachers": {}}  # a run's own params: no stage reads `study`, and its teachers are the plan
+        # a run's own params: no stage reads `study`, and its teachers are the plan
+        raw["study"] = {**study, "teachers": {}} if isinstance(study, dict) else study
         try:
             parse_params(raw, f"study run {run}")
         except ParamsError as e:
