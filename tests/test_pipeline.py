@@ -191,6 +191,10 @@ def test_metrics_hold_only_numbers_under_pinned_keys(repo, root):
     assert found == json.loads(fixture.read_text())
     headline = json.loads((repo / "metrics/headline.json").read_text())
     assert len(headline) == 10 and headline["gold_reward_base"] is not None
+    # What a user sees: the headline at a glance (at most 200 columns), and a run's own metrics, not the study's.
+    shown = _run([DVC, "metrics", "show", "metrics/headline.json"], repo).stdout.splitlines()
+    assert len(shown) == 2 and max(map(len, shown)) <= 200, shown
+    assert "study" not in _run([DVC, "metrics", "show"], repo).stdout
 
 
 def test_every_saved_model_has_a_card_naming_its_real_base_data_and_params(repo):
