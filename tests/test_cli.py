@@ -266,3 +266,25 @@ def test_a_full_disk_ends_a_stage_in_one_line_with_nothing_written(tmp_path, mon
     assert capsys.readouterr().err.strip() == ("full_stage: error: the disk is full (second.txt); none of its outputs "
                                               "were written: free some space and run it again")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_logging_drops_deepspeeds_cpu_fallback_note_and_nothing_else(capsys):
+    """Where DeepSpeed is installed, transformers imports it in every stage and, without a GPU, it warned once per
+    process that it fell back to the CPU (13 lines in a tiny repro): that one note is dropped, its other warnings
+    are not."""
+    import logging
+
+    from weakalign.cli import setup_logging
+
+    setup_logging()
+    ds = logging.getLogger("DeepSpeed")
+    seen = []
+    handler = logging.Handler()
+    handler.emit = seen.append
+    ds.addHandler(handler)
+    try:
+        ds.warning("Setting accelerator to CPU. If you have GPU or other accelerator, we were unable to detect it.")
+        ds.warning("ZeRO stage 3 needs more memory")
+    finally:
+        ds.removeHandler(handler)
+    assert [r.getMessage() for r in seen] == ["ZeRO stage 3 needs more memory"]

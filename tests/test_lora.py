@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ import torch
 from weakalign import dpo
 from weakalign.models import attach_adapter, is_adapter, load_model, load_tokenizer, lora_config
 from weakalign.saved_models import save_model
-from weakalign.params import DPO, Lora, ParamsError, Reward, parse_params
+from weakalign.params import DPO, Lora, ParamsError, Reward
 from weakalign.rewards import implicit_rewards
 
 TRIPLES = [("Rate the film.", "A wonderful, warm and funny film.", "Dull."),
@@ -27,15 +28,15 @@ TRIPLES = [("Rate the film.", "A wonderful, warm and funny film.", "Dull."),
 LORA = Lora(use_peft=True, lora_r=4, lora_alpha=8, lora_dropout=0.0)
 
 
-def test_lora_params_use_trl_model_config_names_and_reject_bad_values():
+def test_lora_params_use_trl_model_config_names_and_reject_bad_values(shipped):
     cfg = lora_config(Lora(use_peft=True, lora_r=8, lora_target_modules=["q_proj", "v_proj"]), "CAUSAL_LM")
     assert cfg.r == 8 and cfg.lora_alpha == 32 and set(cfg.target_modules) == {"q_proj", "v_proj"}
     assert str(cfg.task_type.value if hasattr(cfg.task_type, "value") else cfg.task_type) == "CAUSAL_LM"
     assert lora_config(Lora(), "CAUSAL_LM") is None  # off by default
     with pytest.raises(ParamsError, match=r"align\.lora\.lora_r"):
-        parse_params({"align": {"lora": {"use_peft": True, "lora_r": 0}}})
+        shipped({"align": {"lora": {"use_peft": True, "lora_r": 0}}})
     with pytest.raises(ParamsError, match=r"train_weak\.lora\.rank: unknown key"):
-        parse_params({"train_weak": {"lora": {"rank": 8}}})
+        shipped({"train_weak": {"lora": {"rank": 8}}})
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,11 @@ def test_loading_an_adapter_merges_it_and_the_labeler_uses_the_base_as_reference
         torch.testing.assert_close(merged(ids).logits, trained.eval()(ids).logits, atol=1e-4, rtol=1e-4)
     cfg = DPO(beta=0.5, bf16=False, max_length=None, precompute_ref_log_probs=False)
     # The labeler's LoRA path: one model, reference = adapter switched off.
-    peft = attach_adapter(load_model(tiny_dir), out)
+    base = load_model(tiny_dir)
+    with warnings.catch_warnings(record=True) as caught:  # PEFT's read of a deprecated name stays out of the log
+        warnings.simplefilter("always")
+        peft = attach_adapter(base, out)
+    assert not [w for w in caught if "checkpointing" in str(w.message)]
     r1, r2, _, _ = implicit_rewards(peft, None, tok, TRIPLES, cfg, batch_size=3)
     # The full-weights path: the merged weak model against a separate copy of the base.
     f1, f2, _, _ = implicit_rewards(load_model(out), load_model(tiny_dir), tok, TRIPLES, cfg, batch_size=3)

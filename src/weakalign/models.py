@@ -192,12 +192,26 @@ def lora_config(lora, task: str):
     return get_peft_config(ModelConfig(**lora.values(), lora_task_type=task))
 
 
+@contextlib.contextmanager
+def known_deprecations():
+    """transformers 5 renamed gradient to activation checkpointing and warns on the old names, which TRL and PEFT still
+    use while building a config or a trainer, around its reference pass and when PEFT wraps a model in an adapter (a
+    FutureWarning in every training and labeling stage's log, nothing to act on here). Silenced at our call sites only, by category and exact message, so that any other warning still shows."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning,
+                                message=r"`(is_)?gradient_checkpointing(_enable|_disable)?` is deprecated")
+        yield
+
+
 def attach_adapter(model: PreTrainedModel, adapter_dir: str | Path):
     """`model` (the adapter's base) with the adapter on top, unmerged: `with m.disable_adapter():` gives the base."""
     from peft import PeftModel
 
     _require_safe_adapter(adapter_dir)
-    return PeftModel.from_pretrained(model, str(adapter_dir))
+    with known_deprecations():  # PeftModel reads model.is_gradient_checkpointing
+        return PeftModel.from_pretrained(model, str(adapter_dir))
 
 
 def _require_safe_adapter(ref: str | Path) -> None:

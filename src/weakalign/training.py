@@ -28,7 +28,7 @@ import torch
 from transformers import PreTrainedModel, TrainerCallback
 
 from . import resume
-from .models import bf16_usable, check_lora_targets, lora_config
+from .models import bf16_usable, check_lora_targets, known_deprecations, lora_config  # noqa: F401 (known_deprecations: imported from here too)
 from .trl_config import TRLSection
 
 log = logging.getLogger(__name__)
@@ -77,19 +77,6 @@ def score_completions_only() -> None:
 
 def _score_compact(device) -> bool:
     return True  # TRL's `compact`: score hidden_states[mask] only
-
-
-@contextlib.contextmanager
-def known_deprecations():
-    """transformers 5 renamed gradient to activation checkpointing and warns on the old names, which TRL and PEFT still
-    use while building a config or a trainer and around its reference pass (a FutureWarning in every training stage's log, nothing to act on
-    here). Silenced at our call sites only, by category and exact message, so that any other warning still shows."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning,
-                                message=r"`(is_)?gradient_checkpointing(_enable|_disable)?` is deprecated")
-        yield
 
 
 def trainer_kwargs(cfg: TRLSection, seed: int, output_dir: str) -> dict:
