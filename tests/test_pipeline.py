@@ -371,17 +371,25 @@ def test_changing_an_align_param_leaves_the_weak_teacher_alone(repo):
     labels = _digest(repo, ["data/labels/weak.jsonl"])
     status = json.loads(_run([DVC, "status", "--json"], repo).stdout)
     assert status == {}
-    params = yaml.safe_load((repo / "params.yaml").read_text())
+    text = (repo / "params.yaml").read_text()
+    params = yaml.safe_load(text)
     params["align"]["dpo"]["beta"] = 0.2
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    stale = set(json.loads(_run([DVC, "status", "--json"], repo).stdout))
-    assert {"align@human", "align@weak"} <= stale
-    assert not stale & {"base_model", "generate_pairs", "annotate", "split", "train_weak", "label_weak", "label_rm",
-                        "label_judge", "compare"}
-    out = _run([DVC, "repro", "align@weak"], repo).stdout  # one target is proof enough (the others: status above)
-    assert "Running stage 'train_weak'" not in out and "Running stage 'label_weak'" not in out
-    assert "Running stage 'align@weak'" in out
-    assert _digest(repo, ["data/labels/weak.jsonl"]) == labels
+    try:
+        stale = set(json.loads(_run([DVC, "status", "--json"], repo).stdout))
+        assert {"align@human", "align@weak"} <= stale
+        assert not stale & {"base_model", "generate_pairs", "annotate", "split", "train_weak", "label_weak",
+                            "label_rm", "label_judge", "compare"}
+        out = _run([DVC, "repro", "align@weak"], repo).stdout  # one target is proof enough (the others: status)
+        assert "Running stage 'train_weak'" not in out and "Running stage 'label_weak'" not in out
+        assert "Running stage 'align@weak'" in out
+        assert _digest(repo, ["data/labels/weak.jsonl"]) == labels
+    finally:  # the module's run as it was, for the tests after this one
+        (repo / "params.yaml").write_text(text)
+    # Back to the first params, DVC's run cache serves the first align@weak again: nothing trains.
+    out = _run([DVC, "repro"], repo).stdout
+    assert "Stage 'align@weak' is cached - skipping run" in out and "Running stage" not in out, out[-2000:]
+    assert json.loads(_run([DVC, "status", "--json"], repo).stdout) == {}
 
 
 @pytest.mark.parametrize("rel", ["src/weakalign/generation.py", "stages/split.py", "src/weakalign/params.py"])
@@ -462,16 +470,23 @@ def test_a_failed_stage_loses_no_result(repo):
     assert json.loads(_run([DVC, "status", "--json"], repo).stdout) == {}
 
 
-def test_a_preset_runs_as_an_experiment_and_leaves_the_tree_clean(root, tmp_path):
+def test_a_preset_runs_as_an_experiment_and_leaves_the_tree_clean(repo, root, tmp_path):
     """`make repro PRESET=tiny` (weakalign.preset) in a clean clone of the default: the tiny preset, composed onto
     params.yaml, runs as the DVC experiment `tiny` in a temporary copy; no tracked file changes, and the
-    experiment's commit holds the composed params and the run's report and headline."""
+    experiment's commit holds the composed params and the run's report and headline.
+
+    The clone shares the module's DVC cache (`.dvc/config.local`, git-ignored): the experiment's params and code
+    are the module's tiny run's, so DVC's run cache serves its stages, as it would a user's second run. What this
+    tests is the preset's path; running the tiny pipeline from scratch is the module fixture's (345 s -> ~1 min)."""
     def default(params):
         params.clear()
         params.update(compose(root / "params.yaml"))
 
+    tiny, _ = repo
     repo = _fresh_repo(root, tmp_path / "repo", default)
+    _run([DVC, "cache", "dir", "--local", str(tiny / ".dvc" / "cache")], repo)
     out = _run([sys.executable, "-m", "weakalign.preset", "tiny"], repo)
+    assert "is cached - skipping run" in out.stdout + out.stderr  # served, not recomputed
     assert _run(["git", "status", "--porcelain"], repo).stdout == ""
     ref = re.search(r"git show (refs/exps/\S+):reports/summary.md", out.stdout).group(1)
     ran = yaml.safe_load(_run(["git", "show", f"{ref}:params.yaml"], repo).stdout)
