@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -198,3 +199,38 @@ def test_two_machines_records_and_summaries_merge_through_a_shared_remote(tmp_pa
     # The next record rewrites the merged file whole and sorted.
     fingerprint.record("head", "r2", "def", "gpu-b", b / fingerprint.RECORDS)
     assert fingerprint.load(b / fingerprint.RECORDS) == records
+
+
+def test_an_experiment_pushed_from_one_machine_is_applied_on_another(tmp_path):
+    """docs/STUDY.md, "On several machines": `dvc exp push origin --all-commits` sends a machine's experiments to
+    the git remote and their outputs to the DVC remote; another clone pulls them (`dvc exp pull origin
+    --all-commits`), lists them and `dvc exp apply` brings a run's outputs into its workspace. A one-stage project
+    stands in for the pipeline: what is tested is the commands the page gives."""
+    dvc = str(Path(sys.executable).with_name("dvc"))
+    remote, store, a, b = tmp_path / "remote.git", tmp_path / "store", tmp_path / "a", tmp_path / "b"
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t")
+
+    def run(*cmd, cwd):
+        res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
+        assert res.returncode == 0, f"{cmd}: {res.stdout[-1500:]}{res.stderr[-1500:]}"
+        return res.stdout
+
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    run("git", "clone", "-q", str(remote), str(a), cwd=tmp_path)
+    run(dvc, "init", "-q", cwd=a)
+    run(dvc, "remote", "add", "-d", "store", str(store), cwd=a)
+    (a / "params.yaml").write_text("seed: 0\n")
+    (a / "dvc.yaml").write_text("stages:\n  draw:\n    cmd: python -c \"import yaml; s = yaml.safe_load(open("
+                                "'params.yaml'))['seed']; open('out.txt', 'w').write(f'seed {s}')\"\n"
+                                "    params: [seed]\n    outs: [out.txt]\n")
+    run("git", "add", "-A", cwd=a)
+    run("git", "commit", "-qm", "start", cwd=a)
+    run("git", "push", "-q", "origin", "HEAD", cwd=a)
+    run(dvc, "exp", "run", "-q", "-n", "study-s1", "-S", "seed=1", cwd=a)
+    run(dvc, "exp", "push", "origin", "--all-commits", cwd=a)
+    run("git", "clone", "-q", str(remote), str(b), cwd=tmp_path)
+    run(dvc, "exp", "pull", "origin", "--all-commits", cwd=b)
+    assert "study-s1" in run(dvc, "exp", "list", "--name-only", cwd=b)
+    run(dvc, "exp", "apply", "study-s1", cwd=b)
+    assert (b / "out.txt").read_text() == "seed 1"  # the output came from the DVC remote: b never ran the stage
