@@ -10,6 +10,7 @@ fails here instead of rendering its specs with older libraries. Each library kee
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import tarfile
@@ -46,7 +47,7 @@ def library(tgz: Path) -> tuple[str, str, str]:
     """(name, version, inline script) of an `npm pack` tarball: its minified build and its license."""
     with tarfile.open(tgz) as tar:
         read = lambda name: tar.extractfile(f"package/{name}").read().decode()  # noqa: E731
-        meta = __import__("json").loads(read("package.json"))
+        meta = json.loads(read("package.json"))
         name, version = meta["name"], meta["version"]
         code = read(f"build/{name}.min.js")
         notice = read("LICENSE").strip().replace("*/", "* /")

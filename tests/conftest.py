@@ -31,25 +31,24 @@ def shipped():
     return lambda changes=None: load_params(ROOT / "params.yaml", changes)
 
 
-@pytest.fixture(scope="session")
-def section():
-    """`section("judge", name="tone")`: a params section as params.yaml (the one home of the defaults) sets it,
-    with `changes` on top, validated: the schema itself holds no defaults."""
+def shipped_section(key: str, **changes):
+    """`shipped_section("judge", name="tone")`: a params section as params.yaml (the one home of the defaults) sets
+    it, with `changes` on top, validated: the schema itself holds no defaults. Also the fixture `section`."""
     import yaml
     from pydantic import BaseModel
 
     from weakalign.params import Params
 
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    cls, node = Params, yaml.safe_load((ROOT / "params.yaml").read_text())
+    for part in key.split("."):
+        cls, node = cls.model_fields[part].annotation, node[part]
+    assert isinstance(cls, type) and issubclass(cls, BaseModel), key
+    return cls.model_validate({**node, **changes})
 
-    def make(key: str, **changes):
-        cls, node = Params, raw
-        for part in key.split("."):
-            cls, node = cls.model_fields[part].annotation, node[part]
-        assert isinstance(cls, type) and issubclass(cls, BaseModel), key
-        return cls.model_validate({**node, **changes})
 
-    return make
+@pytest.fixture(scope="session")
+def section():
+    return shipped_section
 
 
 @pytest.fixture(scope="session")

@@ -2,17 +2,13 @@
 
 import math
 import random
-from pathlib import Path
+from functools import partial
 
+from conftest import shipped_section
 from weakalign.annotate import human_label, p_first
-from weakalign.params import Annotate, load_params
 from weakalign.schema import Pair
 
-ANNOTATE = load_params(Path(__file__).resolve().parents[1] / "params.yaml").annotate  # the shipped annotators
-
-
-def _annotate(**changes) -> Annotate:
-    return Annotate.model_validate({**ANNOTATE.model_dump(), **changes})
+_annotate = partial(shipped_section, "annotate")  # the shipped annotators, with changes
 
 
 def _pairs(n, seed=1):

@@ -1,15 +1,12 @@
 """The sandbox gold judges (vader, tone): sentiment, and the penalties that make them hard to game."""
 
+from functools import partial
+
+from conftest import shipped_section
 from weakalign.judge import ToneJudge, VaderJudge, make_judge
-from pathlib import Path
 
-from weakalign.params import Judge, load_params
-
-JUDGE = load_params(Path(__file__).resolve().parents[1] / "params.yaml").judge  # the shipped judge (params.yaml holds the defaults)
-
-
-def _judge(**changes) -> Judge:
-    return Judge.model_validate({**JUDGE.model_dump(), **changes})
+_judge = partial(shipped_section, "judge")
+JUDGE = _judge()  # the shipped judge
 
 PROMPT = 'Continue this review in one or two sentences: "I went in with high hopes for the film, and"'
 
@@ -35,7 +32,7 @@ def test_copying_the_prompt_is_penalised():
 
 
 def test_short_and_empty_responses_get_the_floor():
-    j = VaderJudge(JUDGE.model_copy(update={"short_score": -1.0, "min_words": 4}))
+    j = VaderJudge(_judge(short_score=-1.0, min_words=4))
     assert j.score_one(PROMPT, "") == -1.0
     assert j.score_one(PROMPT, "Great!") == -1.0
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import gzip
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from conftest import shipped_section
 from weakalign.io import DataError
-from weakalign.params import Data, load_params
+from weakalign.params import Data
 from weakalign.schema import DROP_REASONS
 from weakalign.sources import detect, load_pairs, read_hh
 
@@ -21,12 +23,7 @@ HH_FILE = HH_DIR / "harmless-base" / "train.jsonl"
 SFF_DIR = FIXTURES / "summarize_from_feedback"
 # Real data beside the repository (../shared/data, see its README); never copied into it.
 SHARED_HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf" / "harmless-base-test-part1.jsonl.gz"
-# The shipped `data` section (params.yaml holds the defaults; the schema none), under each test's changes.
-DATA = load_params(Path(__file__).resolve().parents[1] / "params.yaml").data.model_dump()
-
-
-def DataSource(**changes) -> Data:  # noqa: N802 - reads as the section it builds
-    return Data.model_validate({**DATA, **changes})
+DataSource = partial(shipped_section, "data")  # the shipped `data` section, with changes
 
 
 @pytest.fixture(autouse=True)
