@@ -400,32 +400,38 @@ def test_effective_accuracy_inverts_each_seeds_calibration_line():
     assert analysis.noise_line([(0.5, 0.0), (1.0, 1.0)]) is None  # two points: no line claimed
 
 
-def test_a_task_left_running_by_a_killed_study_is_marked_failed_and_queued_again(tmp_path):
+def test_a_task_left_running_by_a_killed_study_is_marked_failed_and_queued_again(tmp_path, monkeypatch):
     """A study killed mid-run leaves its task "Running" in DVC's queue with no worker: DVC would never run it
     again, so the next `study run` must see it as failed (and queue it afresh), while a task a live worker runs
-    stays untouched."""
+    stays untouched; tasks of other experiments are not the study's."""
     calls = tmp_path / "calls"
     fake = tmp_path / "dvc"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    fake.chmod(0o755)
+    listed = [("study-s0-60177624", "Running"), ("study-s1-da5586ca", "Queued"), ("mine", "Queued")]
 
-    def fake_dvc(workers: int) -> None:
-        fake.write_text(
-            "#!/bin/sh\n"
-            f'echo "$@" >> {calls}\n'
-            'if [ "$1 $2" = "queue status" ]; then\n'
-            "  echo 'Task     Name                 Created    Status'\n"
-            "  echo 'f6c2b12  study-s0-60177624    08:11 PM   Running'\n"
-            "  echo 'eb7e895  study-s1-da5586ca    08:11 PM   Queued'\n"
-            "  echo ''\n"
-            f"  echo 'Worker status: {workers} active, 0 idle'\n"
-            "fi\n")
-        fake.chmod(0o755)
-
-    fake_dvc(workers=1)
+    monkeypatch.setattr(running, "_queue_status", lambda: (listed, True))
     assert running._queued(str(fake)) == {"study-s0-60177624": "Running", "study-s1-da5586ca": "Queued"}
-    assert "kill" not in calls.read_text()
-    fake_dvc(workers=0)
+    assert not calls.exists()
+    monkeypatch.setattr(running, "_queue_status", lambda: (listed, False))
     assert running._queued(str(fake)) == {"study-s0-60177624": "Failed", "study-s1-da5586ca": "Queued"}
-    assert "queue kill study-s0-60177624" in calls.read_text()
+    assert calls.read_text() == "queue kill study-s0-60177624\n"
+
+
+def test_the_queue_is_read_through_dvcs_python_api(tmp_path, monkeypatch):
+    """`_queue_status` against a real DVC repository: two experiments queued by the command the study uses come
+    back by name, oldest first, as Queued, with no worker active; none once they are removed."""
+    _git_repo(tmp_path, monkeypatch, {"params.yaml": "x: 1\n", ".gitignore": "out.txt\n",
+                                      "dvc.yaml": "stages:\n  s:\n    cmd: echo x > out.txt\n    params: [x]\n"
+                                                  "    outs: [out.txt]\n"})
+    dvc = [sys.executable, "-m", "dvc"]
+    subprocess.run([*dvc, "init", "-q"], check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "dvc"], check=True)
+    for name, x in (("study-a", 2), ("study-b", 3)):
+        subprocess.run([*dvc, "exp", "run", "--queue", "-n", name, "-S", f"x={x}"], check=True, capture_output=True)
+    assert running._queue_status() == ([("study-a", "Queued"), ("study-b", "Queued")], False)
+    subprocess.run([*dvc, "queue", "remove", "study-a", "study-b"], check=True, capture_output=True)
+    assert running._queue_status() == ([], False)
 
 
 def test_the_queue_is_put_back_in_plan_order():

@@ -7,7 +7,6 @@ import functools
 import json
 import logging
 import os
-import re
 import subprocess
 import time
 from pathlib import Path
@@ -77,17 +76,28 @@ def commit_of(summary: dict) -> str | None:
         return None
 
 
+def _queue_status() -> tuple[list[tuple[str, str]], bool]:
+    """(name, status) of each task in DVC's experiment queue, in `dvc queue status` order (running, queued, failed,
+    done; oldest first within each), and whether any queue worker is active: read through DVC's Python API, the
+    calls `dvc queue status` itself makes, instead of parsing its table."""
+    from dvc.repo import Repo
+
+    with Repo(".") as repo:
+        queue = repo.experiments.celery_queue
+        tasks = [(t["name"], t["status"]) for t in queue.status() if t.get("name")]
+        return tasks, any(queue.worker_status().values())
+
+
 def _queued(dvc: str, prefix: str = "study-") -> dict[str, str]:
-    """Task name -> status (Queued, Running, Failed, ...) of the tasks in DVC's experiment queue (the study's:
+    """Task name -> status (Queued, Running, Failed, Success) of the tasks in DVC's experiment queue (the study's:
     names starting with `prefix`)."""
-    out = subprocess.run([dvc, "queue", "status"], capture_output=True, text=True).stdout
-    rows = [line.split() for line in out.splitlines()[1:]]
-    tasks = {r[1]: r[-1] for r in rows if len(r) >= 4 and r[1].startswith(prefix)}
+    listed, active = _queue_status()
+    tasks = {name: status for name, status in listed if name.startswith(prefix)}
     # A task still "Running" while no worker is active is a leftover of a killed study (the session, the machine
     # or the worker died mid-run): DVC never finishes it nor runs it again, so it is marked failed here and the
     # caller queues the run afresh; its finished stages come back from the run cache.
     dead = [n for n, status in tasks.items() if status == "Running"]
-    if dead and re.search(r"Worker status: 0 active", out):
+    if dead and not active:
         for name in dead:
             log.warning("study: %s was left running by a killed study (no worker is active): queued again", name)
             subprocess.run([dvc, "queue", "kill", name], capture_output=True)
@@ -175,7 +185,7 @@ def summarise(ref: str, run: str, overrides: dict[str, Any], digest: str) -> dic
 def _enqueue(dvc: str, pending: dict[str, str], todo: dict[str, dict], guard=lambda: None) -> None:
     """Put the study's unfinished runs (`pending`: experiment name -> run) in DVC's queue, in plan order.
     `guard()` runs before each task is queued and raises if the pipeline is no longer what the summaries name."""
-    tasks = _queued(dvc, prefix="")  # one `dvc queue status` for all three decisions below
+    tasks = _queued(dvc, prefix="")  # one reading of the queue for all three decisions below
     queued = {n: status for n, status in tasks.items() if n.startswith("study-")}
     # Finished in an earlier, interrupted study (only its summary is missing), or running: no new task.
     want = [n for n in pending if exp_ref(n) is None and queued.get(n) != "Running"]
