@@ -49,7 +49,7 @@ repro: setup
 ifdef PRESET
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m weakalign.preset $(PRESET)
 else
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m weakalign.params params.yaml
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/weakalign check params.yaml
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	@echo "The answer: reports/summary.md (its ten headline numbers: metrics/headline.json; \`dvc metrics show\`)"
 endif

@@ -26,7 +26,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 
 def _params():
-    from weakalign.params import load_params
+    from weakalign.config.params import load_params
 
     return load_params(ROOT / "params.yaml")
 
@@ -55,16 +55,16 @@ def weak_dir(params) -> Path:
 
 @pytest.fixture(scope="session")
 def pairs(params):
-    from weakalign.io import read_jsonl
-    from weakalign.schema import Pair
+    from weakalign.records.io import read_jsonl
+    from weakalign.records.schema import Pair
 
     return read_jsonl(_needed(ROOT / params.paths.unlabeled), Pair)
 
 
 @pytest.fixture(scope="session")
 def test_prompts(params):
-    from weakalign.io import read_jsonl
-    from weakalign.schema import Prompt
+    from weakalign.records.io import read_jsonl
+    from weakalign.records.schema import Prompt
 
     return [p.prompt for p in read_jsonl(_needed(ROOT / params.paths.prompts_test), Prompt)]
 

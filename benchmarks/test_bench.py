@@ -4,7 +4,7 @@
 
 Each case has an `ours` and a `baseline` test on the same inputs in the same run (pytest-benchmark times each;
 medians of `rounds` runs). Baselines are the libraries as shipped: TRL without our CPU scoring patch
-(`training.plain_trl`), `DPOConfig` defaults apart from what fixes the loss trajectory, `model.generate` one prompt
+(`harness.plain_trl`), `DPOConfig` defaults apart from what fixes the loss trajectory, `model.generate` one prompt
 at a time. FLOPs are counted from non-padding tokens (2 N per token forward, 6 N forward + backward), so the
 model FLOPs utilisation (MFU) in the results is against useful work, relative to the bf16 matmul peak measured
 in the same run.
@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from weakalign import dpo, training
-from weakalign.generation import chat_prompt, sample
-from weakalign.models import load_model, load_tokenizer, n_params
-from weakalign.rewards import implicit_rewards
+from weakalign.labelers.rewards import implicit_rewards
+from weakalign.modeling.generation import chat_prompt, sample
+from weakalign.modeling.models import load_model, load_tokenizer, n_params
+from weakalign.training import dpo, harness
 
 ROOT = Path(__file__).resolve().parents[1]
 N_LABEL = 32      # pairs scored per labeling round
@@ -100,7 +100,7 @@ def test_labeling_trl_precompute(benchmark, record, params, labeler):
 
     def run():
         logps = []
-        with training.plain_trl(), tempfile.TemporaryDirectory() as tmp:
+        with harness.plain_trl(), tempfile.TemporaryDirectory() as tmp:
             for model in (policy, ref):
                 cfg = DPOConfig(output_dir=tmp, use_cpu=True, bf16=False, precompute_ref_log_probs=True,
                                 beta=beta, max_length=params.train_weak.dpo.max_length, report_to=[],
@@ -173,7 +173,7 @@ def test_training_trl_default(benchmark, record, params, base_dir, train_data):
     losses: list[float] = []
 
     def run(model):
-        with training.plain_trl(), tempfile.TemporaryDirectory() as tmp:
+        with harness.plain_trl(), tempfile.TemporaryDirectory() as tmp:
             cfg = DPOConfig(output_dir=tmp, use_cpu=True, bf16=False, seed=params.base.seed,
                             data_seed=params.base.seed, report_to=[], save_strategy="no", disable_tqdm=True,
                             max_steps=N_TRAIN_STEPS, per_device_train_batch_size=TRAIN_BATCH, logging_steps=1,

@@ -8,8 +8,8 @@ Deterministic: the same arguments always write the same file (tests/test_sandbox
 
 import argparse
 
-from weakalign.io import write_jsonl
-from weakalign.sandbox import make_prompts, make_tone_prompts
+from weakalign.data.sandbox import make_prompts, make_tone_prompts
+from weakalign.records.io import write_jsonl
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

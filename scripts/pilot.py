@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from weakalign.params import compose
+from weakalign.config.params import compose
 from weakalign.fingerprint import machine
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,6 +1,7 @@
 """Each stage's computed deps in dvc.yaml: the project modules its script imports, directly or through other
-modules, and the folder of local models (weakalign.refs.LOCAL_MODELS) for every stage that reads a model reference
-from params (`base.model`, `train_weak.model`, `judge.model`, or the section holding one).
+modules (with the __init__.py of every sub-package on the way), and the folder of local models
+(weakalign.config.refs.LOCAL_MODELS) for every stage that reads a model reference from params (`base.model`,
+`train_weak.model`, `judge.model`, or the section holding one).
 
     python scripts/stage_deps.py           # exit 1 listing what dvc.yaml lacks or lists in excess
     python scripts/stage_deps.py --write   # rewrite the src/weakalign/ lines of every stage's deps
@@ -20,37 +21,52 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 LIB = ROOT / "src/weakalign"
-LOCAL_MODELS = "local_models"  # weakalign.refs.LOCAL_MODELS (this script runs without the package installed)
+LOCAL_MODELS = "local_models"  # weakalign.config.refs.LOCAL_MODELS (this script runs without the package installed)
 MODEL_KEYS = {"base", "base.model", "train_weak", "train_weak.model", "judge", "judge.model"}
 
 
+def _file(module: str) -> Path | None:
+    """The file of a dotted module of the package (`config.params`), or of a sub-package (its __init__.py)."""
+    base = LIB.joinpath(*module.split(".")) if module else LIB
+    for f in (base.with_suffix(".py"), base / "__init__.py"):
+        if f.is_file():
+            return f
+    return None
+
+
 def _imports(path: Path) -> set[str]:
-    out = set()
+    """The package's modules `path` imports (dotted, below `weakalign`), each with the sub-packages above it: importing
+    `weakalign.config.params` runs `weakalign/__init__.py` and `weakalign/config/__init__.py` first."""
+    found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("weakalign")):
-            mod = (node.module or "").removeprefix("weakalign").lstrip(".")
-            out |= {mod.split(".")[0]} if mod else {a.name for a in node.names}
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "weakalign" and not node.level:
+            mod = node.module.removeprefix("weakalign").lstrip(".")
+            found |= {mod} | {f"{mod}.{a.name}".lstrip(".") for a in node.names}  # `from pkg import module`
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            raise SystemExit(f"{path}: a relative import; the package imports absolutely (weakalign.<floor>.<module>)")
         elif isinstance(node, ast.Import):
-            out |= {a.name.split(".")[1] for a in node.names if a.name.startswith("weakalign.")}
-    return {m for m in out if (LIB / f"{m}.py").is_file()}
+            found |= {a.name.removeprefix("weakalign.") for a in node.names if a.name.startswith("weakalign.")}
+    out = {""} if found else set()
+    for mod in found:
+        parts = mod.split(".") if mod else []
+        out |= {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+    return {m for m in out if _file(m)}
 
 
 def closure(script: Path) -> list[str]:
-    """src/weakalign/<m>.py for every module `script` can import, sorted."""
+    """src/weakalign/<floor>/<m>.py (and each __init__.py on the way) for every module `script` can import, sorted."""
     seen: set[str] = set()
     todo = _imports(script)
     while todo:
         m = todo.pop()
         if m not in seen:
             seen.add(m)
-            todo |= _imports(LIB / f"{m}.py")
-    if seen:  # importing any module of the package runs its __init__.py first
-        seen |= {"__init__"} | _imports(LIB / "__init__.py")
-    return [f"src/weakalign/{m}.py" for m in sorted(seen)]
+            todo |= _imports(_file(m))
+    return sorted(_file(m).relative_to(ROOT).as_posix() for m in seen)
 
 
 _SCRIPT = re.compile(r"^(\s+)- (stages/\w+\.py)$")
-_COMPUTED = re.compile(rf"^\s+- (src/weakalign/\w+\.py|{LOCAL_MODELS})$")
+_COMPUTED = re.compile(rf"^\s+- (src/weakalign/[\w/]+\.py|{LOCAL_MODELS})$")
 
 
 def reads_a_model(text: str) -> set[str]:

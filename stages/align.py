@@ -13,20 +13,20 @@ weights (`weak_confident` with `compare.confident_weighting: margin`) are drawn 
 
 import logging
 
-from weakalign import resume
+from weakalign.analysis.compare import feedback_choice, weighted_draw
 from weakalign.cli import seed_everything, stage
-from weakalign.compare import feedback_choice, weighted_draw
-from weakalign.io import atomic_dir, read_jsonl, read_numbered, write_metrics
-from weakalign.schema import Pair, Preference, ReferenceLogps
+from weakalign.records import resume
+from weakalign.records.io import atomic_dir, read_jsonl, read_numbered, write_metrics
+from weakalign.records.schema import Pair, Preference, ReferenceLogps
 
 log = logging.getLogger("weakalign.align")
 
 
 def main(args, params):
     # torch, transformers and trl load here, not at the top, so that --help answers at once.
-    from weakalign import dpo
-    from weakalign.models import load_model, load_tokenizer
-    from weakalign.saved_models import model_card, save_model
+    from weakalign.training import dpo
+    from weakalign.modeling.models import load_model, load_tokenizer
+    from weakalign.modeling.saved_models import model_card, save_model
 
     seed_everything(params.base.seed)
     unlabeled = read_jsonl(args.unlabeled, Pair)

@@ -9,14 +9,14 @@ null and so do the gold figures in the metrics.
 
 import logging
 
-from weakalign.annotate import human_label
+from weakalign.analysis.stats import r
 from weakalign.cli import stage
-from weakalign.io import DataError, read_jsonl, write_jsonl, write_metrics
-from weakalign.judge import make_judge
-from weakalign.schema import Pair
-from weakalign.stats import r
+from weakalign.data.annotate import human_label
+from weakalign.labelers.judge import make_judge
+from weakalign.records.io import DataError, read_jsonl, write_jsonl, write_metrics
+from weakalign.records.schema import Pair
 
-log = logging.getLogger("weakalign.annotate")
+log = logging.getLogger("weakalign.data.annotate")
 
 
 def main(args, params):

@@ -9,15 +9,15 @@ directory or a Hub id. Later stages load the written directory, which takes well
 import logging
 
 from weakalign.cli import stage
-from weakalign.io import atomic_dir
+from weakalign.records.io import atomic_dir
 
 log = logging.getLogger("weakalign.base_model")
 
 
 def main(args, params):
     # torch and transformers load here, not at the top, so that --help answers at once.
-    from weakalign.models import load_model, load_tokenizer, n_params
-    from weakalign.saved_models import model_card, save_model
+    from weakalign.modeling.models import load_model, load_tokenizer, n_params
+    from weakalign.modeling.saved_models import model_card, save_model
 
     ref = params.base.model
     log.info("loading %s", ref)

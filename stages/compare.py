@@ -11,13 +11,13 @@ An empty --rm or --judge file means that labeler is off (label_rm/label_judge.en
 
 import logging
 
+from weakalign.analysis.compare import (check_covers, feedback_labels, feedback_metrics, judge_feedback_label,
+                                        labeler_metrics, source_metrics)
 from weakalign.cli import stage
-from weakalign.compare import (check_covers, feedback_labels, feedback_metrics, judge_feedback_label, labeler_metrics,
-                               source_metrics)
-from weakalign.io import atomic_dir, iter_jsonl, read_jsonl, write_json, write_jsonl, write_metrics
-from weakalign.schema import JudgeLabel, Pair, WeakLabel
+from weakalign.records.io import atomic_dir, iter_jsonl, read_jsonl, write_json, write_jsonl, write_metrics
+from weakalign.records.schema import JudgeLabel, Pair, WeakLabel
 
-log = logging.getLogger("weakalign.compare")
+log = logging.getLogger("weakalign.analysis.compare")
 
 
 def main(args, params):

@@ -15,21 +15,21 @@ Finished batches are appended to --checkpoints; a killed run resumes after the l
 import logging
 from pathlib import Path
 
-from weakalign import resume
+from weakalign.analysis.evaluation import alignment_metrics, heldout_metrics, heldout_pairs, kl_metrics
 from weakalign.cli import seed_everything, stage
-from weakalign.evaluation import alignment_metrics, heldout_metrics, heldout_pairs, kl_metrics
-from weakalign.io import read_jsonl, write_jsonl, write_metrics
-from weakalign.judge import make_judge
-from weakalign.schema import Pair, Prompt
+from weakalign.labelers.judge import make_judge
+from weakalign.records import resume
+from weakalign.records.io import read_jsonl, write_jsonl, write_metrics
+from weakalign.records.schema import Pair, Prompt
 
 log = logging.getLogger("weakalign.evaluate")
 
 
 def main(args, params):
     # torch, transformers and trl load here, not at the top, so that --help answers at once.
-    from weakalign.generation import sample
-    from weakalign.models import load_model, load_tokenizer
-    from weakalign.rewards import log_ratios
+    from weakalign.modeling.generation import sample
+    from weakalign.modeling.models import load_model, load_tokenizer
+    from weakalign.labelers.rewards import log_ratios
 
     seed_everything(params.base.seed)
     prompts = read_jsonl(args.prompts, Prompt)

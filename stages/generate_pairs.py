@@ -14,11 +14,11 @@ still unusable are dropped and counted by reason in the metrics file. Finished b
 
 import logging
 
-from weakalign import resume
 from weakalign.cli import seed_everything, stage
-from weakalign.io import read_jsonl, write_jsonl, write_metrics
-from weakalign.sandbox import steered, style_pairs
-from weakalign.schema import Pair, Prompt, response_problem
+from weakalign.data.sandbox import steered, style_pairs
+from weakalign.records import resume
+from weakalign.records.io import read_jsonl, write_jsonl, write_metrics
+from weakalign.records.schema import Pair, Prompt, response_problem
 
 log = logging.getLogger("weakalign.generate_pairs")
 
@@ -33,8 +33,8 @@ def from_source(args, params, prompts: list[Prompt]) -> None:
     limits = [m for m in (params.train_weak.dpo.max_length, params.align.dpo.max_length) if m is not None]
     kept, too_long = pairs, 0
     if limits:
-        from weakalign.generation import chat_prompt  # torch and transformers: not at the top (see main)
-        from weakalign.models import load_tokenizer
+        from weakalign.modeling.generation import chat_prompt  # torch and transformers: not at the top (see main)
+        from weakalign.modeling.models import load_tokenizer
 
         tok = load_tokenizer(args.model)
         n_tokens = {p.prompt_id: len(tok.apply_chat_template(chat_prompt(p.prompt), add_generation_prompt=True,
@@ -57,8 +57,8 @@ def main(args, params):
     if params.data.source != "sandbox":
         return from_source(args, params, prompts)
     # torch and transformers load here (and in from_source), not at the top, so that --help answers at once.
-    from weakalign.generation import sample
-    from weakalign.models import load_model, load_tokenizer
+    from weakalign.modeling.generation import sample
+    from weakalign.modeling.models import load_model, load_tokenizer
 
     tok = load_tokenizer(args.model)
     model = load_model(args.model)

@@ -7,9 +7,9 @@
 import logging
 
 from weakalign.cli import stage
-from weakalign.io import read_numbered, write_jsonl
-from weakalign.schema import Prompt
-from weakalign.split import check_unique, holdout
+from weakalign.data.split import check_unique, holdout
+from weakalign.records.io import read_numbered, write_jsonl
+from weakalign.records.schema import Prompt
 
 log = logging.getLogger("weakalign.holdout")
 

@@ -5,17 +5,17 @@
 
 `sandbox`: --input is the prompt file; every prompt is checked (schema, unique ids and texts) and the pairs file
 is empty (generate_pairs samples them). `jsonl` / `hf`: the preference data, with its own human labels, through
-weakalign.sources; --prompts gets each distinct prompt once (id = its prompt_id), so the holdout splits prompts,
+weakalign.data.sources; --prompts gets each distinct prompt once (id = its prompt_id), so the holdout splits prompts,
 never a prompt's pairs. Every row read is kept or counted as dropped, by reason, in the metrics file.
 """
 
 import logging
 
 from weakalign.cli import stage
-from weakalign.io import read_numbered, write_jsonl, write_metrics
-from weakalign.schema import DROP_REASONS, Prompt
-from weakalign.sources import load_pairs
-from weakalign.split import check_unique
+from weakalign.data.sources import load_pairs
+from weakalign.data.split import check_unique
+from weakalign.records.io import read_numbered, write_jsonl, write_metrics
+from weakalign.records.schema import DROP_REASONS, Prompt
 
 log = logging.getLogger("weakalign.ingest")
 

@@ -5,7 +5,7 @@ orders; a pair whose two orders disagree is a tie.
         --out ${paths.judge_labels} --metrics ${paths.metrics}/label_judge.json \
         --checkpoints ${paths.checkpoints}/label_judge
 
-The prompt and the scoring are in weakalign.pairwise_judge. The metrics file records ties, position bias (share
+The prompt and the scoring are in weakalign.labelers.pairwise_judge. The metrics file records ties, position bias (share
 of "A" answers), prompts too long to judge, and the labeling cost (wall time and estimated forward FLOPs per
 1,000 pairs). Finished batches are appended to --checkpoints; a killed run resumes after the last one. With
 `label_judge.enabled: false` the stage writes empty labels and null metrics (same keys).
@@ -14,11 +14,11 @@ of "A" answers), prompts too long to judge, and the labeling cost (wall time and
 import logging
 import time
 
-from weakalign import resume
 from weakalign.cli import seed_everything, stage
-from weakalign.io import read_jsonl, write_jsonl, write_metrics
-from weakalign.labeling import cost, label_1_share, switched_off
-from weakalign.schema import Pair
+from weakalign.labelers.labeling import cost, label_1_share, switched_off
+from weakalign.records import resume
+from weakalign.records.io import read_jsonl, write_jsonl, write_metrics
+from weakalign.records.schema import Pair
 
 log = logging.getLogger("weakalign.label_judge")
 
@@ -32,8 +32,8 @@ def main(args, params):
         log.info("label_judge.enabled is false: empty labels")
         return switched_off(args.out, args.metrics, args.checkpoints, KEYS)
     seed_everything(params.base.seed)
-    from weakalign.models import load_model, load_tokenizer, n_params, tflop
-    from weakalign.pairwise_judge import judge_pairs
+    from weakalign.modeling.models import load_model, load_tokenizer, n_params, tflop
+    from weakalign.labelers.pairwise_judge import judge_pairs
     unlabeled = read_jsonl(args.unlabeled, Pair)
     tok, model = load_tokenizer(args.base), load_model(args.base)
     n = n_params(model)

@@ -15,11 +15,11 @@ import logging
 import time
 from pathlib import Path
 
-from weakalign import resume
 from weakalign.cli import seed_everything, stage
-from weakalign.io import read_jsonl, write_jsonl, write_metrics
-from weakalign.labeling import cost, label_1_share, switched_off
-from weakalign.schema import Pair, WeakLabel
+from weakalign.labelers.labeling import cost, label_1_share, switched_off
+from weakalign.records import resume
+from weakalign.records.io import read_jsonl, write_jsonl, write_metrics
+from weakalign.records.schema import Pair, WeakLabel
 
 log = logging.getLogger("weakalign.label_rm")
 
@@ -37,8 +37,8 @@ def main(args, params):
         (Path(args.live) / "README").write_text("label_rm.enabled is false: no reward model was trained.\n")
         return switched_off(args.out, args.metrics, args.checkpoints, ("model", *KEYS))
     seed_everything(params.base.seed)
-    from weakalign.models import n_params, reward_model_from_lm, tflop
-    from weakalign.reward_model import score_pairs, train
+    from weakalign.modeling.models import n_params, reward_model_from_lm, tflop
+    from weakalign.labelers.reward_model import score_pairs, train
     ref = params.weak_start(args.base, args.sft_target, args.sft_weak)
     labeled, unlabeled = read_jsonl(args.labeled, Pair), read_jsonl(args.unlabeled, Pair)
     model, tok = reward_model_from_lm(ref, params.base.seed, params.base.trust_remote_code)

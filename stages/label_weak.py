@@ -17,19 +17,19 @@ the resumed part).
 import logging
 import time
 
-from weakalign import resume
 from weakalign.cli import seed_everything, stage
-from weakalign.io import read_jsonl, write_jsonl, write_metrics
-from weakalign.labeling import cost, label_1_share
-from weakalign.schema import Pair, WeakLabel
+from weakalign.labelers.labeling import cost, label_1_share
+from weakalign.records import resume
+from weakalign.records.io import read_jsonl, write_jsonl, write_metrics
+from weakalign.records.schema import Pair, WeakLabel
 
 log = logging.getLogger("weakalign.label_weak")
 
 
 def main(args, params):
     # torch, transformers and trl load here, not at the top, so that --help answers at once.
-    from weakalign.models import attach_adapter, is_adapter, load_model, load_tokenizer, n_params, tflop
-    from weakalign.rewards import implicit_rewards
+    from weakalign.modeling.models import attach_adapter, is_adapter, load_model, load_tokenizer, n_params, tflop
+    from weakalign.labelers.rewards import implicit_rewards
 
     seed_everything(params.base.seed)
     ref_path = params.weak_start(args.base, args.sft_target, args.sft_weak)

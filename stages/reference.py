@@ -13,16 +13,16 @@ settings (`align.dpo`, `align.lora`), and `align` reads the numbers back, orient
 import logging
 
 from weakalign.cli import seed_everything, stage
-from weakalign.io import read_jsonl, write_jsonl
-from weakalign.schema import Pair, ReferenceLogps
+from weakalign.records.io import read_jsonl, write_jsonl
+from weakalign.records.schema import Pair, ReferenceLogps
 
 log = logging.getLogger("weakalign.reference")
 
 
 def main(args, params):
     # torch, transformers and trl load here, not at the top, so that --help answers at once.
-    from weakalign.dpo import reference_logps
-    from weakalign.models import load_model, load_tokenizer
+    from weakalign.training.dpo import reference_logps
+    from weakalign.modeling.models import load_model, load_tokenizer
 
     seed_everything(params.base.seed)
     unlabeled = read_jsonl(args.unlabeled, Pair)

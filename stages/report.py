@@ -18,17 +18,17 @@ import logging
 import os
 from pathlib import Path
 
+from weakalign.analysis.report import (disagreements, figure, gold_reward_rows, headline, provenance, summary_markdown,
+                                       training_curves)
 from weakalign.cli import stage
-from weakalign.io import atomic_file, read_json, read_jsonl, read_metrics, write_json
-from weakalign.report import (disagreements, figure, gold_reward_rows, headline, provenance, summary_markdown,
-                              training_curves)
-from weakalign.schema import Pair, WeakLabel
+from weakalign.records.io import atomic_file, read_json, read_jsonl, read_metrics, write_json
+from weakalign.records.schema import Pair, WeakLabel
 
-log = logging.getLogger("weakalign.report")
+log = logging.getLogger("weakalign.analysis.report")
 
 
 def main(args, params):
-    # The metrics with their bookkeeping (wall times, `learned`, the judge's name: weakalign.io.write_metrics).
+    # The metrics with their bookkeeping (wall times, `learned`, the judge's name: weakalign.records.io.write_metrics).
     feedback = read_metrics(args.feedback_metrics)
     alignment = read_metrics(args.alignment)
     sources = params.align.sources

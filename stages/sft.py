@@ -14,12 +14,12 @@ starts from the fine-tuned target. Checkpoints go to --checkpoints/<role>; a kil
 import logging
 from pathlib import Path
 
-from weakalign import resume
 from weakalign.cli import seed_everything, stage
-from weakalign.io import atomic_dir, read_jsonl, write_metrics
-from weakalign.schema import Pair
+from weakalign.records import resume
+from weakalign.records.io import atomic_dir, read_jsonl, write_metrics
+from weakalign.records.schema import Pair
 
-log = logging.getLogger("weakalign.sft")
+log = logging.getLogger("weakalign.training.sft")
 KEYS = ("n_examples", "n_examples_truncated", "steps", "first_loss", "final_loss", "final_token_accuracy",
         "train_seconds", "train_tflops", "num_processes", "resumed_from_step")
 
@@ -32,9 +32,9 @@ def _note(out: str, text: str) -> dict:
 
 
 def _finetune(ref: str, role: str, examples, args, params) -> dict:
-    from weakalign import sft
-    from weakalign.models import load_model, load_tokenizer, n_params, tflop
-    from weakalign.saved_models import model_card, save_model
+    from weakalign.training import sft
+    from weakalign.modeling.models import load_model, load_tokenizer, n_params, tflop
+    from weakalign.modeling.saved_models import model_card, save_model
 
     tok = load_tokenizer(ref, params.base.trust_remote_code)
     model = load_model(ref, trust_remote_code=params.base.trust_remote_code)

@@ -7,11 +7,11 @@
 import logging
 
 from weakalign.cli import stage
-from weakalign.io import read_jsonl, write_jsonl
-from weakalign.schema import Pair, Prompt
-from weakalign.split import check_disjoint, split
+from weakalign.data.split import check_disjoint, split
+from weakalign.records.io import read_jsonl, write_jsonl
+from weakalign.records.schema import Pair, Prompt
 
-log = logging.getLogger("weakalign.split")
+log = logging.getLogger("weakalign.data.split")
 
 
 def main(args, params):

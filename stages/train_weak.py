@@ -12,19 +12,19 @@ Checkpoints go to --checkpoints every `dpo.save_steps` steps; a killed run resum
 
 import logging
 
-from weakalign import resume
 from weakalign.cli import seed_everything, stage
-from weakalign.io import atomic_dir, read_jsonl, write_metrics
-from weakalign.schema import Pair
+from weakalign.records import resume
+from weakalign.records.io import atomic_dir, read_jsonl, write_metrics
+from weakalign.records.schema import Pair
 
 log = logging.getLogger("weakalign.train_weak")
 
 
 def main(args, params):
     # torch, transformers and trl load here, not at the top, so that --help answers at once.
-    from weakalign import dpo
-    from weakalign.models import load_model, load_tokenizer
-    from weakalign.saved_models import model_card, save_model
+    from weakalign.training import dpo
+    from weakalign.modeling.models import load_model, load_tokenizer
+    from weakalign.modeling.saved_models import model_card, save_model
 
     seed_everything(params.base.seed)
     ref = params.weak_start(args.base, args.sft_target, args.sft_weak)

@@ -26,7 +26,7 @@ def root() -> Path:
 def shipped():
     """`shipped({"train_weak": {"model": "base@layers=8"}})`: params.yaml (the one home of the defaults) with
     nested changes on top, validated as a run would read it."""
-    from weakalign.params import load_params
+    from weakalign.config.params import load_params
 
     return lambda changes=None: load_params(ROOT / "params.yaml", changes)
 
@@ -37,7 +37,7 @@ def shipped_section(key: str, **changes):
     import yaml
     from pydantic import BaseModel
 
-    from weakalign.params import Params
+    from weakalign.config.params import Params
 
     cls, node = Params, yaml.safe_load((ROOT / "params.yaml").read_text())
     for part in key.split("."):
@@ -54,8 +54,8 @@ def section():
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory) -> Path:
     """A saved tiny-random model directory (about 10 MB), built once per test session."""
-    from weakalign.models import TINY, load_model, load_tokenizer
-    from weakalign.saved_models import save_model
+    from weakalign.modeling.models import TINY, load_model, load_tokenizer
+    from weakalign.modeling.saved_models import save_model
 
     out = tmp_path_factory.mktemp("tiny") / "model"
     save_model(load_model(TINY, seed=0), load_tokenizer(TINY), out)

@@ -5,8 +5,8 @@ import random
 from functools import partial
 
 from conftest import shipped_section
-from weakalign.annotate import human_label, p_first
-from weakalign.schema import Pair
+from weakalign.data.annotate import human_label, p_first
+from weakalign.records.schema import Pair
 
 _annotate = partial(shipped_section, "annotate")  # the shipped annotators, with changes
 

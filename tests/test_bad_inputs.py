@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from weakalign.io import DataError
-from weakalign.params import compose
+from weakalign.config.params import compose
+from weakalign.records.io import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "tests" / "bad_inputs"
@@ -143,7 +143,7 @@ def test_bad_input_through_dvc_repro(case, tmp_path):
 
 @pytest.mark.parametrize("case", [c for c in CASES if c["stage"] == "hh"], ids=lambda c: c["id"])
 def test_bad_hh_rows(case, tmp_path, monkeypatch):
-    from weakalign.sources import read_hh
+    from weakalign.data.sources import read_hh
 
     monkeypatch.chdir(tmp_path)
     (dest, src), = case["files"].items()

@@ -2,8 +2,8 @@
 
 import pytest
 
-from weakalign.compare import feedback_labels, feedback_metrics
-from weakalign.schema import Pair, WeakLabel
+from weakalign.analysis.compare import feedback_labels, feedback_metrics
+from weakalign.records.schema import Pair, WeakLabel
 
 
 def _pair(i, gold, human):
@@ -52,8 +52,8 @@ def test_no_gold_gives_null_gold_metrics():
 
 
 def test_weak_labels_must_cover_d_u_exactly():
-    from weakalign.compare import check_covers
-    from weakalign.io import DataError
+    from weakalign.analysis.compare import check_covers
+    from weakalign.records.io import DataError
 
     with pytest.raises(DataError, match=r"weak\.jsonl: no weak label for 1 of 1 D_u pairs"):
         check_covers([_pair(0, 1, 1)], {}, "weak.jsonl")
@@ -83,9 +83,9 @@ def test_feedback_labels_per_source():
 
 
 def test_feedback_must_label_d_u_pairs_once():
-    from weakalign.compare import feedback_choice
-    from weakalign.io import DataError
-    from weakalign.schema import Preference
+    from weakalign.analysis.compare import feedback_choice
+    from weakalign.records.io import DataError
+    from weakalign.records.schema import Preference
 
     rows = [(1, Preference(pair_id="x0", chosen=2)), (2, Preference(pair_id="x1", chosen=1))]
     assert feedback_choice(rows, {"x0", "x1", "x2"}, "f.jsonl") == {"x0": 2, "x1": 1}  # leaving pairs out is fine
@@ -96,7 +96,7 @@ def test_feedback_must_label_d_u_pairs_once():
 
 
 def test_the_other_labelers_as_feedback_sources_and_their_metrics():
-    from weakalign.compare import labeler_metrics
+    from weakalign.analysis.compare import labeler_metrics
 
     # (gold, human): 4 pairs; rm agrees with human on 3; the judge decides 3 pairs and ties on x3.
     pairs = [_pair(0, 1, 1), _pair(1, 2, 2), _pair(2, 1, 2), _pair(3, 2, 2)]
@@ -122,7 +122,7 @@ def test_the_other_labelers_as_feedback_sources_and_their_metrics():
 
 
 def test_weak_confident_weighting_and_the_weighted_draw():
-    from weakalign.compare import weighted_draw
+    from weakalign.analysis.compare import weighted_draw
 
     pairs = [_pair(i, 1, 1) for i in range(4)]
     weak = {f"x{i}": _weak(i, 1, m) for i, m in enumerate((0.05, 0.2, 0.4, 0.6))}
@@ -140,7 +140,7 @@ def test_weak_confident_weighting_and_the_weighted_draw():
 def test_calibration_sources_flip_exact_nested_shares_of_gold():
     # 200 gold-decided pairs and one gold tie: noisy_gold_NN inverts exactly round(NN% of 200) gold labels, seeded,
     # the flips at a lower rate are among those at a higher one, and `flipped` inverts every one.
-    from weakalign.compare import source_metrics
+    from weakalign.analysis.compare import source_metrics
 
     pairs = [_pair(i, 1 + i % 2, 1) for i in range(200)]
     pairs.append(Pair(id="t", prompt_id="t", prompt="p", response_1="a", response_2="b", gold_1=0.5, gold_2=0.5,

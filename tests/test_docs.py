@@ -17,6 +17,60 @@ def test_architecture_names_every_stage_and_module(root):
             f"docs/ARCHITECTURE.md does not mention {module.relative_to(package)}"
 
 
+def _floors(text: str) -> dict[str, int]:
+    """Folder -> floor, from docs/ARCHITECTURE.md's headings `### Floor <n>: `<folder>/`, ...` (the one place the
+    floors are written)."""
+    import re
+
+    return {m[1]: int(m[0]) for m in re.findall(r"^### Floor (\d+): `(\w+)/`", text, flags=re.M)}
+
+
+def _imported(path) -> set[str]:
+    """Every `weakalign...` module `path` imports, at the top or inside a function."""
+    import ast
+
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            out.add("relative")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "weakalign":
+            out |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.split(".")[0] == "weakalign"}
+    return out
+
+
+def test_each_floor_imports_only_the_floors_below_it(root):
+    """The package's folders are its layers: a module of floor n imports its own folder and folders of floors
+    below n, never a folder beside it (same n), above it, or the commands on top; imports are absolute."""
+    floors = _floors((root / "docs/ARCHITECTURE.md").read_text())
+    assert {"records", "config", "data", "modeling", "training", "labelers", "analysis"} <= set(floors), floors
+    package = root / "src/weakalign"
+    assert {p.name for p in package.iterdir() if p.is_dir() and (p / "__init__.py").is_file()} == set(floors) | {"study"}
+    wrong = []
+    for folder, floor in floors.items():
+        for module in sorted((package / folder).glob("*.py")):
+            for name in sorted(_imported(module)):
+                if name == "relative":
+                    wrong.append(f"{folder}/{module.name}: a relative import")
+                    continue
+                parts = name.split(".")
+                target = parts[1] if len(parts) > 1 else None
+                if target != folder and floors.get(target, floor + 1) >= floor:
+                    wrong.append(f"{folder}/{module.name} (floor {floor}) imports {name}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_layering_check_sees_a_sideways_and_an_upward_import(root, tmp_path):
+    """The check above would pass vacuously if `_imported` missed imports: it sees both kinds, lazy ones too."""
+    f = tmp_path / "m.py"
+    f.write_text("from weakalign.labelers import rewards\n\ndef g():\n    import weakalign.analysis.stats\n"
+                 "    from . import x\n")
+    assert _imported(f) == {"weakalign.labelers", "weakalign.labelers.rewards", "weakalign.analysis.stats",
+                            "relative"}
+    assert _floors("### Floor 3: `data/`, the data\n### Floor 3: `modeling/`, x\n") == {"data": 3, "modeling": 3}
+
+
 def test_readme_starts_with_the_two_commands(root):
     text = (root / "README.md").read_text()
     quick = text[text.index("## Quick start"):]

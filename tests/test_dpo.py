@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from weakalign import dpo
-from weakalign.models import load_model, load_tokenizer
-from weakalign.params import DPO
-from weakalign.schema import Pair
+from weakalign.config.params import DPO
+from weakalign.modeling.models import load_model, load_tokenizer
+from weakalign.records.schema import Pair
+from weakalign.training import dpo
 
 COUNTS = {"n_train_pairs": 4, "n_train_pairs_dropped_too_long": 0, "n_train_pairs_truncated": 0}
 
@@ -70,7 +70,7 @@ def test_training_moves_the_tiny_model_and_logs_to_dvclive(tiny_dir, tmp_path, m
     assert summary["n_train_pairs_truncated"] == 1  # the long third pair exceeds max_length=64
     assert (tmp_path / "live" / "plots" / "metrics" / "loss.tsv").is_file()
     assert (tmp_path / "live" / "plots" / "metrics" / "rewards" / "margins.tsv").is_file()
-    from weakalign import resume
+    from weakalign.records import resume
 
     # 10 steps, save_steps 16: no regular checkpoint, and the trainer's extra save after the last step is skipped.
     assert resume.last_checkpoint(tmp_path / "work") is None
@@ -104,7 +104,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_with_the_same_result(tiny_dir,
     (tests/test_pipeline.py does the same with a real SIGKILL inside `dvc repro`.)"""
     import torch
 
-    from weakalign import resume
+    from weakalign.records import resume
 
     tok = load_tokenizer(tiny_dir)
     triples = [(f"Rate item {i}.", f"Great item number {i}, I love it.", "Bad.") for i in range(8)]
@@ -158,7 +158,7 @@ def test_the_cpu_scoring_patch_still_fits_trl():
 
     import trl.trainer.utils as trl_utils
 
-    from weakalign.training import plain_trl, score_completions_only
+    from weakalign.training.harness import plain_trl, score_completions_only
 
     with plain_trl():
         original = trl_utils._use_triton
@@ -181,8 +181,8 @@ def test_shared_reference_logps_equal_each_sources_own(tiny_dir, tmp_path, monke
     and a training that gets them does not score D_u again."""
     from trl import DPOConfig, DPOTrainer
 
-    from weakalign.params import Lora
-    from weakalign.training import trainer_kwargs
+    from weakalign.config.params import Lora
+    from weakalign.training.harness import trainer_kwargs
 
     tok = load_tokenizer(tiny_dir)
     pairs = [(f"Rate item {i}.", "Good. " * (1 + i % 4) + f"{i}", "Bad" + " really" * (i % 3) + f" {i}.")
@@ -225,7 +225,7 @@ def test_a_run_whose_batches_are_all_dropped_fails_instead_of_saving_the_start(t
 def test_a_damaged_checkpoint_is_deleted_and_named_instead_of_failing_every_rerun(tiny_dir, tmp_path, monkeypatch):
     """The step-4 checkpoint's weights cut short after a kill: the resume fails in one line naming it and deletes it,
     so the next run starts over (there is no earlier one here) instead of failing on it forever."""
-    from weakalign import resume
+    from weakalign.records import resume
 
     tok = load_tokenizer(tiny_dir)
     triples = [(f"Rate item {i}.", f"Great item number {i}, I love it.", "Bad.") for i in range(8)]

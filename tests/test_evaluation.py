@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from weakalign.evaluation import alignment_metrics
-from weakalign.stats import mean_sem, quantile_bins, win_rate
+from weakalign.analysis.evaluation import alignment_metrics
+from weakalign.analysis.stats import mean_sem, quantile_bins, win_rate
 
 
 def test_mean_sem():
@@ -64,8 +64,8 @@ def test_no_gold_judge_keeps_every_key_with_nulls():
 
 
 def test_heldout_accuracy_and_kl_estimate_by_hand():
-    from weakalign.evaluation import heldout_metrics, heldout_pairs, kl_metrics
-    from weakalign.schema import Pair
+    from weakalign.analysis.evaluation import heldout_metrics, heldout_pairs, kl_metrics
+    from weakalign.records.schema import Pair
 
     # Implicit-reward margins +1, -1, 0 (a tie), +2 against gold 1, 1, 2, 2: right, wrong, one half, wrong.
     assert heldout_metrics([1.0, 0.0, 0.5, 3.0], [0.0, 1.0, 0.5, 1.0], [1, 1, 2, 2]) == \

@@ -2,10 +2,10 @@
 
 import pytest
 
-from weakalign import feedback
-from weakalign.compare import feedback_labels
-from weakalign.params import Align
-from weakalign.schema import Pair, WeakLabel
+from weakalign.analysis.compare import feedback_labels
+from weakalign.config import feedback
+from weakalign.config.params import Align
+from weakalign.records.schema import Pair, WeakLabel
 
 
 def _pair(i, gold, human):

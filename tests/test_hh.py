@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from weakalign.hh import split_dialogue
-from weakalign.schema import DROP_REASONS, Unusable
-from weakalign.sources import read_hh
+from weakalign.data.hh import split_dialogue
+from weakalign.data.sources import read_hh
+from weakalign.records.schema import DROP_REASONS, Unusable
 
 # Real data beside the repository (../shared/data, see its README); never copied into it.
 HH_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf" / "harmless-base-test-part1.jsonl.gz"
@@ -56,7 +56,7 @@ def test_positions_are_seeded_coins_and_the_label_follows(tmp_path):
 
 
 def test_a_row_that_is_not_hh_is_an_error_with_its_line(tmp_path):
-    from weakalign.io import DataError
+    from weakalign.records.io import DataError
 
     p = tmp_path / "hh.jsonl"
     p.write_text(json.dumps({"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: a\n\nAssistant: c"})

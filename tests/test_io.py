@@ -9,9 +9,9 @@ import stat
 
 import pytest
 
-from weakalign.io import (DataError, atomic_dir, atomic_file, iter_jsonl, read_json, read_jsonl, stage_outputs,
-                          write_json, write_jsonl)
-from weakalign.schema import MAX_CHARS, Pair, Prompt
+from weakalign.records.io import (DataError, atomic_dir, atomic_file, iter_jsonl, read_json, read_jsonl, stage_outputs,
+                                  write_json, write_jsonl)
+from weakalign.records.schema import MAX_CHARS, Pair, Prompt
 
 GOOD = {"id": "a", "prompt_id": "a", "prompt": "Say hi", "response_1": "Hi there", "response_2": "Hello"}
 
@@ -194,7 +194,7 @@ def test_a_write_killed_with_sigkill_leaves_nothing_past_the_next_write(tmp_path
     target = tmp_path / "model"
     child = subprocess.Popen([sys.executable, "-c", (
         "import sys, time\n"
-        "from weakalign.io import atomic_dir\n"
+        "from weakalign.records.io import atomic_dir\n"
         f"with atomic_dir({str(target)!r}) as d:\n"
         "    (d / 'weights.bin').write_bytes(b'x' * 1000)\n"
         "    print('saving', flush=True)\n"
@@ -230,7 +230,7 @@ def test_a_gzip_bomb_and_an_endless_line_are_refused_in_bounded_memory(tmp_path,
     after reading at most the bound, never held whole. Bounds shrunk here so the test is fast."""
     import gzip
 
-    from weakalign import io
+    from weakalign.records import io
 
     monkeypatch.setattr(io, "MAX_LINE_BYTES", 1000)
     line = tmp_path / "long.jsonl.gz"

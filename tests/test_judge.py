@@ -3,7 +3,7 @@
 from functools import partial
 
 from conftest import shipped_section
-from weakalign.judge import ToneJudge, VaderJudge, make_judge
+from weakalign.labelers.judge import ToneJudge, VaderJudge, make_judge
 
 _judge = partial(shipped_section, "judge")
 JUDGE = _judge()  # the shipped judge
@@ -48,7 +48,7 @@ def test_batch_interface_matches_single():
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from weakalign.judge import RewardModelJudge  # noqa: E402
+from weakalign.labelers.judge import RewardModelJudge  # noqa: E402
 
 PAIRS = [("Hi", "Hello! How can I help you today?"),
          ("Tell me a long story about a cat who learns to sail across the sea.", "No."),
@@ -61,7 +61,7 @@ def rm_dir(tmp_path_factory):
     """A tiny random Llama reward model (one output) with the SmolLM2 tokenizer, whose pad token is its EOS."""
     from transformers import LlamaForSequenceClassification
 
-    from weakalign.models import TINY, _tiny_config, load_tokenizer
+    from weakalign.modeling.models import TINY, _tiny_config, load_tokenizer
 
     tok = load_tokenizer(TINY)
     assert tok.pad_token_id == tok.eos_token_id  # the case the loader must fix
@@ -111,7 +111,7 @@ def test_reward_model_judge_through_make_judge_and_its_params(rm_dir):
 
 # --- tone gold judge: "better" depends on the prompt ---------------------------------------------------------------
 
-from weakalign.sandbox import make_tone_prompts, requested_tone  # noqa: E402
+from weakalign.data.sandbox import make_tone_prompts, requested_tone  # noqa: E402
 
 OPENING = "Frankly, the robot vacuum was a letdown:"
 ASK_POS = f'Continue this review in one or two sentences, in a positive tone: "{OPENING}"'

@@ -15,11 +15,11 @@ import warnings
 import pytest
 import torch
 
-from weakalign import dpo
-from weakalign.models import attach_adapter, is_adapter, load_model, load_tokenizer, lora_config
-from weakalign.saved_models import save_model
-from weakalign.params import DPO, Lora, ParamsError, Reward
-from weakalign.rewards import implicit_rewards
+from weakalign.config.params import DPO, Lora, ParamsError, Reward
+from weakalign.labelers.rewards import implicit_rewards
+from weakalign.modeling.models import attach_adapter, is_adapter, load_model, load_tokenizer, lora_config
+from weakalign.modeling.saved_models import save_model
+from weakalign.training import dpo
 
 TRIPLES = [("Rate the film.", "A wonderful, warm and funny film.", "Dull."),
            ("Rate the soup.", "Delicious and hot, the best in town.", "Cold."),
@@ -102,8 +102,8 @@ def test_loading_an_adapter_merges_it_and_the_labeler_uses_the_base_as_reference
 
 
 def test_lora_reward_model_trains_adapters_and_its_score_head(tiny_dir, tmp_path):
-    from weakalign.models import reward_model_from_lm
-    from weakalign.reward_model import score_pairs, train
+    from weakalign.modeling.models import reward_model_from_lm
+    from weakalign.labelers.reward_model import score_pairs, train
 
     triples = [(f"Review item {i}.", f"Great item {i}, I love it.", f"Bad item {i}, awful.") for i in range(8)]
     model, tok = reward_model_from_lm(str(tiny_dir), seed=0)
@@ -129,7 +129,7 @@ def test_a_pickled_adapter_is_refused_before_torch_load(tmp_path, lora_weak):
 
 
 def test_lora_target_modules_the_model_lacks_fail_before_training(tiny_dir):
-    from weakalign.params import Lora
+    from weakalign.config.params import Lora
 
     model = load_model(tiny_dir)
     with pytest.raises(ValueError, match=r"lora.lora_target_modules: \['q_projj'\] are not modules of this model; its "

@@ -11,8 +11,8 @@ import textwrap
 import pytest
 import torch
 
-from weakalign.models import (EMBEDDED, TINY, embedded_gguf, load_model, load_tokenizer, n_params, prune_layers,
-                              tflop)
+from weakalign.modeling.models import (EMBEDDED, TINY, embedded_gguf, load_model, load_tokenizer, n_params,
+                                       prune_layers, tflop)
 
 
 def test_tiny_model_is_small_and_uses_the_smollm2_tokenizer(tiny_dir):
@@ -53,7 +53,7 @@ def test_hub_id_loads_from_the_local_hub_cache(tiny_dir, tmp_path):
     refs.mkdir()
     (refs / "main").write_text("a" * 40)
     code = textwrap.dedent("""
-        from weakalign.models import load_model, load_tokenizer
+        from weakalign.modeling.models import load_model, load_tokenizer
         m = load_model("weakalign-test/tiny"); t = load_tokenizer("weakalign-test/tiny")
         print(sum(p.numel() for p in m.parameters()), len(t))
     """)
@@ -105,10 +105,10 @@ def test_pickled_weights_are_refused(tiny_dir, tmp_path):
 def test_a_tokenizer_without_chat_template_gets_the_plain_hh_format(tiny_dir, tmp_path, caplog):
     """Base models such as OPT ship no chat template: prompts become HH-RLHF's plain-text dialogue, the prompt is a
     prefix of prompt + response (TRL splits them there), the template is saved with the model, and DPO runs."""
-    from weakalign import dpo
-    from weakalign.models import PLAIN_TEMPLATE
-    from weakalign.saved_models import save_model
-    from weakalign.params import DPO
+    from weakalign.training import dpo
+    from weakalign.modeling.models import PLAIN_TEMPLATE
+    from weakalign.modeling.saved_models import save_model
+    from weakalign.config.params import DPO
 
     plain = tmp_path / "plain"
     shutil.copytree(tiny_dir, plain)
@@ -132,7 +132,7 @@ def test_a_tokenizer_without_chat_template_gets_the_plain_hh_format(tiny_dir, tm
 
 def test_bf16_is_used_only_where_the_hardware_has_it(monkeypatch, caplog):
     # Emulated bf16 ran 6.6x slower than fp32 when sampling on an AVX2-only CPU, so `bf16: true` means "where native".
-    from weakalign import models
+    from weakalign.modeling import models
 
     monkeypatch.setattr(models, "native_bf16", lambda: False)
     monkeypatch.setattr(models, "_said_bf16", set())
@@ -147,9 +147,9 @@ def test_bf16_is_used_only_where_the_hardware_has_it(monkeypatch, caplog):
 
 
 def test_a_diverged_model_is_never_saved(tmp_path):
-    from weakalign.io import atomic_dir
-    from weakalign.models import TINY, load_model, load_tokenizer
-    from weakalign.saved_models import save_model
+    from weakalign.records.io import atomic_dir
+    from weakalign.modeling.models import TINY, load_model, load_tokenizer
+    from weakalign.modeling.saved_models import save_model
 
     model, tok = load_model(TINY), load_tokenizer(TINY)
     with torch.no_grad():
@@ -168,8 +168,8 @@ def test_an_adapter_config_is_the_same_bytes_whatever_the_string_hash_seed(tiny_
     script = (
         "import sys\n"
         "from peft import LoraConfig, get_peft_model\n"
-        "from weakalign.models import load_model, load_tokenizer\n"
-        "from weakalign.saved_models import save_model\n"
+        "from weakalign.modeling.models import load_model, load_tokenizer\n"
+        "from weakalign.modeling.saved_models import save_model\n"
         f"model = load_model({str(tiny_dir)!r})\n"
         "names = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']\n"
         "peft = get_peft_model(model, LoraConfig(r=2, target_modules=names))\n"

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from weakalign import pairwise_judge
-from weakalign.models import load_model, load_tokenizer
-from weakalign.compare import judge_feedback_label
-from weakalign.pairwise_judge import encode, judge_pairs, letter_ids, log_odds
-from weakalign.resume import BatchLog
-from weakalign.schema import JudgeLabel
+from weakalign.analysis.compare import judge_feedback_label
+from weakalign.labelers import pairwise_judge
+from weakalign.labelers.pairwise_judge import encode, judge_pairs, letter_ids, log_odds
+from weakalign.modeling.models import load_model, load_tokenizer
+from weakalign.records.resume import BatchLog
+from weakalign.records.schema import JudgeLabel
 
 PAIRS = [("a", "Rate it.", "Great.", "Awful, broke on day one."),
          ("b", "Say something kind about the weather today, please.", "Sunny and warm.", "Rain."),

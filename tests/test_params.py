@@ -13,7 +13,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from weakalign.params import Params, ParamsError, compose, load_params, parse_params, read_yaml
+from weakalign.config.params import Params, ParamsError, compose, load_params, parse_params, read_yaml
 
 
 def _raw(root):
@@ -28,8 +28,8 @@ def test_shipped_params_are_valid_and_complete(root, name):
     raw = compose(root / name)  # a preset as the stages see it: its overrides on params.yaml
     params = load_params(root / name)
     # Every section and key of the schema is written out, so the file documents the whole configuration; a TRL
-    # section (weakalign.trl_config) holds the TRL fields it sets, TRL's defaults apply to the rest.
-    from weakalign.trl_config import TRLSection
+    # section (weakalign.config.trl_config) holds the TRL fields it sets, TRL's defaults apply to the rest.
+    from weakalign.config.trl_config import TRLSection
 
     def dump(model):
         if isinstance(model, TRLSection):
@@ -49,7 +49,7 @@ def test_presets_hold_only_what_differs_from_what_they_extend(root):
     """Each default has one home, params.yaml: a preset names the file it extends and sets only keys whose value
     differs there (a key set to the value it already has would be a second copy of a default), in at most 40
     lines. Merging follows the schema: sections merge key by key, values (lists, free maps) are replaced whole."""
-    from weakalign.params import EXTENDS, merge
+    from weakalign.config.params import EXTENDS, merge
 
     def leaves(d, prefix=""):
         for k, v in d.items():
@@ -140,13 +140,13 @@ def test_params_cli_fails_fast_with_exit_2(tmp_path, root):
     raw = _raw(root)
     raw["holdout"]["n_tset"] = 3
     bad.write_text(yaml.safe_dump(raw))
-    res = subprocess.run([sys.executable, "-m", "weakalign.params", str(bad)], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "weakalign.config.params", str(bad)], capture_output=True, text=True)
     assert res.returncode == 2
     assert "holdout.n_tset: unknown key" in res.stderr
 
 
 def test_every_schema_field_is_documented():
-    from weakalign.trl_config import TRLSection
+    from weakalign.config.trl_config import TRLSection
 
     def walk(model):
         for name, field in model.model_fields.items():
@@ -239,7 +239,7 @@ def test_no_params_key_can_hold_a_credential():
     keys = list(names(Params))
     assert len(keys) > 50
     # TRL's own token fields name tokens of text (eos_token, pad_token, ..._tokens_...), not credentials; its
-    # hub_token is refused as pipeline-set (weakalign.trl_config.PIPELINE_SET).
+    # hub_token is refused as pipeline-set (weakalign.config.trl_config.PIPELINE_SET).
     suspicious = [k for k in keys if re.search(r"hub_token|secret|password|credential|api_key|auth", k)]
     assert not suspicious
 
@@ -294,10 +294,10 @@ def test_params_command_has_help_and_checks_several_files(root):
     import subprocess
     import sys
 
-    run = lambda *a: subprocess.run([sys.executable, "-m", "weakalign.params", *a], capture_output=True, text=True,
+    run = lambda *a: subprocess.run([sys.executable, "-m", "weakalign.config.params", *a], capture_output=True, text=True,
                                     cwd=root)
     help_ = run("--help")
-    assert help_.returncode == 0 and "usage: python -m weakalign.params" in help_.stdout
+    assert help_.returncode == 0 and "usage: weakalign check" in help_.stdout
     both = run("params.yaml", "presets/tiny.yaml")
     assert both.returncode == 0 and both.stdout.splitlines() == ["params.yaml: ok", "presets/tiny.yaml: ok"]
     missing = run("params.yaml", "no-such.yaml")
@@ -329,7 +329,7 @@ def test_the_enum_values_are_transformers_own():
     from transformers.trainer_utils import SaveStrategy, SchedulerType
     from transformers.training_args import OptimizerNames
 
-    from weakalign.trl_config import enum_values
+    from weakalign.config.trl_config import enum_values
 
     for enum in (SchedulerType, SaveStrategy, OptimizerNames):
         assert enum_values(enum.__name__) == tuple(s.value for s in enum)
@@ -342,8 +342,8 @@ def test_trl_sections_are_trls_own_classes():
 
     from trl import DPOConfig, ModelConfig, RewardConfig, SFTConfig
 
-    from weakalign.params import DPO, Lora, Reward, SFTFields
-    from weakalign.trl_config import LORA_FIELDS, PIPELINE_SET, dpo_loss_types
+    from weakalign.config.params import DPO, Lora, Reward, SFTFields
+    from weakalign.config.trl_config import LORA_FIELDS, PIPELINE_SET, dpo_loss_types
 
     for ours, theirs in ((DPO, DPOConfig), (Reward, RewardConfig), (SFTFields, SFTConfig)):
         fields = {f.name: f for f in dataclasses.fields(theirs) if f.init}
@@ -375,7 +375,7 @@ def test_shipped_trl_sections_build_trls_classes(path, tmp_path):
     classes from the same sections before training)."""
     from trl import DPOConfig, ModelConfig, RewardConfig, SFTConfig
 
-    from weakalign.training import trainer_kwargs
+    from weakalign.training.harness import trainer_kwargs
 
     p = load_params(Path(__file__).parents[1] / path)
     for cfg, cls in ((p.train_weak.dpo, DPOConfig), (p.align.dpo, DPOConfig), (p.label_rm.reward, RewardConfig),
@@ -391,7 +391,7 @@ def test_the_defaults_have_one_home_params_yaml(root, tmp_path):
     """The schema of the project's own sections holds types and checks, no default: params.yaml is the one home of
     the defaults (TRL sections keep TRL's own, their home). So every such key is required, params.yaml holds each,
     and a file that leaves one out fails naming it, while a preset takes it from params.yaml with `extends`."""
-    from weakalign.trl_config import TRLSection
+    from weakalign.config.trl_config import TRLSection
 
     def walk(cls, node, prefix=""):
         for name, f in cls.model_fields.items():
@@ -490,7 +490,7 @@ def test_params_are_read_as_dvc_reads_them(tmp_path, root):
     a merge key `<<:` is read as DVC reads it; every shipped params file reads the same through both."""
     from dvc.utils.serialize import parse_yaml
 
-    from weakalign.params import read_yaml
+    from weakalign.config.params import read_yaml
 
     raw = _raw(root)
     text = (root / "params.yaml").read_text().replace("  n_test: 128", "  n_test: 010", 1)

@@ -6,7 +6,7 @@ import importlib.util
 import pytest
 import yaml
 
-from weakalign.params import compose, parse_params
+from weakalign.config.params import compose, parse_params
 
 
 @pytest.fixture(scope="module")

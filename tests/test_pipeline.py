@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from weakalign.io import read_metrics
-from weakalign.params import compose
+from weakalign.config.params import compose
+from weakalign.records.io import read_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -392,7 +392,7 @@ def test_changing_an_align_param_leaves_the_weak_teacher_alone(repo):
     assert json.loads(_run([DVC, "status", "--json"], repo).stdout) == {}
 
 
-@pytest.mark.parametrize("rel", ["src/weakalign/generation.py", "stages/split.py", "src/weakalign/params.py"])
+@pytest.mark.parametrize("rel", ["src/weakalign/modeling/generation.py", "stages/split.py", "src/weakalign/config/params.py"])
 def test_a_code_change_makes_exactly_the_stages_that_run_that_code_stale(repo, rel):
     """DVC's promise: `dvc status` lists the stages whose code (their script and its import closure, computed by
     scripts/stage_deps.py from the imports, not from dvc.yaml) holds the edited file, and no other stage. Their
@@ -578,7 +578,7 @@ def _tiny_opt(out: Path, seed: int) -> str:
     import torch
     from transformers import OPTConfig, OPTForCausalLM
 
-    from weakalign.models import TINY, load_tokenizer
+    from weakalign.modeling.models import TINY, load_tokenizer
 
     tok = load_tokenizer(TINY)
     tok.chat_template = None
@@ -599,9 +599,9 @@ def test_the_paper_preset_runs_offline_on_stand_ins(root, tmp_path):
     OPTs without a chat template as target and weak LLM, the shared HH-RLHF sample, a tiny local reward model as
     gold judge) and its sizes cut: every stage runs, SFT fine-tunes both starting points, prompts use the plain HH
     format, and the gold judge scores every model."""
-    from weakalign.models import PLAIN_TEMPLATE, reward_model_from_lm
+    from weakalign.modeling.models import PLAIN_TEMPLATE, reward_model_from_lm
 
-    models = tmp_path / "paper" / "local_models"  # where a local model must lie (weakalign.refs.LOCAL_MODELS)
+    models = tmp_path / "paper" / "local_models"  # where a local model must lie (weakalign.config.refs.LOCAL_MODELS)
     _tiny_opt(models / "opt-target", 0), _tiny_opt(models / "opt-weak", 1)
     rm, rm_tok = reward_model_from_lm(str(models / "opt-target"), seed=0)
     rm.save_pretrained(models / "rm", safe_serialization=True)

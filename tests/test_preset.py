@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from weakalign.params import compose, read_yaml
+from weakalign.config.params import compose, read_yaml
 from weakalign.preset import command, preset_path
 
 ROOT = Path(__file__).resolve().parents[1]

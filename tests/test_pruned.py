@@ -13,12 +13,12 @@ import re
 import pytest
 import torch
 
-from weakalign import dpo, sft
-from weakalign.models import (TINY, attach_adapter, is_adapter, load_model, load_tokenizer, n_params, parse_layers,
-                              prune_layers, reward_model_from_lm)
-from weakalign.saved_models import save_model
-from weakalign.params import DPO, Lora, ParamsError, SFTFields
-from weakalign.rewards import implicit_rewards
+from weakalign.config.params import DPO, Lora, ParamsError, SFTFields
+from weakalign.labelers.rewards import implicit_rewards
+from weakalign.modeling.models import (TINY, attach_adapter, is_adapter, load_model, load_tokenizer, n_params,
+                                       parse_layers, prune_layers, reward_model_from_lm)
+from weakalign.modeling.saved_models import save_model
+from weakalign.training import dpo, sft
 
 PRUNED = f"{TINY}@layers=1"  # tiny-random has 2 decoder layers
 TRIPLES = [("Rate the film.", "A wonderful, warm and funny film.", "Dull."),

@@ -8,8 +8,8 @@ import re
 import pytest
 from markdown_it import MarkdownIt
 
-from weakalign.report import md, summary_markdown
-from weakalign.schema import Pair, WeakLabel
+from weakalign.analysis.report import md, summary_markdown
+from weakalign.records.schema import Pair, WeakLabel
 
 HOSTILE = [
     "<script>alert('x')</script> and <img src=x onerror=alert(1)>",
@@ -98,7 +98,7 @@ def test_the_summary_report_has_no_autolinks_under_github_flavoured_markdown():
 ])
 def test_the_gold_gap_sentence_reads_its_own_numbers(agree, disagree, words):
     """The comparative word comes from the two numbers it sits beside (both orders), not from a fixed string."""
-    from weakalign.report import _gap_reading
+    from weakalign.analysis.report import _gap_reading
 
     text = _gap_reading(agree, disagree)
     assert (words in text) if words else text == ""

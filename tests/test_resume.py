@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from weakalign import resume
-from weakalign.generation import sample
-from weakalign.models import load_model, load_tokenizer
-from weakalign.params import DPO
-from weakalign.rewards import implicit_rewards
+from weakalign.config.params import DPO
+from weakalign.labelers.rewards import implicit_rewards
+from weakalign.modeling.generation import sample
+from weakalign.modeling.models import load_model, load_tokenizer
+from weakalign.records import resume
 
 
 class _Killed(Exception):
@@ -105,7 +105,7 @@ TRIPLES = [(f"Prompt number {i} " + "word " * (i % 5), f"Answer {i} " + "yes " *
 
 
 def test_labeling_resumes_to_the_same_rewards(tiny_dir, tmp_path, kill_after):
-    from weakalign.models import TINY
+    from weakalign.modeling.models import TINY
 
     tok, policy, ref = load_tokenizer(tiny_dir), load_model(tiny_dir), load_model(TINY, seed=1)
     cfg = DPO(beta=0.1, bf16=True, max_length=64, precompute_ref_log_probs=False)

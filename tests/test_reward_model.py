@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from weakalign import resume
-from weakalign.models import reward_model_from_lm
-from weakalign.params import Reward
-from weakalign.reward_model import score_pairs, train
+from weakalign.config.params import Reward
+from weakalign.labelers.reward_model import score_pairs, train
+from weakalign.modeling.models import reward_model_from_lm
+from weakalign.records import resume
 
 # A preference anyone can learn from a handful of pairs: the chosen response is praise, the rejected one a complaint.
 TRIPLES = [(f"Review item {i}.", f"Great item {i}, I love it, works well.", f"Bad item {i}, broke, awful.")
@@ -33,7 +33,7 @@ def test_the_reward_model_starts_from_the_lm_with_a_seeded_head_and_a_real_pad_t
     torch.testing.assert_close(a.score.weight, b.score.weight)
     assert not torch.equal(a.score.weight, c.score.weight)
     # The body is the causal LM's: same embeddings for the tokens it had.
-    from weakalign.models import load_model
+    from weakalign.modeling.models import load_model
     lm = load_model(tiny_dir)
     n = lm.get_input_embeddings().weight.shape[0]
     torch.testing.assert_close(a.get_input_embeddings().weight[:n], lm.get_input_embeddings().weight)
@@ -60,8 +60,8 @@ def test_scoring_tokenizes_as_training_does_and_does_not_depend_on_the_batch(tin
     scored exactly as D_l was trained; and batch size 1 vs 5 changes nothing."""
     from trl import RewardTrainer
 
-    from weakalign.dpo import preference_dataset
-    from weakalign.reward_model import reward_config
+    from weakalign.training.dpo import preference_dataset
+    from weakalign.labelers.reward_model import reward_config
 
     model, tok = reward_model_from_lm(str(tiny_dir), seed=0)
     model.eval()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from weakalign.models import load_model, load_tokenizer
-from weakalign.params import DPO
-from weakalign.rewards import implicit_rewards
+from weakalign.config.params import DPO
+from weakalign.labelers.rewards import implicit_rewards
+from weakalign.modeling.models import load_model, load_tokenizer
 
 # Very different lengths, and a prompt ending in a space and a quote (a tokenizer-boundary edge case).
 TRIPLES = [
@@ -22,8 +22,8 @@ BETA = 0.25
 @pytest.fixture(scope="module")
 def models(tiny_dir, tmp_path_factory):
     """A policy and a *different* reference (another seed), so rewards are far from zero."""
-    from weakalign.models import TINY
-    from weakalign.saved_models import save_model
+    from weakalign.modeling.models import TINY
+    from weakalign.modeling.saved_models import save_model
 
     other = tmp_path_factory.mktemp("tiny_ref") / "model"
     save_model(load_model(TINY, seed=1), load_tokenizer(TINY), other)
@@ -76,7 +76,7 @@ def test_rewards_equal_dpo_trainer_metrics(models, tmp_path, max_length):
     also where TRL truncates prompt + response to max_length (48 cuts the two long responses here)."""
     from trl import DPOTrainer
 
-    from weakalign.dpo import dpo_config, preference_dataset
+    from weakalign.training.dpo import dpo_config, preference_dataset
 
     tok, policy, ref = models
     r1, r2, n_trunc, _ = implicit_rewards(policy, ref, tok, TRIPLES, _dpo(max_length=max_length), batch_size=2)
@@ -165,7 +165,7 @@ def test_prefix_reuse_equals_scoring_each_full_row(models):
 
     from trl.trainer.utils import add_fused_lm_head
 
-    from weakalign.rewards import response_logps
+    from weakalign.labelers.rewards import response_logps
 
     tok, policy, _ = models
     policy = copy.deepcopy(policy)  # the fused head is patched onto this copy only

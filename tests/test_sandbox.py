@@ -5,10 +5,10 @@ from collections import Counter
 
 import pytest
 
-from weakalign.io import read_jsonl
-from weakalign.sandbox import (OPENINGS, SUBJECTS, TONE_TEMPLATES, TONES, make_prompts, make_tone_prompts,
-                               requested_tone)
-from weakalign.schema import Prompt
+from weakalign.data.sandbox import (OPENINGS, SUBJECTS, TONE_TEMPLATES, TONES, make_prompts, make_tone_prompts,
+                                    requested_tone)
+from weakalign.records.io import read_jsonl
+from weakalign.records.schema import Prompt
 
 
 def test_committed_prompts_match_the_generator(root):
@@ -90,7 +90,7 @@ def test_requested_tone_round_trips_and_reads_only_the_instruction(root):
 
 
 def test_style_pairs_draw_two_different_styles_in_a_seeded_coin_order():
-    from weakalign.sandbox import steered, style_pairs
+    from weakalign.data.sandbox import steered, style_pairs
 
     draw = style_pairs(3000, 3, seed=0)
     assert draw == style_pairs(3000, 3, seed=0) != style_pairs(3000, 3, seed=1)
@@ -111,11 +111,11 @@ def test_generate_pairs_samples_each_response_under_its_style_and_keeps_the_plai
 
     import yaml
 
-    from weakalign import generation, models
-    from weakalign.io import read_jsonl as read
-    from weakalign.params import parse_params
-    from weakalign.sandbox import style_pairs
-    from weakalign.schema import Pair
+    from weakalign.modeling import generation, models
+    from weakalign.records.io import read_jsonl as read
+    from weakalign.config.params import parse_params
+    from weakalign.data.sandbox import style_pairs
+    from weakalign.records.schema import Pair
 
     raw = yaml.safe_load((root / "params.yaml").read_text())
     styles = ["", "Be warm.", "Be harsh."]

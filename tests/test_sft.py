@@ -9,11 +9,11 @@ import sys
 import pytest
 import torch
 
-from weakalign import sft
-from weakalign.io import read_metrics
-from weakalign.models import is_adapter, load_model, load_tokenizer
-from weakalign.saved_models import save_model
-from weakalign.params import Lora, SFTFields
+from weakalign.config.params import Lora, SFTFields
+from weakalign.modeling.models import is_adapter, load_model, load_tokenizer
+from weakalign.modeling.saved_models import save_model
+from weakalign.records.io import read_metrics
+from weakalign.training import sft
 
 PAIRS = [(f"Describe item {i}.", f"Item {i} is great, I love it.") for i in range(8)]
 
@@ -51,7 +51,7 @@ def test_sft_loss_covers_the_responses_only(tiny_dir, tmp_path):
     """TRL's collator labels the response tokens only (the prompt's are -100): no loss on the prompt."""
     from trl import SFTConfig, SFTTrainer
 
-    from weakalign.training import trainer_kwargs
+    from weakalign.training.harness import trainer_kwargs
 
     tok = load_tokenizer(tiny_dir)
     trainer = SFTTrainer(model=load_model(tiny_dir), args=SFTConfig(**trainer_kwargs(_cfg(), 0, str(tmp_path))),

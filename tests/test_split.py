@@ -2,8 +2,8 @@
 
 import pytest
 
-from weakalign.schema import Pair, Prompt
-from weakalign.split import LeakageError, check_disjoint, holdout, split
+from weakalign.data.split import LeakageError, check_disjoint, holdout, split
+from weakalign.records.schema import Pair, Prompt
 
 
 def _prompts(n):
@@ -82,9 +82,9 @@ def test_split_nests_labeled_sets_and_fixes_unlabeled():
 
 def test_look_alike_prompts_are_one_prompt_for_the_duplicate_check_and_the_leakage_guard():
     # Full-width letters and zero-width characters render like the plain text; byte-unequal but the same prompt.
-    from weakalign.io import DataError
-    from weakalign.schema import normalise
-    from weakalign.split import check_unique
+    from weakalign.records.io import DataError
+    from weakalign.records.schema import normalise
+    from weakalign.data.split import check_unique
 
     plain = "Continue this review: the kettle"
     fullwidth = "Ｃｏｎｔｉｎｕｅ this review: the kettle"
@@ -109,7 +109,7 @@ def test_a_text_of_invisible_characters_is_empty():
 def test_cyrillic_look_alikes_and_blank_letters_do_not_slip_past_the_leakage_guard():
     """A test prompt retyped with Cyrillic letters drawn like Latin ones, with a Hangul filler and a combining
     grapheme joiner in it, is still the test prompt; a prompt of blank letters or controls alone is empty."""
-    from weakalign.schema import normalise
+    from weakalign.records.schema import normalise
 
     plain = "Continue this review: the kettle is great"
     disguised = "Cоntinuе this rеviеw:\u3164thе kеttlе\u034f is grеаt"  # о, е, а Cyrillic

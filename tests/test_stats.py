@@ -1,4 +1,4 @@
-"""Multi-seed statistics of weakalign.stats against hand computations.
+"""Multi-seed statistics of weakalign.analysis.stats against hand computations.
 
 Student-t quantiles and CDFs come from closed forms where they exist: df 1 and 2 have closed-form quantiles,
 t_{0.975}(1) = tan(0.475 pi) and t_{0.975}(2) = 0.95 / sqrt(2 * 0.975 * 0.025); the CDFs are
@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from weakalign.stats import holm, paired_contrast, pgr, spearman, t_interval, tost_paired
+from weakalign.analysis.stats import holm, paired_contrast, pgr, spearman, t_interval, tost_paired
 
 NAN = float("nan")
 T1 = math.tan(0.475 * math.pi)  # t_{0.975}, df 1
@@ -243,5 +243,5 @@ def test_spearman_edge_cases():
 
 
 def test_import_stays_light():
-    code = "import sys, weakalign.stats; assert 'torch' not in sys.modules and 'scipy' not in sys.modules"
+    code = "import sys, weakalign.analysis.stats; assert 'torch' not in sys.modules and 'scipy' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

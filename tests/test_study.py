@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from weakalign import preset
+from weakalign.config.params import load_params
 from weakalign.fingerprint import code_digest, machine
 from weakalign.study import analysis, planning, plots, rendering, running
-from weakalign.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,10 +45,10 @@ def test_plan_sets_seed_sources_and_teachers():
     assert runs["s1"] == {"split.n_unlabeled": 100, "align.sources": p.study.sources, "base.seed": 1}
     assert runs["s2-dl_32"] == {"split.n_unlabeled": 100, "split.n_labeled": 32, "align.sources": ["weak"],
                                 "base.seed": 2}
-    assert planning.flow(["a", "b"]) == "[a, b]" and planning.flow(None) == "null" and planning.flow(0.5) == "0.5"
+    assert preset.flow(["a", "b"]) == "[a, b]" and preset.flow(None) == "null" and preset.flow(0.5) == "0.5"
     # Hydra's override grammar (dvc exp run -S) reads `=`, `@` and `:` as syntax: such strings go quoted.
-    assert planning.flow("base@layers=8") == "'base@layers=8'" and planning.flow("embedded:smollm2") == "'embedded:smollm2'"
-    assert planning.flow(["noisy_gold_10", "it's"]) == "[noisy_gold_10, 'it\\'s']"
+    assert preset.flow("base@layers=8") == "'base@layers=8'" and preset.flow("embedded:smollm2") == "'embedded:smollm2'"
+    assert preset.flow(["noisy_gold_10", "it's"]) == "[noisy_gold_10, 'it\\'s']"
 
 
 def test_params_refuse_a_teacher_that_changes_d_u_or_the_targets():
@@ -454,7 +455,7 @@ def test_only_the_committed_report_rewrites_the_readme_block(tmp_path, monkeypat
     e.g. a scratch look) leaves it alone, so the README never points at a figure outside the repository."""
     import shutil
 
-    from weakalign.params import load_params
+    from weakalign.config.params import load_params
 
     root = Path(__file__).resolve().parents[1]
     for rel in ("params.yaml", "dvc.yaml"):
@@ -607,7 +608,7 @@ def test_an_edit_while_the_study_queues_stops_it_before_the_next_task(tmp_path, 
     dirty: list[str] = []
 
     def fingerprints(*a):
-        dirty.append("src/weakalign/dpo.py")  # edited while the fingerprint was being measured
+        dirty.append("src/weakalign/training/dpo.py")  # edited while the fingerprint was being measured
 
     runs = {f"s{i}": {"align.sources": ["human"], "base.seed": i} for i in range(2)}
     for name, value in {"plan": lambda p, o: runs, "file_overrides": lambda f: {},
@@ -617,7 +618,7 @@ def test_an_edit_while_the_study_queues_stops_it_before_the_next_task(tmp_path, 
                         "current": lambda d, r, g, o=None, c=None, rec=None: None, "check_runs": lambda t: None,
                         "_queued": lambda *a, **k: {}, "exp_ref": lambda n: None}.items():
         monkeypatch.setattr(running, name, value)
-    with pytest.raises(ValueError, match="uncommitted changes to src/weakalign/dpo.py: a queued experiment copies"):
+    with pytest.raises(ValueError, match="uncommitted changes to src/weakalign/training/dpo.py: a queued experiment copies"):
         running.run_all(None, Path("params.yaml"), None, False, str(fake), 1)
     assert not calls.exists()  # nothing was queued
     # A commit of other code in the same window: the digest moved, equally refused.
@@ -650,7 +651,7 @@ def test_the_study_metrics_hold_numbers_only_and_the_rest_beside_them():
     """metrics/study.json is what `dvc metrics show` and `dvc metrics diff` read: numbers and nulls only (a check
     as 1, 0 or null); names, seeds, machines and verdict flags go to study.info.json, and merged they are the
     analysis again."""
-    from weakalign.io import _merge
+    from weakalign.records.io import _merge
 
     out = analysis.analyse(_params(), {f"s{s}": _summary(s, 0.1 * s, _golds(s), ACC) for s in range(3)})
     out |= {"model": "embedded:smollm2", "seeds": [0, 1, 2]}

@@ -34,10 +34,10 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from .cli import setup_logging
-from .io import DataError, atomic_file, read_json, write_json
-from .report import md
-from .stats import t_interval
+from weakalign.analysis.report import md
+from weakalign.analysis.stats import t_interval
+from weakalign.cli import setup_logging
+from weakalign.records.io import DataError, atomic_file, read_json, write_json
 
 log = logging.getLogger("weakalign.aggregate")  # not __name__: that is "__main__" under `python -m`
 

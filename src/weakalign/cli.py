@@ -22,10 +22,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import resume
-from .io import DataError, stage_outputs
-from .params import Params, ParamsError, load_params
-from .split import LeakageError
+from weakalign.config.params import Params, ParamsError, load_params
+from weakalign.data.split import LeakageError
+from weakalign.records import resume
+from weakalign.records.io import DataError, stage_outputs
 
 log = logging.getLogger("weakalign")
 
@@ -198,11 +198,11 @@ def console(argv: list[str] | None = None) -> int:
     preset as one DVC experiment: `python -m weakalign.preset`), `weakalign study ...` (`python -m weakalign.study`),
     `weakalign aggregate ...` (`python -m weakalign.aggregate`). The pipeline itself runs through `dvc repro` /
     `make repro`."""
-    commands = {"check": "weakalign.params", "preset": "weakalign.preset", "study": "weakalign.study",
+    commands = {"check": "weakalign.config.params", "preset": "weakalign.preset", "study": "weakalign.study",
                 "aggregate": "weakalign.aggregate"}
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--version"]:
-        from . import __version__
+        from weakalign import __version__
 
         print(f"weakalign {__version__}")
         return 0

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import yaml
 
-from .params import compose, read_yaml
-from .resume import pipeline_files
+from weakalign.config.params import compose, read_yaml
+from weakalign.records.resume import pipeline_files
 
 log = logging.getLogger("weakalign.fingerprint")
 
@@ -67,7 +67,7 @@ def machine() -> dict:
 
     import torch
 
-    from .models import native_bf16
+    from weakalign.modeling.models import native_bf16
 
     cpu = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
                 if line.startswith("model name")), platform.processor() or platform.machine())
@@ -195,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     record(code, results, sha, machine_kind())
     print(f"{args.rev} ({sha[:7]}): code {code} gives results {results} on {machine_kind()} ({RECORDS})")
     return 0
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -3,7 +3,7 @@
     make repro PRESET=tiny                 # or: weakalign preset tiny
     python -m weakalign.preset tiny        # presets/tiny.yaml; a path works too
 
-A preset holds only what differs from params.yaml (`extends`, weakalign.params.compose). It runs as
+A preset holds only what differs from params.yaml (`extends`, weakalign.config.params.compose). It runs as
 `dvc exp run --temp -n <name> -S key=value ...`, one `-S` per key where the composed preset differs from
 params.yaml: DVC copies the workspace to a temporary folder, sets those params there and runs the pipeline, and
 keeps the result as the experiment <name> (a git ref with its params, metrics and report; its models in the DVC
@@ -15,6 +15,7 @@ A rerun replaces the experiment of the same name.
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import subprocess
 import sys
@@ -22,9 +23,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel
 
-from .params import Params, ParamsError, compose, load_params
+from weakalign.config.params import Params, ParamsError, compose, load_params
 
 
 def preset_path(name: str) -> Path:
@@ -45,10 +47,26 @@ def changes(model: type[BaseModel], default: dict, preset: dict, prefix: str = "
             yield f"{prefix}{key}", value
 
 
-def _hydra(value: Any) -> str:
-    """A value in Hydra's override grammar (what `dvc exp run -S` parses): study.planning.flow, and mappings as {k: v}."""
-    from .study.planning import flow
+def flow(value: Any) -> str:
+    """A value as `dvc exp run -S` parses it (Hydra's override grammar: lists as [a, b], null, true; a string
+    with anything but letters, digits and `_.-` quoted, so `base@layers=8` or `embedded:smollm2` stay strings)."""
+    if isinstance(value, str) and (not re.fullmatch(r"[A-Za-z0-9_.-]+", value)
+                                   or yaml.safe_load(value) != value):  # `1e-3`, `null`, `true` stay strings
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(value, list):
+        return "[" + ", ".join(flow(v) for v in value) + "]"
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
 
+
+def exp_ref(name: str) -> str | None:
+    """The git ref DVC files the experiment `name` under (refs/exps/<sha[:2]>/<sha[2:]>/<name>), or None."""
+    refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], check=True, capture_output=True,
+                          text=True).stdout.split()
+    return next((x for x in refs if x.rsplit("/", 1)[-1] == name), None)
+
+
+def _hydra(value: Any) -> str:
+    """A value in Hydra's override grammar (what `dvc exp run -S` parses): `flow`, and mappings as {k: v}."""
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}: {_hydra(v)}" for k, v in value.items()) + "}"
     return flow(value)
@@ -77,8 +95,6 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as e:
         print(e, file=sys.stderr)
         return 2
-    from .study.running import exp_ref
-
     if exp_ref(name):  # DVC refuses a second experiment of the same name
         subprocess.run([args.dvc, "exp", "remove", name], check=True)
     done = subprocess.run(command(path, name, args.dvc))

@@ -1,5 +1,5 @@
 """`python -m weakalign.study`: the study's command line (weakalign.study.cli)."""
 
-from .cli import main
+from weakalign.study.cli import main
 
 raise SystemExit(main())

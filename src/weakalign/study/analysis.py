@@ -1,4 +1,4 @@
-"""The study's statistics over seeds (weakalign.stats): paired contrasts against the base, the `random` floor and
+"""The study's statistics over seeds (weakalign.analysis.stats): paired contrasts against the base, the `random` floor and
 human; TOST and PGR; the dose-response of gold reward on label accuracy; the calibration checks."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import re
 import statistics
 from typing import Any
 
-from ..feedback import is_calibration, on_line
-from ..params import Params
-from ..stats import holm, mean_sem, paired_contrast, pgr, r, spearman, t_interval, tost_paired
-from .planning import DRAW_OUTS
+from weakalign.analysis.stats import holm, mean_sem, paired_contrast, pgr, r, spearman, t_interval, tost_paired
+from weakalign.config.feedback import is_calibration, on_line
+from weakalign.config.params import Params
+from weakalign.study.planning import DRAW_OUTS
 
 
 def _interval(xs: list[float]) -> dict:

@@ -7,12 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..cli import setup_logging
-from ..params import load_params
-from . import __doc__ as USAGE
-from .planning import file_overrides, flow, plan, shard
-from .rendering import report
-from .running import run_all
+from weakalign.cli import setup_logging
+from weakalign.config.params import load_params
+from weakalign.study import __doc__ as USAGE
+from weakalign.study.planning import file_overrides, flow, plan, shard
+from weakalign.study.rendering import report
+from weakalign.study.running import run_all
 
 
 def main(argv: list[str] | None = None) -> int:

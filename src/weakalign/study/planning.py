@@ -11,11 +11,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from .. import fingerprint
-from ..params import Params, compose, read_yaml
-from ..preset import changes  # the walk that makes a preset one experiment (`weakalign preset`)
+from weakalign import fingerprint
+from weakalign.config.params import Params, compose, read_yaml
+from weakalign.preset import changes, flow
 
 
 RUNS = Path("study/runs")
@@ -65,17 +63,6 @@ def runs_dir(params_file: Path) -> Path:
     return RUNS / ("default" if same else params_file.stem)
 
 
-def flow(value: Any) -> str:
-    """A value as `dvc exp run -S` parses it (Hydra's override grammar: lists as [a, b], null, true; a string
-    with anything but letters, digits and `_.-` quoted, so `base@layers=8` or `embedded:smollm2` stay strings)."""
-    if isinstance(value, str) and (not re.fullmatch(r"[A-Za-z0-9_.-]+", value)
-                                   or yaml.safe_load(value) != value):  # `1e-3`, `null`, `true` stay strings
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    if isinstance(value, list):
-        return "[" + ", ".join(flow(v) for v in value) + "]"
-    return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
-
-
 def effective_params(overrides: dict[str, Any]) -> dict:
     """./params.yaml (without `study`) as one run of the study sees it: with the run's params set."""
     raw = read_yaml("params.yaml")
@@ -105,7 +92,7 @@ def params_digest(overrides: dict[str, Any]) -> str:
 def check_runs(runs: dict[str, dict[str, Any]]) -> None:
     """Every planned run's params must validate before anything is queued (a typo in `study.set`, a teacher
     that sets n_labeled beside a labeled_fraction): one clear error instead of a failed experiment an hour in."""
-    from ..params import ParamsError, parse_params
+    from weakalign.config.params import ParamsError, parse_params
 
     study = read_yaml("params.yaml").get("study")
     for run, overrides in runs.items():

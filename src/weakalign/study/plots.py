@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..feedback import is_calibration, on_line, table_order
-from ..io import atomic_file
-from .analysis import noise_line
+from weakalign.config.feedback import is_calibration, on_line, table_order
+from weakalign.records.io import atomic_file
+from weakalign.study.analysis import noise_line
 
 
 def kind(source: str) -> str:

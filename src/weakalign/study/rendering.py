@@ -7,17 +7,17 @@ import logging
 import re
 from pathlib import Path
 
-from .. import fingerprint
-from ..feedback import table_order
-from ..fingerprint import code_digest
-from ..io import atomic_file, info_path, split_metrics, write_json
-from ..params import Params
-from ..report import md
+from weakalign import fingerprint
+from weakalign.analysis.report import md
+from weakalign.config.feedback import table_order
+from weakalign.config.params import Params
+from weakalign.fingerprint import code_digest
+from weakalign.records.io import atomic_file, info_path, split_metrics, write_json
 
-from .analysis import analyse, check_label, check_verdict
-from .planning import current, file_overrides, plan, run_digest, runs_dir
-from .plots import figure, plot_rows
-from .running import commit_of
+from weakalign.study.analysis import analyse, check_label, check_verdict
+from weakalign.study.planning import current, file_overrides, plan, run_digest, runs_dir
+from weakalign.study.plots import figure, plot_rows
+from weakalign.study.running import commit_of
 
 log = logging.getLogger("weakalign.study")
 

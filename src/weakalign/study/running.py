@@ -14,13 +14,14 @@ from typing import Any
 
 import yaml
 
-from .. import fingerprint
-from ..fingerprint import code_digest, machine
-from ..io import write_json
-from ..params import Params
-from ..resume import is_pipeline
-from .planning import (DRAW_OUTS, check_runs, current, file_overrides, flow, input_file, params_digest, plan,
-                       run_digest, runs_dir, shard)
+from weakalign import fingerprint
+from weakalign.config.params import Params
+from weakalign.fingerprint import code_digest, machine
+from weakalign.preset import exp_ref, flow
+from weakalign.records.io import write_json
+from weakalign.records.resume import is_pipeline
+from weakalign.study.planning import (DRAW_OUTS, check_runs, current, file_overrides, input_file, params_digest, plan,
+                                      run_digest, runs_dir, shard)
 
 log = logging.getLogger("weakalign.study")
 
@@ -54,11 +55,6 @@ def _uncommitted(params_file: Path, inputs: list[str] = ()) -> list[str]:
     out = _git("status", "--porcelain", "--untracked-files=no", "--", *paths)
     return [line[3:] for line in out.splitlines()
             if is_pipeline(Path(line[3:]))]
-
-
-def exp_ref(name: str) -> str | None:
-    refs = _git("for-each-ref", "--format=%(refname)", "refs/exps").split()
-    return next((x for x in refs if x.rsplit("/", 1)[-1] == name), None)
 
 
 def baseline(ref: str | None) -> str | None:
