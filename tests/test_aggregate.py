@@ -103,8 +103,8 @@ def test_one_run_gives_a_null_interval(tmp_path):
 
 
 def test_the_interval_over_runs_is_the_one_of_stats():
-    """One interval function (weakalign.analysis.stats.t_interval, scipy's exact Student-t quantile) for the sweep tables
-    and the study alike: no hand-written table of quantiles, and none of the old 1.96 past 30 runs."""
+    """One interval function (weakalign.analysis.stats.t_interval, scipy's exact Student-t quantile) for the sweep
+    tables and the study alike: no hand-written table of quantiles, and none of the old 1.96 past 30 runs."""
     from weakalign.analysis.stats import t_interval
 
     xs = [0.1 * i + (i % 3) * 0.01 for i in range(40)]  # 40 runs: df 39, t = 2.0227, not 1.96

@@ -151,7 +151,7 @@ def test_a_max_length_that_every_prompt_fills_fails_before_training(tiny_dir, tm
 
 
 def test_the_cpu_scoring_patch_still_fits_trl():
-    """training.score_completions_only replaces TRL's `_use_triton(device)`, which its fused LM head consults for one
+    """harness.score_completions_only replaces TRL's `_use_triton(device)`, which its fused LM head consults for one
     choice only: score hidden_states[mask] (compact) or every position. If TRL renames it, changes its signature or
     uses it for something else, the patch would be wrong or silently dead: this fails first."""
     import inspect

@@ -102,8 +102,8 @@ def test_loading_an_adapter_merges_it_and_the_labeler_uses_the_base_as_reference
 
 
 def test_lora_reward_model_trains_adapters_and_its_score_head(tiny_dir, tmp_path):
-    from weakalign.modeling.models import reward_model_from_lm
     from weakalign.labelers.reward_model import score_pairs, train
+    from weakalign.modeling.models import reward_model_from_lm
 
     triples = [(f"Review item {i}.", f"Great item {i}, I love it.", f"Bad item {i}, awful.") for i in range(8)]
     model, tok = reward_model_from_lm(str(tiny_dir), seed=0)

@@ -105,10 +105,10 @@ def test_pickled_weights_are_refused(tiny_dir, tmp_path):
 def test_a_tokenizer_without_chat_template_gets_the_plain_hh_format(tiny_dir, tmp_path, caplog):
     """Base models such as OPT ship no chat template: prompts become HH-RLHF's plain-text dialogue, the prompt is a
     prefix of prompt + response (TRL splits them there), the template is saved with the model, and DPO runs."""
-    from weakalign.training import dpo
+    from weakalign.config.params import DPO
     from weakalign.modeling.models import PLAIN_TEMPLATE
     from weakalign.modeling.saved_models import save_model
-    from weakalign.config.params import DPO
+    from weakalign.training import dpo
 
     plain = tmp_path / "plain"
     shutil.copytree(tiny_dir, plain)
@@ -147,9 +147,9 @@ def test_bf16_is_used_only_where_the_hardware_has_it(monkeypatch, caplog):
 
 
 def test_a_diverged_model_is_never_saved(tmp_path):
-    from weakalign.records.io import atomic_dir
     from weakalign.modeling.models import TINY, load_model, load_tokenizer
     from weakalign.modeling.saved_models import save_model
+    from weakalign.records.io import atomic_dir
 
     model, tok = load_model(TINY), load_tokenizer(TINY)
     with torch.no_grad():

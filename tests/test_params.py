@@ -294,8 +294,8 @@ def test_params_command_has_help_and_checks_several_files(root):
     import subprocess
     import sys
 
-    run = lambda *a: subprocess.run([sys.executable, "-m", "weakalign.config.params", *a], capture_output=True, text=True,
-                                    cwd=root)
+    run = lambda *a: subprocess.run([sys.executable, "-m", "weakalign.config.params", *a], capture_output=True,
+                                    text=True, cwd=root)
     help_ = run("--help")
     assert help_.returncode == 0 and "usage: weakalign check" in help_.stdout
     both = run("params.yaml", "presets/tiny.yaml")

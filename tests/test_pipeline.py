@@ -392,7 +392,8 @@ def test_changing_an_align_param_leaves_the_weak_teacher_alone(repo):
     assert json.loads(_run([DVC, "status", "--json"], repo).stdout) == {}
 
 
-@pytest.mark.parametrize("rel", ["src/weakalign/modeling/generation.py", "stages/split.py", "src/weakalign/config/params.py"])
+@pytest.mark.parametrize("rel", ["src/weakalign/modeling/generation.py", "stages/split.py",
+                                 "src/weakalign/config/params.py"])
 def test_a_code_change_makes_exactly_the_stages_that_run_that_code_stale(repo, rel):
     """DVC's promise: `dvc status` lists the stages whose code (their script and its import closure, computed by
     scripts/stage_deps.py from the imports, not from dvc.yaml) holds the edited file, and no other stage. Their

@@ -60,8 +60,8 @@ def test_scoring_tokenizes_as_training_does_and_does_not_depend_on_the_batch(tin
     scored exactly as D_l was trained; and batch size 1 vs 5 changes nothing."""
     from trl import RewardTrainer
 
-    from weakalign.training.dpo import preference_dataset
     from weakalign.labelers.reward_model import reward_config
+    from weakalign.training.dpo import preference_dataset
 
     model, tok = reward_model_from_lm(str(tiny_dir), seed=0)
     model.eval()

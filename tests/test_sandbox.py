@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from weakalign.data.sandbox import (OPENINGS, SUBJECTS, TONE_TEMPLATES, TONES, make_prompts, make_tone_prompts,
+from weakalign.data.sandbox import (OPENINGS, SUBJECTS, TONES, TONE_TEMPLATES, make_prompts, make_tone_prompts,
                                     requested_tone)
 from weakalign.records.io import read_jsonl
 from weakalign.records.schema import Prompt
@@ -111,10 +111,10 @@ def test_generate_pairs_samples_each_response_under_its_style_and_keeps_the_plai
 
     import yaml
 
-    from weakalign.modeling import generation, models
-    from weakalign.records.io import read_jsonl as read
     from weakalign.config.params import parse_params
     from weakalign.data.sandbox import style_pairs
+    from weakalign.modeling import generation, models
+    from weakalign.records.io import read_jsonl as read
     from weakalign.records.schema import Pair
 
     raw = yaml.safe_load((root / "params.yaml").read_text())

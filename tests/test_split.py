@@ -82,9 +82,9 @@ def test_split_nests_labeled_sets_and_fixes_unlabeled():
 
 def test_look_alike_prompts_are_one_prompt_for_the_duplicate_check_and_the_leakage_guard():
     # Full-width letters and zero-width characters render like the plain text; byte-unequal but the same prompt.
+    from weakalign.data.split import check_unique
     from weakalign.records.io import DataError
     from weakalign.records.schema import normalise
-    from weakalign.data.split import check_unique
 
     plain = "Continue this review: the kettle"
     fullwidth = "Ｃｏｎｔｉｎｕｅ this review: the kettle"

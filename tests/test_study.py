@@ -618,7 +618,7 @@ def test_an_edit_while_the_study_queues_stops_it_before_the_next_task(tmp_path, 
                         "current": lambda d, r, g, o=None, c=None, rec=None: None, "check_runs": lambda t: None,
                         "_queued": lambda *a, **k: {}, "exp_ref": lambda n: None}.items():
         monkeypatch.setattr(running, name, value)
-    with pytest.raises(ValueError, match="uncommitted changes to src/weakalign/training/dpo.py: a queued experiment copies"):
+    with pytest.raises(ValueError, match="uncommitted changes to src/weakalign/training/dpo.py: a queued experiment"):
         running.run_all(None, Path("params.yaml"), None, False, str(fake), 1)
     assert not calls.exists()  # nothing was queued
     # A commit of other code in the same window: the digest moved, equally refused.

@@ -1,5 +1,5 @@
-"""The study's statistics over seeds (weakalign.analysis.stats): paired contrasts against the base, the `random` floor and
-human; TOST and PGR; the dose-response of gold reward on label accuracy; the calibration checks."""
+"""The study's statistics over seeds (weakalign.analysis.stats): paired contrasts against the base, the `random` floor
+and human; TOST and PGR; the dose-response of gold reward on label accuracy; the calibration checks."""
 
 from __future__ import annotations
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from weakalign.cli import setup_logging
 from weakalign.config.params import load_params
+from weakalign.preset import flow
 from weakalign.study import __doc__ as USAGE
-from weakalign.study.planning import file_overrides, flow, plan, shard
+from weakalign.study.planning import file_overrides, plan, shard
 from weakalign.study.rendering import report
 from weakalign.study.running import run_all
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from weakalign import fingerprint
 from weakalign.config.params import Params, compose, read_yaml
-from weakalign.preset import changes, flow
+from weakalign.preset import changes
 
 
 RUNS = Path("study/runs")

@@ -13,7 +13,6 @@ from weakalign.config.feedback import table_order
 from weakalign.config.params import Params
 from weakalign.fingerprint import code_digest
 from weakalign.records.io import atomic_file, info_path, split_metrics, write_json
-
 from weakalign.study.analysis import analyse, check_label, check_verdict
 from weakalign.study.planning import current, file_overrides, plan, run_digest, runs_dir
 from weakalign.study.plots import figure, plot_rows
