@@ -27,9 +27,9 @@ log = logging.getLogger("weakalign.evaluate")
 
 def main(args, params):
     # torch, transformers and trl load here, not at the top, so that --help answers at once.
+    from weakalign.labelers.rewards import log_ratios
     from weakalign.modeling.generation import sample
     from weakalign.modeling.models import load_model, load_tokenizer
-    from weakalign.labelers.rewards import log_ratios
 
     seed_everything(params.base.seed)
     prompts = read_jsonl(args.prompts, Prompt)

@@ -32,8 +32,8 @@ def main(args, params):
         log.info("label_judge.enabled is false: empty labels")
         return switched_off(args.out, args.metrics, args.checkpoints, KEYS)
     seed_everything(params.base.seed)
-    from weakalign.modeling.models import load_model, load_tokenizer, n_params, tflop
     from weakalign.labelers.pairwise_judge import judge_pairs
+    from weakalign.modeling.models import load_model, load_tokenizer, n_params, tflop
     unlabeled = read_jsonl(args.unlabeled, Pair)
     tok, model = load_tokenizer(args.base), load_model(args.base)
     n = n_params(model)

@@ -37,8 +37,8 @@ def main(args, params):
         (Path(args.live) / "README").write_text("label_rm.enabled is false: no reward model was trained.\n")
         return switched_off(args.out, args.metrics, args.checkpoints, ("model", *KEYS))
     seed_everything(params.base.seed)
-    from weakalign.modeling.models import n_params, reward_model_from_lm, tflop
     from weakalign.labelers.reward_model import score_pairs, train
+    from weakalign.modeling.models import n_params, reward_model_from_lm, tflop
     ref = params.weak_start(args.base, args.sft_target, args.sft_weak)
     labeled, unlabeled = read_jsonl(args.labeled, Pair), read_jsonl(args.unlabeled, Pair)
     model, tok = reward_model_from_lm(ref, params.base.seed, params.base.trust_remote_code)

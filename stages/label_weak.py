@@ -28,8 +28,8 @@ log = logging.getLogger("weakalign.label_weak")
 
 def main(args, params):
     # torch, transformers and trl load here, not at the top, so that --help answers at once.
-    from weakalign.modeling.models import attach_adapter, is_adapter, load_model, load_tokenizer, n_params, tflop
     from weakalign.labelers.rewards import implicit_rewards
+    from weakalign.modeling.models import attach_adapter, is_adapter, load_model, load_tokenizer, n_params, tflop
 
     seed_everything(params.base.seed)
     ref_path = params.weak_start(args.base, args.sft_target, args.sft_weak)

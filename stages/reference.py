@@ -21,8 +21,8 @@ log = logging.getLogger("weakalign.reference")
 
 def main(args, params):
     # torch, transformers and trl load here, not at the top, so that --help answers at once.
-    from weakalign.training.dpo import reference_logps
     from weakalign.modeling.models import load_model, load_tokenizer
+    from weakalign.training.dpo import reference_logps
 
     seed_everything(params.base.seed)
     unlabeled = read_jsonl(args.unlabeled, Pair)

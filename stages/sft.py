@@ -32,9 +32,9 @@ def _note(out: str, text: str) -> dict:
 
 
 def _finetune(ref: str, role: str, examples, args, params) -> dict:
-    from weakalign.training import sft
     from weakalign.modeling.models import load_model, load_tokenizer, n_params, tflop
     from weakalign.modeling.saved_models import model_card, save_model
+    from weakalign.training import sft
 
     tok = load_tokenizer(ref, params.base.trust_remote_code)
     model = load_model(ref, trust_remote_code=params.base.trust_remote_code)

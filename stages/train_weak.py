@@ -22,9 +22,9 @@ log = logging.getLogger("weakalign.train_weak")
 
 def main(args, params):
     # torch, transformers and trl load here, not at the top, so that --help answers at once.
-    from weakalign.training import dpo
     from weakalign.modeling.models import load_model, load_tokenizer
     from weakalign.modeling.saved_models import model_card, save_model
+    from weakalign.training import dpo
 
     seed_everything(params.base.seed)
     ref = params.weak_start(args.base, args.sft_target, args.sft_weak)

@@ -100,7 +100,7 @@ def training_curves(runs: dict[str, Path]) -> list[dict]:
     """Loss, reward margin and accuracy per logged point of each run, read from its dvclive folder.
 
     `runs` maps a run's display name to its dvclive folder (e.g. {"target (weak)": Path("dvclive/align/weak")}).
-    dvclive's step is the optimizer step of the point (training.StepCurves); `role` puts the weak teacher's curves
+    dvclive's step is the optimizer step of the point (harness.StepCurves); `role` puts the weak teacher's curves
     apart from the targets'.
     """
     rows = []

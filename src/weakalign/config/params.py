@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError, model_validator
 
 from weakalign.config import feedback
 from weakalign.config.params_files import ParamsError, read_yaml
-from weakalign.config.params_sections import (Annotate, Base, Data, Generation, GeneratePairs, Holdout, Judge, Paths,
+from weakalign.config.params_sections import (Annotate, Base, Data, GeneratePairs, Generation, Holdout, Judge, Paths,
                                               Split, _Section)
 from weakalign.config.params_training import (DPO, SFT, Align, Compare, Evaluate, LabelJudge, LabelRM, LabelWeak, Lora,
                                               Report, Reward, SFTFields, Study, TrainWeak)

@@ -172,7 +172,7 @@ def accepts_bool(annotation) -> bool:
 def no_bool_for_number(cls, value, info: ValidationInfo):
     """`true` is not a number: pydantic reads it as 1 for an int or float field (`n_test: true` would hold out one
     prompt, `beta: true` train with beta 1). Refused wherever the field's type has no bool in it, lists included;
-    the before-validator of every params section (here and weakalign.config.params._Section)."""
+    the before-validator of every params section (here and weakalign.config.params_sections._Section)."""
     if not accepts_bool(cls.model_fields[info.field_name].annotation):
         items = value if isinstance(value, list) else [value]
         if any(isinstance(x, bool) for x in items):
@@ -183,7 +183,7 @@ def no_bool_for_number(cls, value, info: ValidationInfo):
 class TRLSection(BaseModel):
     """A params section holding fields of one TRL config class (`trl_class`)."""
 
-    # allow_inf_nan=False as for every section (weakalign.config.params._Section).
+    # allow_inf_nan=False as for every section (weakalign.config.params_sections._Section).
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     trl_class: typing.ClassVar[str]
 

@@ -45,7 +45,7 @@ from typing import Literal, NamedTuple
 from weakalign.config.params import Data
 from weakalign.data.hh import split_dialogue
 from weakalign.records.io import DataError, iter_jsonl
-from weakalign.records.schema import DROP_REASONS, Pair, Unusable, usable, normalise
+from weakalign.records.schema import DROP_REASONS, Pair, Unusable, normalise, usable
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,8 @@ A model reference (`base.model`, `train_weak.model`, ...) is one of:
 - ``tiny-random``: a randomly initialised Llama of about 1.6 M parameters with the SmolLM2 tokenizer, for tests.
 - a local directory holding a transformers model (``config.json`` + safetensors weights + tokenizer);
 - a Hugging Face Hub id such as ``facebook/opt-125m`` (needs network or a filled HF cache);
-- a LoRA adapter directory written by :func:`weakalign.modeling.saved_models.save_model` (``adapter_config.json``, which names its base model):
+- a LoRA adapter directory written by :func:`weakalign.modeling.saved_models.save_model` (``adapter_config.json``,
+  which names its base model):
   :func:`load_model` loads the base and merges the adapter in; :func:`attach_adapter` keeps it switchable;
 - any of these with the suffix ``@layers=<k>`` (``embedded:smollm2@layers=8``, ``tiny-random@layers=1``,
   ``models/base@layers=8``): the **depth-pruned** model, a genuinely weaker LLM built from the same weights. It
@@ -26,8 +27,8 @@ A model reference (`base.model`, `train_weak.model`, ...) is one of:
   refuses a model without a single such list. The suffix is the text after the last ``@`` where that text holds
   no ``/`` (a path like ``runs/a@b/model`` has none); :func:`parse_layers` checks it without loading a model.
 
-Every stage after ``base_model`` loads a plain directory written by ``weakalign.modeling.saved_models.save_model``, which is
-fast.
+Every stage after ``base_model`` loads a plain directory written by ``weakalign.modeling.saved_models.save_model``,
+which is fast.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from trl import DPOConfig, DPOTrainer
 
 from weakalign.config.params import DPO, Lora
 from weakalign.modeling.generation import chat_prompt
-from weakalign.modeling.models import lora_config, known_deprecations
+from weakalign.modeling.models import known_deprecations, lora_config
 from weakalign.records import resume
 from weakalign.records.schema import Pair
 from weakalign.training.harness import fit, score_completions_only, tail_mean, trainer_kwargs
