@@ -16,7 +16,7 @@ from weakalign.labelers.judge import make_judge
 from weakalign.records.io import DataError, read_jsonl, write_jsonl, write_metrics
 from weakalign.records.schema import Pair
 
-log = logging.getLogger("weakalign.data.annotate")
+log = logging.getLogger("weakalign.annotate")
 
 
 def main(args, params):

@@ -17,7 +17,7 @@ from weakalign.cli import stage
 from weakalign.records.io import atomic_dir, iter_jsonl, read_jsonl, write_json, write_jsonl, write_metrics
 from weakalign.records.schema import JudgeLabel, Pair, WeakLabel
 
-log = logging.getLogger("weakalign.analysis.compare")
+log = logging.getLogger("weakalign.compare")
 
 
 def main(args, params):

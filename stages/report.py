@@ -24,7 +24,7 @@ from weakalign.cli import stage
 from weakalign.records.io import atomic_file, read_json, read_jsonl, read_metrics, write_json
 from weakalign.records.schema import Pair, WeakLabel
 
-log = logging.getLogger("weakalign.analysis.report")
+log = logging.getLogger("weakalign.report")
 
 
 def main(args, params):

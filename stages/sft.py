@@ -19,7 +19,7 @@ from weakalign.records import resume
 from weakalign.records.io import atomic_dir, read_jsonl, write_metrics
 from weakalign.records.schema import Pair
 
-log = logging.getLogger("weakalign.training.sft")
+log = logging.getLogger("weakalign.sft")
 KEYS = ("n_examples", "n_examples_truncated", "steps", "first_loss", "final_loss", "final_token_accuracy",
         "train_seconds", "train_tflops", "num_processes", "resumed_from_step")
 

@@ -11,7 +11,7 @@ from weakalign.data.split import check_disjoint, split
 from weakalign.records.io import read_jsonl, write_jsonl
 from weakalign.records.schema import Pair, Prompt
 
-log = logging.getLogger("weakalign.data.split")
+log = logging.getLogger("weakalign.split")
 
 
 def main(args, params):

@@ -153,6 +153,13 @@ def test_every_flag_is_read_by_its_stage():
 NOT_A_DEP_OR_OUT = {"--checkpoints"}
 
 
+@pytest.mark.parametrize("script", STAGES, ids=lambda p: p.stem)
+def test_each_stage_logs_under_its_own_name(script):
+    """A stage's log lines read `weakalign.<stage>`, whatever library module shares its name (a move of the
+    package's modules once renamed five of them to `weakalign.<floor>.<module>`)."""
+    assert f'log = logging.getLogger("weakalign.{script.stem}")' in script.read_text()
+
+
 def test_every_path_a_stage_is_given_is_a_dep_or_an_out_and_nothing_else_is_declared():
     """Each path of a stage is named twice, in its docstring's command (what it reads and writes) and in dvc.yaml's
     deps/outs; they must be the same set (the code deps aside, which scripts/stage_deps.py computes), so a path
