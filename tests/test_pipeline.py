@@ -327,7 +327,7 @@ def test_a_second_clean_clone_killed_six_times_resumes_to_the_same_bytes(root, t
     assert text.count("finished batches read back") >= 3  # generate_pairs, label_weak, evaluate
     left = [p for p in (crashed / "checkpoints").rglob("*") if p.is_file()]
     assert not left, f"work folders are removed once a stage is done: {left}"
-    _, first = _tiny_run(root, tmp_path_factory)  # the uninterrupted run's, built by then on the other worker
+    _, first = _tiny_run(root, tmp_path_factory)  # the uninterrupted run (the other worker's; here, if run alone)
     assert _digest(crashed, DETERMINISTIC) == first["digests"]
     whole, resumed = first["results"], _results(crashed)
     for m in METRICS:  # identical in practice; the tolerance is for float noise in the restored optimizer state
