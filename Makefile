@@ -1,6 +1,6 @@
 # `make repro`: set up, then run the pipeline on the embedded default (params.yaml).
 # `make repro PRESET=tiny`: presets/tiny.yaml (what differs from params.yaml) as a DVC experiment; tree untouched.
-# `make test`:  set up, then run the test suite.
+# `make test`:  set up, then run the test suite on two pytest-xdist workers (TEST_WORKERS=0: one process).
 # `make bench`: run the pipeline, then the benchmarks (docs/PERFORMANCE.md).
 # `make sweep-fraction` (and sweep-beta): queue a sweep over seeds, run it, then `make aggregate` (README).
 PY      ?= python3
