@@ -24,7 +24,7 @@ import yaml
 from filelock import FileLock
 
 from weakalign.config.params import compose
-from weakalign.records.io import read_metrics
+from weakalign.records.io import read_json, read_metrics, write_json
 
 pytestmark = pytest.mark.slow
 
@@ -111,9 +111,8 @@ def _tiny_run(root: Path, tmp_path_factory) -> tuple[Path, dict]:
             res = _run([DVC, "repro"], repo)
             record = {"stdout": res.stdout, "stderr": res.stderr, "digests": _digest(repo, DETERMINISTIC),
                       "results": _results(repo)}
-            first.with_suffix(".tmp").write_text(json.dumps(record))
-            first.with_suffix(".tmp").replace(first)
-    return folder / "repo", json.loads(first.read_text())
+            write_json(first, record)  # atomic: a worker that waited never reads half a file
+    return folder / "repo", read_json(first)
 
 
 # The tests that use (and change) the tiny run's repository: one pytest-xdist worker runs them all, in file order.
