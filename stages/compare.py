@@ -6,7 +6,8 @@ feedback source's labels for align.
         --feedback ${paths.feedback} --metrics ${paths.metrics}/feedback.json \
         --plot ${paths.plots}/agreement_by_margin.json
 
-An empty --rm or --judge file means that labeler is off (label_rm/label_judge.enabled): its metrics are null.
+--rm and --judge are the labelers' folders (weakalign.records.io.write_records): one holding only a README means
+that labeler is off (label_rm/label_judge.enabled), and its metrics are null.
 """
 
 import logging
@@ -14,7 +15,8 @@ import logging
 from weakalign.analysis.compare import (check_covers, feedback_labels, feedback_metrics, judge_feedback_label,
                                         labeler_metrics, source_metrics)
 from weakalign.cli import stage
-from weakalign.records.io import atomic_dir, iter_jsonl, read_jsonl, write_json, write_jsonl, write_metrics
+from weakalign.records.io import (atomic_dir, iter_jsonl, read_jsonl, read_records, records_path, write_json,
+                                  write_jsonl, write_metrics)
 from weakalign.records.schema import JudgeLabel, Pair, WeakLabel
 
 log = logging.getLogger("weakalign.compare")
@@ -26,12 +28,12 @@ def main(args, params):
     weak = {w.pair_id: w for w in read_jsonl(args.weak, WeakLabel)}
     check_covers(unlabeled, weak, args.weak)
     metrics, rows = feedback_metrics(n_labeled, unlabeled, weak, params.compare.margin_bins)
-    # Empty files: that labeler is switched off (label_rm/label_judge.enabled).
-    rm = {x.pair_id: x.label for x in read_jsonl(args.rm, WeakLabel, allow_empty=True)}
-    judge = {x.pair_id: x for x in read_jsonl(args.judge, JudgeLabel, allow_empty=True)}
-    for name, path, labels in (("rm", args.rm, rm), ("judge", args.judge, judge)):
+    # No records: that labeler is switched off (label_rm/label_judge.enabled).
+    rm = {x.pair_id: x.label for x in read_records(args.rm, WeakLabel) or []}
+    judge = {x.pair_id: x for x in read_records(args.judge, JudgeLabel) or []}
+    for name, folder, labels in (("rm", args.rm, rm), ("judge", args.judge, judge)):
         if labels:
-            check_covers(unlabeled, labels, path, name)
+            check_covers(unlabeled, labels, records_path(folder), name)
     metrics.update(labeler_metrics(unlabeled, weak, "rm", rm))
     metrics.update(labeler_metrics(unlabeled, weak, "judge", {k: x.label for k, x in judge.items()}))
     # What `align@judge` trains on: the verdicts, ties left out unless label_judge.break_ties.

@@ -17,7 +17,7 @@ import logging
 from weakalign.cli import seed_everything, stage
 from weakalign.data.sandbox import steered, style_pairs
 from weakalign.records import resume
-from weakalign.records.io import read_jsonl, write_jsonl, write_metrics
+from weakalign.records.io import DataError, read_jsonl, read_records, write_jsonl, write_metrics
 from weakalign.records.schema import Pair, Prompt, response_problem
 
 log = logging.getLogger("weakalign.generate_pairs")
@@ -29,7 +29,11 @@ def from_source(args, params, prompts: list[Prompt]) -> None:
     A pair whose prompt alone (through the chat template) fills the trainers' `max_length` could be neither
     trained on nor labeled (TRL drops it), so it is dropped here and counted as `prompt_too_long`."""
     train = {p.id for p in prompts}
-    pairs = [p for p in read_jsonl(args.source_pairs, Pair) if p.prompt_id in train]
+    source = read_records(args.source_pairs, Pair)
+    if source is None:
+        raise DataError(f"{args.source_pairs}: ingest wrote no pairs (a source of prompts only): "
+                        f"data.source {params.data.source!r} needs them")
+    pairs = [p for p in source if p.prompt_id in train]
     limits = [m for m in (params.train_weak.dpo.max_length, params.align.dpo.max_length) if m is not None]
     kept, too_long = pairs, 0
     if limits:

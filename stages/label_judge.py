@@ -8,7 +8,7 @@ orders; a pair whose two orders disagree is a tie.
 The prompt and the scoring are in weakalign.labelers.pairwise_judge. The metrics file records ties, position bias (share
 of "A" answers), prompts too long to judge, and the labeling cost (wall time and estimated forward FLOPs per
 1,000 pairs). Finished batches are appended to --checkpoints; a killed run resumes after the last one. With
-`label_judge.enabled: false` the stage writes empty labels and null metrics (same keys).
+`label_judge.enabled: false` the labels folder holds only a README, and the metrics are null (same keys).
 """
 
 import logging
@@ -17,7 +17,7 @@ import time
 from weakalign.cli import seed_everything, stage
 from weakalign.labelers.labeling import cost, label_1_share, switched_off
 from weakalign.records import resume
-from weakalign.records.io import read_jsonl, write_jsonl, write_metrics
+from weakalign.records.io import read_jsonl, write_metrics, write_records
 from weakalign.records.schema import Pair
 
 log = logging.getLogger("weakalign.label_judge")
@@ -29,8 +29,8 @@ KEYS = ("n_pairs", "n_decided", "n_ties", "n_too_long", "tie_share", "a_share", 
 def main(args, params):
     cfg = params.label_judge
     if not cfg.enabled:
-        log.info("label_judge.enabled is false: empty labels")
-        return switched_off(args.out, args.metrics, args.checkpoints, KEYS)
+        log.info("label_judge.enabled is false: no labels")
+        return switched_off("label_judge", args.out, args.metrics, args.checkpoints, KEYS)
     seed_everything(params.base.seed)
     from weakalign.labelers.pairwise_judge import judge_pairs
     from weakalign.modeling.models import load_model, load_tokenizer, n_params, tflop
@@ -49,7 +49,7 @@ def main(args, params):
     n_ties = len(v.labels) - len(decided) - v.n_too_long
     log.info("judged %d pairs: %d decided, %d ties, %d too long; 'A' answered %s of the time", len(pairs),
              len(decided), n_ties, v.n_too_long, v.a_share)
-    write_jsonl(args.out, v.labels)
+    write_records(args.out, v.labels)
     write_metrics(args.metrics, {
         "enabled": True, "n_pairs": len(pairs), "n_decided": len(decided), "n_ties": n_ties,
         "n_too_long": v.n_too_long, "tie_share": round(n_ties / max(1, len(pairs) - v.n_too_long), 4),

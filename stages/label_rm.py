@@ -8,7 +8,8 @@
 The reward model starts from the weak teacher's starting point (`train_weak.model`) and trains on the same human
 labels with `label_rm.reward` (TRL's RewardConfig). The response with the higher reward is the label. The
 metrics file records training and labeling cost (seconds, and estimated FLOPs: 6 N per training token, 2 N per
-scored token). With `label_rm.enabled: false` the stage writes empty labels and null metrics (same keys).
+scored token). With `label_rm.enabled: false` the labels folder holds only a README, and the metrics are null (same
+keys).
 """
 
 import logging
@@ -18,7 +19,7 @@ from pathlib import Path
 from weakalign.cli import seed_everything, stage
 from weakalign.labelers.labeling import cost, label_1_share, switched_off
 from weakalign.records import resume
-from weakalign.records.io import read_jsonl, write_jsonl, write_metrics
+from weakalign.records.io import read_jsonl, write_metrics, write_records
 from weakalign.records.schema import Pair, WeakLabel
 
 log = logging.getLogger("weakalign.label_rm")
@@ -32,10 +33,10 @@ def main(args, params):
     cfg = params.label_rm
     Path(args.live).mkdir(parents=True, exist_ok=True)
     if not cfg.enabled:
-        log.info("label_rm.enabled is false: no reward model, empty labels")
+        log.info("label_rm.enabled is false: no reward model, no labels")
         # A file, so that git keeps the (otherwise empty) curves folder and a fresh checkout is up to date.
         (Path(args.live) / "README").write_text("label_rm.enabled is false: no reward model was trained.\n")
-        return switched_off(args.out, args.metrics, args.checkpoints, ("model", *KEYS))
+        return switched_off("label_rm", args.out, args.metrics, args.checkpoints, ("model", *KEYS))
     seed_everything(params.base.seed)
     from weakalign.labelers.reward_model import score_pairs, train
     from weakalign.modeling.models import n_params, reward_model_from_lm, tflop
@@ -58,7 +59,7 @@ def main(args, params):
     labels = [WeakLabel(pair_id=p.id, reward_1=a, reward_2=b, margin=round(a - b, 6), label=1 if a >= b else 2)
               for p, a, b in zip(unlabeled, r1, r2, strict=True)]
     log.info("labeled %d pairs; response_1 chosen on %d", len(labels), sum(x.label == 1 for x in labels))
-    write_jsonl(args.out, labels)
+    write_records(args.out, labels)
     write_metrics(args.metrics, {
         "enabled": True, "model": params.train_weak.model, "n_pairs": len(labels),
         "label_1_share": label_1_share(labels),

@@ -41,6 +41,21 @@ def test_results_are_the_data_models_and_metrics_without_timings(tmp_path):
     assert out.returncode == 1 and "data/pairs.jsonl" in out.stdout and "2 files identical" in out.stdout
 
 
+
+def test_a_records_folder_hashes_as_the_file_it_replaced(tmp_path):
+    """The labelers' and the source's outputs became folders (records.jsonl, or a README when there are none): their
+    results hash under the old file names, so fingerprints measured before still compare."""
+    old, new = _tree(tmp_path / "old"), _tree(tmp_path / "new")
+    (old / "data/labels").mkdir(parents=True)
+    (old / "data/labels/rm.jsonl").write_text('{"pair_id": "p1"}\n')
+    (old / "data/labels/judge.jsonl").write_text("")
+    for folder, files in (("rm", {"records.jsonl": '{"pair_id": "p1"}\n'}), ("judge", {"README.md": "off\n"})):
+        (new / "data/labels" / folder).mkdir(parents=True)
+        for name, text in files.items():
+            (new / "data/labels" / folder / name).write_text(text)
+    assert fingerprint.result_hashes(new) == fingerprint.result_hashes(old)
+    assert {"data/labels/rm.jsonl", "data/labels/judge.jsonl"} <= set(fingerprint.result_hashes(new))
+
 def test_two_codes_give_the_same_results_only_on_a_machine_that_measured_both():
     records = {"old": {"amd": {"results": "r1"}, "intel": {"results": "r9"}},
                "new": {"amd": {"results": "r1"}},

@@ -9,8 +9,8 @@ import stat
 
 import pytest
 
-from weakalign.records.io import (DataError, atomic_dir, atomic_file, iter_jsonl, read_json, read_jsonl, stage_outputs,
-                                  write_json, write_jsonl)
+from weakalign.records.io import (DataError, atomic_dir, atomic_file, iter_jsonl, read_json, read_jsonl, read_records,
+                                  records_path, stage_outputs, write_json, write_jsonl, write_records)
 from weakalign.records.schema import MAX_CHARS, Pair, Prompt
 
 GOOD = {"id": "a", "prompt_id": "a", "prompt": "Say hi", "response_1": "Hi there", "response_2": "Hello"}
@@ -105,6 +105,26 @@ def test_atomic_dir(tmp_path):
         (d / "weights").write_text("full")
     assert (target / "weights").read_text() == "full"
 
+
+
+def test_a_records_folder_holds_its_rows_or_a_readme_never_an_empty_file(tmp_path):
+    """An output a stage may leave without rows (a labeler that is off) is a folder, so DVC never finds it empty."""
+    labels = tmp_path / "labels"
+    write_records(labels, None, "No labels: the labeler is off.")
+    assert [p.name for p in labels.iterdir()] == ["README.md"] and (labels / "README.md").stat().st_size > 0
+    assert read_records(labels, Pair) is None and records_path(labels) is None
+    write_records(labels, [Pair(**GOOD)])  # the stage switched on: the README goes, the rows come
+    assert [p.name for p in labels.iterdir()] == ["records.jsonl"]
+    assert read_records(labels, Pair) == [Pair(**GOOD)] and records_path(labels) == labels / "records.jsonl"
+    assert read_records(_write(tmp_path, [json.dumps(GOOD)]), Pair) == [Pair(**GOOD)]  # a file given by hand
+    with pytest.raises(ValueError, match="no README saying why"):
+        write_records(tmp_path / "mute", None)
+    (tmp_path / "bare").mkdir()
+    with pytest.raises(DataError, match=r"bare: neither records\.jsonl nor README\.md"):
+        read_records(tmp_path / "bare", Pair)
+    (labels / "records.jsonl").write_text("")
+    with pytest.raises(DataError, match=r"records\.jsonl: no rows"):
+        read_records(labels, Pair)
 
 # --- reliability, round 2 (issue 17): unreadable files, strict JSON, umask, and outputs that land together ---
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import yaml
 
 from weakalign.config.params import compose, read_yaml
+from weakalign.records.io import RECORDS_FILE
 from weakalign.records.resume import pipeline_files
 
 log = logging.getLogger("weakalign.fingerprint")
@@ -94,12 +95,22 @@ def result_hashes(root: Path) -> dict[str, str]:
 
     out = {}
     for pattern in ("data/**/*.jsonl", "models/**/*.safetensors"):
-        out |= {p.relative_to(root).as_posix(): sha(p.read_bytes()) for p in sorted(root.glob(pattern))}
+        out |= {_name(p.relative_to(root)): sha(p.read_bytes()) for p in sorted(root.glob(pattern))}
+    for readme in sorted(root.glob("data/**/README.md")):  # a records folder with no records: no rows, as before
+        if [f.name for f in readme.parent.iterdir()] == ["README.md"]:
+            out[_name(readme.parent.relative_to(root) / RECORDS_FILE)] = sha(b"")
     for p in sorted(root.glob("metrics/**/*.json")):
         if not (p.name.startswith("study") or p.name.endswith(".info.json")):
             blob = json.dumps(without_timings(json.loads(p.read_text())), sort_keys=True)
             out[p.relative_to(root).as_posix()] = sha(blob.encode())
     return out
+
+
+def _name(path: Path) -> str:
+    """A result's name: its path, but a records folder's file (records.io.write_records) goes by the file the folder
+    replaced on 2026-12-07 (data/labels/rm/records.jsonl: data/labels/rm.jsonl; a folder with only a README: that
+    file, empty), so the fingerprints measured before, on machines not at hand, still compare."""
+    return (path.parent.as_posix() + ".jsonl") if path.name == RECORDS_FILE else path.as_posix()
 
 
 def results_digest(hashes: dict[str, str]) -> str:

@@ -102,7 +102,7 @@ class Paths(_Section):
     """Every path of the pipeline. dvc.yaml names them in deps and outs as ${paths.x}; each stage resolves its
     arguments from them (the templates of its docstring command, weakalign.cli), never through a shell."""
 
-    source_pairs: OutputPath  # ingest: a jsonl/hf source's pairs (empty for the sandbox)
+    source_pairs: OutputPath  # ingest: a folder, a jsonl/hf source's pairs or a README (records.io.write_records)
     prompts_all: OutputPath  # ingest: every prompt, before the holdout
     prompts_train: OutputPath
     prompts_test: OutputPath
@@ -116,8 +116,8 @@ class Paths(_Section):
     sft_weak: OutputPath  # sft: the weak LLM's, when train_weak.model is not `base`
     weak_model: OutputPath
     weak_labels: OutputPath
-    rm_labels: OutputPath  # label_rm (empty unless label_rm.enabled)
-    judge_labels: OutputPath  # label_judge (empty unless label_judge.enabled)
+    rm_labels: OutputPath  # label_rm: a folder, its labels or a README (label_rm.enabled false)
+    judge_labels: OutputPath  # label_judge: a folder, its labels or a README (label_judge.enabled false)
     feedback: OutputPath
     targets: OutputPath
     generations: OutputPath

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from weakalign.records import resume
-from weakalign.records.io import write_jsonl, write_metrics
+from weakalign.records.io import write_metrics, write_records
 
 
 def label_1_share(labels: Sequence) -> float | None:
@@ -22,9 +22,10 @@ def cost(seconds: float, tflops: float, n_pairs: int) -> dict:
             "label_tflops_per_1000_pairs": round(1000 * tflops / n_pairs, 2)}
 
 
-def switched_off(out: str, metrics: str, checkpoints: str, keys: Iterable[str]) -> None:
-    """The outputs of a labeler that is not enabled: empty labels, and metrics with `enabled: false` and every other
-    key null, the same keys as when it runs."""
-    write_jsonl(out, [])
+def switched_off(name: str, out: str, metrics: str, checkpoints: str, keys: Iterable[str]) -> None:
+    """The outputs of labeler stage `name` when it is not enabled: a labels folder holding only a README that says so,
+    and metrics with `enabled: false` and every other key null, the same keys as when it runs."""
+    write_records(out, None, f"No labels: `{name}.enabled` is false in params.yaml, so the {name} stage labeled "
+                             "nothing.")
     write_metrics(metrics, {"enabled": False, **dict.fromkeys(keys)})
     resume.finish(checkpoints)

@@ -139,24 +139,23 @@ def _describe(e: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def read_numbered(path: str | Path, schema: type[M], allow_empty: bool = False) -> list[tuple[int, M]]:
-    """(line number, validated row) for each row; the first bad row raises DataError with file and line.
-
-    A file without rows is an error unless `allow_empty` (the labels of a labeler that is switched off)."""
+def read_numbered(path: str | Path, schema: type[M]) -> list[tuple[int, M]]:
+    """(line number, validated row) for each row; the first bad row raises DataError with file and line, and a
+    file without rows is an error too."""
     rows = []
     for lineno, obj in iter_jsonl(path):
         try:
             rows.append((lineno, schema.model_validate(obj)))
         except ValidationError as e:
             raise DataError(f"{path}:{lineno}: {_describe(e)}") from None
-    if not rows and not allow_empty:
+    if not rows:
         raise DataError(f"{path}: no rows")
     return rows
 
 
-def read_jsonl(path: str | Path, schema: type[M], allow_empty: bool = False) -> list[M]:
+def read_jsonl(path: str | Path, schema: type[M]) -> list[M]:
     """Read a JSONL file into validated rows; the first bad row raises DataError with file and line."""
-    return [row for _, row in read_numbered(path, schema, allow_empty)]
+    return [row for _, row in read_numbered(path, schema)]
 
 
 # Renames that wait for the whole stage: inside `stage_outputs()`, a finished atomic_file/atomic_dir is not moved
@@ -293,6 +292,40 @@ def write_jsonl(path: str | Path, rows: Iterable) -> int:
                 raise DataError(f"{path}: row {n + 1} holds NaN or infinity; nothing written") from None
             n += 1
     return n
+
+
+# An output that a stage may leave without records (a labeler that is off, a source of prompts only) is a folder:
+# its rows in `records.jsonl`, or only a README.md saying why there are none. A file there would be empty, and DVC
+# warns "'…' is empty" for an empty output or dependency at every stage that declares it.
+RECORDS_FILE = "records.jsonl"
+
+
+def write_records(folder: str | Path, rows: Iterable | None, why_none: str = "") -> None:
+    """`rows` into `folder`/records.jsonl, or, for None, only `folder`/README.md holding `why_none`."""
+    if rows is None and not why_none:
+        raise ValueError(f"{folder}: no records, and no README saying why")
+    with atomic_dir(folder) as tmp:
+        if rows is None:
+            (tmp / "README.md").write_text(why_none.rstrip() + "\n", encoding="utf-8")
+        else:
+            write_jsonl(tmp / RECORDS_FILE, rows)
+
+
+def records_path(folder: str | Path) -> Path | None:
+    """The file holding the rows `write_records` wrote into `folder` (None where it wrote none); a plain JSONL file
+    given by hand is its own."""
+    folder = Path(folder)
+    if folder.is_file() or (folder / RECORDS_FILE).is_file():
+        return folder if folder.is_file() else folder / RECORDS_FILE
+    if (folder / "README.md").is_file():
+        return None
+    raise DataError(f"{folder}: neither {RECORDS_FILE} nor README.md (a folder written by a weakalign stage)")
+
+
+def read_records(folder: str | Path, schema: type[M]) -> list[M] | None:
+    """The rows `write_records` wrote into `folder`, None where it wrote none."""
+    path = records_path(folder)
+    return None if path is None else read_jsonl(path, schema)
 
 
 def write_json(path: str | Path, obj) -> None:
