@@ -73,7 +73,8 @@ class LabelRM(_Section):
     """The `rm` labeler: a Bradley-Terry reward model trained on D_l from the weak model's starting point."""
 
     enabled: bool = Field(description="Train the reward model and label D_u with it (stage label_rm). Off, "
-                          "the stage writes empty labels and null metrics in seconds. Needed by the source `rm`.")
+                          "the stage writes a README in place of labels, and null metrics, in seconds. Needed by the "
+                          "source `rm`.")
     batch_size: int = Field(ge=1, description="Texts per forward pass when scoring D_u.")
     reward: Reward
     lora: Lora
@@ -83,7 +84,8 @@ class LabelJudge(_Section):
     """The `judge` labeler: the base model asked zero-shot which response is better, in both orders."""
 
     enabled: bool = Field(description="Label D_u with the prompted judge (stage label_judge). Off, the stage "
-                          "writes empty labels and null metrics in seconds. Needed by the source `judge`.")
+                          "writes a README in place of labels, and null metrics, in seconds. Needed by the source "
+                          "`judge`.")
     batch_size: int = Field(ge=1, description="Judge prompts per forward pass.")
     max_length: int = Field(ge=16, description="Tokens of one judge prompt (prompt and both responses); a "
                             "longer one is not judged and counts as undecided (`n_too_long`).")

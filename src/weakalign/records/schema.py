@@ -2,9 +2,10 @@
 
 Files between stages (see docs/ARCHITECTURE.md):
 - prompts (`data/raw/prompts.jsonl`, `data/prompts/*.jsonl`): :class:`Prompt`
-- pairs (`data/pairs.jsonl`, `data/annotated.jsonl`, `data/split/*.jsonl`): :class:`Pair`
-- labels (`data/labels/weak.jsonl`, `data/labels/rm.jsonl`): :class:`WeakLabel`; `data/labels/judge.jsonl`:
-  :class:`JudgeLabel`; feedback (`data/feedback/<source>.jsonl`): :class:`Preference`
+- pairs (`data/source/pairs/records.jsonl`, `data/pairs.jsonl`, `data/annotated.jsonl`, `data/split/*.jsonl`):
+  :class:`Pair`
+- labels (`data/labels/weak.jsonl`, `data/labels/rm/records.jsonl`): :class:`WeakLabel`;
+  `data/labels/judge/records.jsonl`: :class:`JudgeLabel`; feedback (`data/feedback/<source>.jsonl`): :class:`Preference`
 - the targets' reference log-probs of D_u (`data/reference.jsonl`): :class:`ReferenceLogps`
 """
 
