@@ -2,11 +2,12 @@
 
     python scripts/same_results.py RUN_A RUN_B
 
-RUN_A and RUN_B are two repro'ed checkouts (e.g. `git archive <rev> | tar -x -C DIR`, `cp presets/tiny.yaml
-params.yaml`, `git init`, commit, `dvc repro`, once per revision). Compared: every data JSONL (pairs, splits,
-labels, feedback, generations) and model safetensors byte for byte, and every metrics file as JSON without its
-timings (`*_seconds`, `resumed_from_step` and, before the metrics/info split, `seconds`, `train_runtime_s`).
-Exit 0 when all are identical, 1 otherwise, listing what differs.
+RUN_A and RUN_B are two repro'ed checkouts (e.g. a `git clone` of each revision, each with its own DVC cache, and
+`dvc repro -f`; for a preset, its params composed into params.yaml first, as weakalign.fingerprint does for the tiny
+one). Compared (weakalign.fingerprint.result_hashes): every data JSONL (pairs, splits, labels, feedback, generations)
+and model safetensors byte for byte, and every metrics file as JSON without its timings (`*_seconds`,
+`resumed_from_step` and, before the metrics/info split, `seconds`, `train_runtime_s`); a records folder (labels of a
+labeler that is off) by the file it replaced. Exit 0 when all are identical, 1 otherwise, listing what differs.
 """
 
 from __future__ import annotations

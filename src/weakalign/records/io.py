@@ -172,11 +172,8 @@ def _mode(is_dir: bool) -> int:
 
 
 def _land(tmp: Path, path: Path) -> None:
-    if tmp.is_dir():
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
+    if tmp.is_dir() and path.exists():  # os.replace renames a folder only onto nothing or an empty folder
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
     os.replace(tmp, path)
 
 
@@ -294,9 +291,8 @@ def write_jsonl(path: str | Path, rows: Iterable) -> int:
     return n
 
 
-# An output that a stage may leave without records (a labeler that is off, a source of prompts only) is a folder:
-# its rows in `records.jsonl`, or only a README.md saying why there are none. A file there would be empty, and DVC
-# warns "'…' is empty" for an empty output or dependency at every stage that declares it.
+# An output a stage may leave without rows (a labeler that is off, a source of prompts only) is a folder: the rows in
+# records.jsonl, or only a README.md saying why none (DVC warns "'…' is empty" at each stage naming an empty file).
 RECORDS_FILE = "records.jsonl"
 
 
@@ -312,8 +308,7 @@ def write_records(folder: str | Path, rows: Iterable | None, why_none: str = "")
 
 
 def records_path(folder: str | Path) -> Path | None:
-    """The file holding the rows `write_records` wrote into `folder` (None where it wrote none); a plain JSONL file
-    given by hand is its own."""
+    """The file of the rows `write_records` wrote into `folder`, None where it wrote none (a JSONL file: itself)."""
     folder = Path(folder)
     if folder.is_file() or (folder / RECORDS_FILE).is_file():
         return folder if folder.is_file() else folder / RECORDS_FILE
@@ -324,8 +319,7 @@ def records_path(folder: str | Path) -> Path | None:
 
 def read_records(folder: str | Path, schema: type[M]) -> list[M] | None:
     """The rows `write_records` wrote into `folder`, None where it wrote none."""
-    path = records_path(folder)
-    return None if path is None else read_jsonl(path, schema)
+    return None if (path := records_path(folder)) is None else read_jsonl(path, schema)
 
 
 def write_json(path: str | Path, obj) -> None:
