@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -88,6 +89,27 @@ def test_a_summary_stays_current_across_a_code_change_that_keeps_the_results(tmp
     assert planning.current(tmp_path / "runs", "s0", "d", overrides, "new", same) is not None
     assert planning.current(tmp_path / "runs", "s0", "e", overrides, "new", same) is None
 
+
+
+def test_a_run_stays_current_when_only_paths_moved_since_its_commit(tmp_path, monkeypatch):
+    """Where outputs are written changes no result: a run recorded at a commit whose params.yaml differs from today's
+    only in `paths` stays current (the labelers' outputs became folders on 2026-12-07); any other key makes it stale."""
+    monkeypatch.chdir(tmp_path)
+    then = {"paths": {"rm_labels": "data/labels/rm.jsonl"}, "split": {"n_labeled": 8}, "study": {"seeds": [0]}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(then))
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "add", "params.yaml")
+    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "the run's commit")
+    overrides = {"align.sources": ["human"], "base.seed": 0}
+    old_digest = hashlib.sha256(json.dumps(planning.effective_params(overrides), sort_keys=True).encode()).hexdigest()
+    summary = {"run": "s0", "digest": "d", "code": "c", "commit": _git(tmp_path, "rev-parse", "HEAD").strip(),
+               "params": overrides, "params_digest": old_digest[:12]}  # as recorded before `paths` left the digest
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs/s0.json").write_text(json.dumps(summary))
+    for today, is_current in (({**then, "paths": {"rm_labels": "data/labels/rm"}}, True),
+                              ({**then, "split": {"n_labeled": 9}}, False)):
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(today))
+        assert (planning.current(tmp_path / "runs", "s0", "e", overrides, "c", {}) is not None) is is_current
 
 def _git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout

@@ -4,12 +4,16 @@ its input file)."""
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import json
 import re
 import subprocess
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from weakalign import fingerprint
 from weakalign.config.params import Params, compose, read_yaml
@@ -63,9 +67,10 @@ def runs_dir(params_file: Path) -> Path:
     return RUNS / ("default" if same else params_file.stem)
 
 
-def effective_params(overrides: dict[str, Any]) -> dict:
-    """./params.yaml (without `study`) as one run of the study sees it: with the run's params set."""
-    raw = read_yaml("params.yaml")
+def effective_params(overrides: dict[str, Any], raw: dict | None = None) -> dict:
+    """./params.yaml (or `raw`, another version of it) without `study`, as one run of the study sees it: with the
+    run's params set."""
+    raw = read_yaml("params.yaml") if raw is None else copy.deepcopy(raw)
     raw.pop("study", None)
     for key, value in overrides.items():
         node = raw
@@ -83,10 +88,29 @@ def run_digest(params_file: Path, overrides: dict[str, Any], code: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def params_digest(overrides: dict[str, Any]) -> str:
-    """The identity of one run's params: params.yaml (without `study`) with its overrides. With the code's result
-    fingerprint (weakalign.fingerprint) it decides whether a run's summary is current."""
-    return hashlib.sha256(json.dumps(effective_params(overrides), sort_keys=True, default=str).encode()).hexdigest()[:12]
+def params_digest(overrides: dict[str, Any], raw: dict | None = None) -> str:
+    """The identity of one run's params: params.yaml (without `study`; `raw`: another version of it) with its
+    overrides, but not `paths`: where the outputs are written changes no result (the input, `data.path`, is checked
+    apart: _same_input). With the code's result fingerprint (weakalign.fingerprint) it decides whether a run's
+    summary is current."""
+    params = effective_params(overrides, raw)
+    params.pop("paths", None)
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+@functools.cache
+def _params_at(commit: str) -> dict | None:
+    """params.yaml at `commit`; None where this clone lacks the commit."""
+    done = subprocess.run(["git", "show", f"{commit}:params.yaml"], capture_output=True, text=True)
+    return yaml.safe_load(done.stdout) if done.returncode == 0 else None
+
+
+def ran_with(summary: dict) -> str | None:
+    """The params digest of what a recorded run ran with: its commit's params.yaml with its params, digested as
+    today (the digest it recorded is kept where the commit is not at hand): so a run recorded before `paths` left the
+    digest stays current across a change of `paths` alone."""
+    raw = _params_at(summary["commit"]) if summary.get("commit") and "params" in summary else None
+    return summary.get("params_digest") if raw is None else params_digest(summary["params"], raw)
 
 
 def check_runs(runs: dict[str, dict[str, Any]]) -> None:
@@ -142,7 +166,7 @@ def current(runs: Path, run: str, digest: str, overrides: dict[str, Any] | None 
         return None
     summary = json.loads(path.read_text())
     if "params_digest" in summary and code is not None and overrides is not None:
-        if summary["params_digest"] != params_digest(overrides) or \
+        if ran_with(summary) != params_digest(overrides) or \
                 not fingerprint.same_results(summary.get("code"), code, records or {}):
             return None
     elif summary.get("digest") != digest:

@@ -21,7 +21,7 @@ from weakalign.preset import exp_ref, flow
 from weakalign.records.io import write_json
 from weakalign.records.resume import is_pipeline
 from weakalign.study.planning import (DRAW_OUTS, check_runs, current, file_overrides, input_file, params_digest, plan,
-                                      run_digest, runs_dir, shard)
+                                      ran_with, run_digest, runs_dir, shard)
 
 log = logging.getLogger("weakalign.study")
 
@@ -240,7 +240,8 @@ def _fingerprints(out_dir: Path, runs: dict[str, dict[str, Any]], code: str, dvc
     for run, overrides in runs.items():
         path = out_dir / f"{run}.json"
         summary = json.loads(path.read_text()) if path.is_file() else {}
-        if summary.get("params_digest") == params_digest(overrides) and summary.get("code") not in (None, code):
+        if "params_digest" in summary and ran_with(summary) == params_digest(overrides) and \
+                summary.get("code") not in (None, code):
             wanted.setdefault(summary["code"], summary.get("commit"))
     for c, rev in wanted.items():
         if rev and kind not in fingerprint.load().get(c, {}):
