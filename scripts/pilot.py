@@ -32,28 +32,23 @@ STYLES = ["", "Write it in a warm, enthusiastic tone.", "Write it in a harsh, cr
 # 472 training prompts (600 less 128 test): D_u 192 first, D_l from the rest. Every design names each key it
 # varies, so a cell means the same after params.yaml took styles_dl256_e1 as its default.
 SIZES = {"holdout.n_train": 472, "split.n_unlabeled": 192}
+# The chosen design (params.yaml): every other design is it with what it varies changed.
+STYLED = {**SIZES, "generate_pairs.styles": STYLES, "split.n_labeled": 256, "train_weak.dpo.num_train_epochs": 1,
+          "annotate.tau": 0.5}
 TEACHER = {
-    "plain_dl256_e1": {**SIZES, "generate_pairs.styles": [], "split.n_labeled": 256,
-                       "train_weak.dpo.num_train_epochs": 1},
-    "styles_dl64_e2": {**SIZES, "generate_pairs.styles": STYLES, "split.n_labeled": 64,
-                       "train_weak.dpo.num_train_epochs": 2},
-    "styles_dl256_e1": {**SIZES, "generate_pairs.styles": STYLES, "split.n_labeled": 256,
-                        "train_weak.dpo.num_train_epochs": 1},
-    "styles_dl256_e1_layers8": {**SIZES, "generate_pairs.styles": STYLES, "split.n_labeled": 256,
-                                "train_weak.dpo.num_train_epochs": 1, "train_weak.model": "base@layers=8"},
+    "plain_dl256_e1": {**STYLED, "generate_pairs.styles": []},
+    "styles_dl64_e2": {**STYLED, "split.n_labeled": 64, "train_weak.dpo.num_train_epochs": 2},
+    "styles_dl256_e1": STYLED,
+    "styles_dl256_e1_layers8": {**STYLED, "train_weak.model": "base@layers=8"},
     # Candidates for the teacher curve's low end, after the study's dl_16, dl_64 and layers_8 all labeled D_u
     # within 0.04 of the default teacher (docs/STUDY.md). Fewer pairs is no lever below 16: with 10% warm-up the
     # first step has learning rate 0, so dl_16 is one effective step and a D_l of 8 or less none at all.
-    "styles_dl256_e1_layers4": {**SIZES, "generate_pairs.styles": STYLES, "split.n_labeled": 256,
-                                "train_weak.dpo.num_train_epochs": 1, "train_weak.model": "base@layers=4"},
-    "styles_dl256_e1_layers2": {**SIZES, "generate_pairs.styles": STYLES, "split.n_labeled": 256,
-                                "train_weak.dpo.num_train_epochs": 1, "train_weak.model": "base@layers=2"},
-    # The supervision's quality as the lever instead: noisier simulated annotators (tau 0.5 is the default; the
-    # human labels' accuracy falls as tau grows). tau labels D_u's human labels too, so these are pilot cells only.
-    "styles_dl256_e1_tau1": {**SIZES, "generate_pairs.styles": STYLES, "split.n_labeled": 256,
-                             "train_weak.dpo.num_train_epochs": 1, "annotate.tau": 1.0},
-    "styles_dl256_e1_tau4": {**SIZES, "generate_pairs.styles": STYLES, "split.n_labeled": 256,
-                             "train_weak.dpo.num_train_epochs": 1, "annotate.tau": 4.0},
+    "styles_dl256_e1_layers4": {**STYLED, "train_weak.model": "base@layers=4"},
+    "styles_dl256_e1_layers2": {**STYLED, "train_weak.model": "base@layers=2"},
+    # The supervision's quality instead: noisier simulated annotators (the human labels' accuracy falls as tau
+    # grows). tau relabels D_u's human labels too, so these are pilot cells, not teachers of the study.
+    "styles_dl256_e1_tau1": {**STYLED, "annotate.tau": 1.0},
+    "styles_dl256_e1_tau4": {**STYLED, "annotate.tau": 4.0},
 }
 # Real data (presets/hh-local.yaml as the base): the teacher's agreement with human labels on every pair the file
 # holds beyond D_l and 24 test prompts. max_length 1024 keeps the long dialogues the preset's 256 drops (so D_u
