@@ -40,13 +40,10 @@ TEACHER = {
     "styles_dl64_e2": {**STYLED, "split.n_labeled": 64, "train_weak.dpo.num_train_epochs": 2},
     "styles_dl256_e1": STYLED,
     "styles_dl256_e1_layers8": {**STYLED, "train_weak.model": "base@layers=8"},
-    # Candidates for the teacher curve's low end, after the study's dl_16, dl_64 and layers_8 all labeled D_u
-    # within 0.04 of the default teacher (docs/STUDY.md). Fewer pairs is no lever below 16: with 10% warm-up the
-    # first step has learning rate 0, so dl_16 is one effective step and a D_l of 8 or less none at all.
+    # Levers for the teacher curve's low end (docs/STUDY.md, "The teacher curve has no range"): depth, then the
+    # annotators' noise (tau also relabels D_u, so the tau cells are pilot cells, not teachers of the study).
     "styles_dl256_e1_layers4": {**STYLED, "train_weak.model": "base@layers=4"},
     "styles_dl256_e1_layers2": {**STYLED, "train_weak.model": "base@layers=2"},
-    # The supervision's quality instead: noisier simulated annotators (the human labels' accuracy falls as tau
-    # grows). tau relabels D_u's human labels too, so these are pilot cells, not teachers of the study.
     "styles_dl256_e1_tau1": {**STYLED, "annotate.tau": 1.0},
     "styles_dl256_e1_tau4": {**STYLED, "annotate.tau": 4.0},
 }
