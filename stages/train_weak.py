@@ -7,12 +7,14 @@
 
 `train_weak.model` picks the weak LLM (`base` = the output of base_model; its SFT output when `sft.enabled`); `train_weak.dpo` is TRL's DPOConfig;
 `train_weak.lora.use_peft` trains LoRA adapters instead (--out then holds the adapter, on the starting point).
+`train_weak.label_noise` inverts that share of D_l's human labels first (seeded): a weaker teacher, D_u untouched.
 Checkpoints go to --checkpoints every `dpo.save_steps` steps; a killed run resumes from the newest one.
 """
 
 import logging
 
 from weakalign.cli import seed_everything, stage
+from weakalign.data.split import flip_labels
 from weakalign.records import resume
 from weakalign.records.io import atomic_dir, read_jsonl, write_metrics
 from weakalign.records.schema import Pair
@@ -31,8 +33,11 @@ def main(args, params):
     labeled = read_jsonl(args.labeled, Pair)
     tok = load_tokenizer(ref, params.base.trust_remote_code)
     model = load_model(ref, trust_remote_code=params.base.trust_remote_code)
-    log.info("DPO on %d human-labeled pairs from %s", len(labeled), ref)
-    model, summary = dpo.train(model, tok, dpo.triples(labeled, {p.id: p.human for p in labeled}),
+    labels = flip_labels(labeled, params.train_weak.label_noise, params.base.seed)
+    flipped = sum(labels[p.id] != p.human for p in labeled if p.id in labels)
+    log.info("DPO on %d human-labeled pairs from %s (%d labels flipped: train_weak.label_noise %s)", len(labels),
+             ref, flipped, params.train_weak.label_noise)
+    model, summary = dpo.train(model, tok, dpo.triples(labeled, labels),
                                params.train_weak.dpo, params.base.seed, args.live, args.checkpoints,
                                resume.files_digest(ref), params.train_weak.lora)
     if not resume.is_main_process():  # under accelerate launch the first process writes

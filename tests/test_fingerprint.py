@@ -93,7 +93,8 @@ def test_a_summary_stays_current_across_a_code_change_that_keeps_the_results(tmp
 
 def test_a_run_stays_current_when_only_paths_moved_since_its_commit(tmp_path, monkeypatch):
     """Where outputs are written changes no result: a run recorded at a commit whose params.yaml differs from today's
-    only in `paths` stays current (the labelers' outputs became folders on 2026-12-07); any other key makes it stale."""
+    only in `paths` stays current (the labelers' outputs became folders on 2026-12-07), and so does one that only
+    lacks keys added since; a changed value of any other key makes it stale."""
     monkeypatch.chdir(tmp_path)
     then = {"paths": {"rm_labels": "data/labels/rm.jsonl"}, "split": {"n_labeled": 8}, "study": {"seeds": [0]}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(then))
@@ -106,8 +107,12 @@ def test_a_run_stays_current_when_only_paths_moved_since_its_commit(tmp_path, mo
                "params": overrides, "params_digest": old_digest[:12]}  # as recorded before `paths` left the digest
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs/s0.json").write_text(json.dumps(summary))
+    # A key added since (train_weak.label_noise on 2026-12-07) is read at today's default: current, unless the run's
+    # own keys changed; its code's results are the fingerprint's to judge.
     for today, is_current in (({**then, "paths": {"rm_labels": "data/labels/rm"}}, True),
-                              ({**then, "split": {"n_labeled": 9}}, False)):
+                              ({**then, "split": {"n_labeled": 9}}, False),
+                              ({**then, "split": {"n_labeled": 8, "new_key": 0.0}, "train_weak": {"x": 1}}, True),
+                              ({**then, "split": {"n_labeled": 9, "new_key": 0.0}}, False)):
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(today))
         assert (planning.current(tmp_path / "runs", "s0", "e", overrides, "c", {}) is not None) is is_current
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from weakalign.data.split import LeakageError, check_disjoint, holdout, split
+from weakalign.data.split import LeakageError, check_disjoint, flip_labels, holdout, seeded_share, split
 from weakalign.records.schema import Pair, Prompt
 
 
@@ -127,3 +127,18 @@ def test_an_id_is_short_printable_text():
         with pytest.raises(ValueError, match=f"an id must be 1 to 200 printable characters on one line; .*{why}"):
             Prompt(id=bad, prompt="hi")
     assert Prompt(id="x" * 200, prompt="hi").id == "x" * 200
+
+
+def test_label_noise_inverts_exactly_that_share_of_d_l_nested_and_seeded():
+    """train_weak.label_noise: exactly round(share * n) human labels inverted, the same ones for a seed whatever the
+    file's order, those at 0.25 among those at 0.5; share 0 leaves every label as it is."""
+    pairs = [p.model_copy(update={"human": 1 + i % 2}) for i, p in enumerate(_pairs(_prompts(40)))]
+    human = {p.id: p.human for p in pairs}
+    assert flip_labels(pairs, 0.0, 0) == human
+    flipped = {s: {k for k, v in flip_labels(pairs, s, 0).items() if v != human[k]} for s in (0.25, 0.5, 1.0)}
+    assert [len(f) for f in flipped.values()] == [10, 20, 40]
+    assert flipped[0.25] < flipped[0.5] < flipped[1.0]
+    assert all(flip_labels(pairs, 0.5, 0)[k] == 3 - human[k] for k in flipped[0.5])
+    assert flip_labels(pairs[::-1], 0.25, 0) == flip_labels(pairs, 0.25, 0)
+    assert flip_labels(pairs, 0.25, 1) != flip_labels(pairs, 0.25, 0)
+    assert seeded_share(human, 0.25, "label_noise:0") == flipped[0.25]

@@ -7,6 +7,7 @@ import random
 
 from weakalign.analysis.stats import quantile_bins, r, wilson
 from weakalign.config.feedback import SKIP, Context, get as get_source
+from weakalign.data.split import seeded_share
 from weakalign.records.io import DataError
 from weakalign.records.schema import JudgeLabel, Pair, Preference, WeakLabel
 
@@ -47,14 +48,10 @@ def feedback_labels(unlabeled: list[Pair], weak: dict[str, WeakLabel], source: s
 
 
 def gold_flips(unlabeled: list[Pair], rate: float, seed: int) -> frozenset[str]:
-    """Ids of the gold-decided D_u pairs whose gold label a source with this flip rate inverts.
-
-    Exactly round(rate * n) of the n decided pairs, so the source's accuracy against gold is 1 - rate by
-    construction (a Bernoulli draw per pair would add its own noise to the dose-response curve). The pairs are
-    a prefix of one seeded order, so the flips at 10% are among those at 20%: the rates are nested, like doses."""
-    decided = sorted(p.id for p in unlabeled if p.gold is not None)
-    random.Random(f"noisy_gold:{seed}").shuffle(decided)
-    return frozenset(decided[:round(rate * len(decided))])
+    """Ids of the gold-decided D_u pairs whose gold label a source with this flip rate inverts: exactly
+    round(rate * n) of the n, so the source's accuracy against gold is 1 - rate by construction, nested across
+    rates (`seeded_share`)."""
+    return seeded_share((p.id for p in unlabeled if p.gold is not None), rate, f"noisy_gold:{seed}")
 
 
 def weighted_draw(weights: list[float], seed: int) -> list[int]:

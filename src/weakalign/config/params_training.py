@@ -51,6 +51,11 @@ class TrainWeak(_Section):
         "keeps only the first k decoder layers: `base@layers=8` (the default base cut to 8 of its 30 layers, "
         "56.6 M of 134.5 M parameters) or `embedded:smollm2@layers=8` is a genuinely weaker teacher from the same "
         "weights.")
+    label_noise: float = Field(ge=0, le=1, description="The share of D_l's human labels inverted before the weak "
+                               "LLM trains on them (exactly that share, seeded by base.seed, nested across shares; "
+                               "weakalign.data.split.flip_labels): a teacher made weaker by its supervision alone, "
+                               "with D_u and every other source's labels unchanged, so its runs pair with the "
+                               "default's. 0: the human labels as they are; 0.5: a coin's.")
     dpo: DPO
     lora: Lora
 

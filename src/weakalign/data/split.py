@@ -109,3 +109,19 @@ def check_disjoint(labeled: list[Pair], unlabeled: list[Pair], test: list[Prompt
     overlap = {normalise(p.prompt) for p in labeled} & {normalise(p.prompt) for p in unlabeled}
     if overlap:
         raise LeakageError(f"prompts in both D_l and D_u: {sorted(overlap)[:3]}")
+
+
+def seeded_share(ids, share: float, key: str) -> frozenset[str]:
+    """Exactly round(share * n) of the n ids: a prefix of one order of them, sorted then shuffled by `key`. So a
+    set share is hit by construction (a Bernoulli draw per id would add its own noise to a dose-response curve),
+    and the picks at 10% are among those at 20%: shares are nested, like doses."""
+    order = sorted(ids)
+    random.Random(key).shuffle(order)
+    return frozenset(order[:round(share * len(order))])
+
+
+def flip_labels(pairs: list[Pair], share: float, seed: int) -> dict[str, int]:
+    """Pair id -> human label of each labeled pair, with `share` of them inverted (`train_weak.label_noise`): the
+    weak teacher's supervision made worse while D_u and its labels stay as they are. No flip at share 0."""
+    flips = seeded_share((p.id for p in pairs if p.human is not None), share, f"label_noise:{seed}") if share else ()
+    return {p.id: 3 - p.human if p.id in flips else p.human for p in pairs if p.human is not None}

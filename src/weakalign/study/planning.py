@@ -105,12 +105,27 @@ def _params_at(commit: str) -> dict | None:
     return yaml.safe_load(done.stdout) if done.returncode == 0 else None
 
 
+def _with_new_keys(old: dict, now: dict) -> dict:
+    """`old` with every key it lacks taken from `now`, at any depth; its own values and keys kept."""
+    out = dict(old)
+    for key, value in now.items():
+        if key not in out:
+            out[key] = value
+        elif isinstance(out[key], dict) and isinstance(value, dict):
+            out[key] = _with_new_keys(out[key], value)
+    return out
+
+
 def ran_with(summary: dict) -> str | None:
     """The params digest of what a recorded run ran with: its commit's params.yaml with its params, digested as
     today (the digest it recorded is kept where the commit is not at hand): so a run recorded before `paths` left the
-    digest stays current across a change of `paths` alone."""
+    digest stays current across a change of `paths` alone. A key added to params.yaml since is read at today's
+    default: the code that added it is current only if its results are the study's (the fingerprint, measured
+    with that default), so the default is the behaviour the run had before the key existed."""
     raw = _params_at(summary["commit"]) if summary.get("commit") and "params" in summary else None
-    return summary.get("params_digest") if raw is None else params_digest(summary["params"], raw)
+    if raw is None:
+        return summary.get("params_digest")
+    return params_digest(summary["params"], _with_new_keys(raw, read_yaml("params.yaml")))
 
 
 def check_runs(runs: dict[str, dict[str, Any]]) -> None:
