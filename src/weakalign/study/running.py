@@ -143,8 +143,12 @@ def queue_order(want: list[str], queued: dict[str, str]) -> tuple[list[str], lis
     return [n for n in redo if n in queued], redo
 
 
-def _show_json(ref: str, path: str) -> dict:
-    return json.loads(_git("show", f"{ref}:{path}"))
+def read_json(ref: str, path: str, repo: str | None = None) -> dict:
+    """A JSON file of an experiment's commit, git-tracked (feedback.json) or a cached out of a stage (alignment.json:
+    its dvc.lock names it, DVC's cache holds it), through DVC's API, which reads both."""
+    import dvc.api
+
+    return json.loads(dvc.api.read(path, repo=repo, rev=ref))
 
 
 def data_hashes(ref: str) -> dict[str, str | None]:
@@ -161,8 +165,8 @@ def data_hashes(ref: str) -> dict[str, str | None]:
 def summarise(ref: str, run: str, overrides: dict[str, Any], digest: str) -> dict:
     """The few numbers of one finished run that the study needs, read from its experiment commit, with the data it
     drew (hashes) and the machine it ran on."""
-    alignment = _show_json(ref, "metrics/alignment.json")
-    feedback = _show_json(ref, "metrics/feedback.json")
+    alignment = read_json(ref, "metrics/alignment.json")
+    feedback = read_json(ref, "metrics/feedback.json")
     sources = {}
     for s in overrides["align.sources"]:
         a, f = alignment[s], feedback.get("sources", {}).get(s, {})
