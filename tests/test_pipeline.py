@@ -401,7 +401,7 @@ def test_a_two_seed_study_runs_from_the_queue_resumes_and_aggregates(repo, tmp_p
     assert (tmp_path / "study.png").stat().st_size > 1000
     # The same experiments through the sweep aggregator (`make aggregate`): one configuration per seed pair.
     md, rows = tmp_path / "sweep.md", tmp_path / "sweep.json"
-    metrics = ["metrics/feedback.json:agreement_weak_human", "metrics/alignment.json:weak.gold_reward_mean"]
+    metrics = ["metrics/headline.json:agreement", "metrics/headline.json:gold_reward_weak"]  # the declared metric
     _run([sys.executable, "-m", "weakalign.aggregate", "--out-md", str(md), "--out-json", str(rows),
           "--metrics", *metrics], repo)
     got = {r["metric"]: r for r in json.loads(rows.read_text())}

@@ -2,23 +2,24 @@ r"""Sweeps with error bars: mean ± 95% confidence interval of every metric, per
 
     python -m weakalign.aggregate --out-md reports/sweep.md --out-json plots/sweep.json
     dvc exp show --json -A > exps.json && python -m weakalign.aggregate --input exps.json \
-        --out-md reports/sweep.md --out-json plots/sweep.json --metrics 'metrics/alignment.json:*.gold_reward_mean'
+        --out-md reports/sweep.md --out-json plots/sweep.json --metrics 'metrics/headline.json:gold_reward_*'
     dvc plots show plots/sweep.json -x split.labeled_fraction -y mean   # with one metric selected by --metrics
     python -m weakalign.aggregate ... --out-chart reports/sweep_charts.md   # Mermaid charts for a README
 
 Without --input it runs `dvc exp show --json` in the current directory (HEAD's experiments; save the JSON yourself
 for other revisions: experiments of different baselines that share params are pooled). Experiments are grouped by
 every param except the seed (`--seed-key`, default `base.seed`); the leading columns are the params that vary.
-Each cell is mean ± half-width of the 95% interval of the mean, Student's t with n - 1 degrees of freedom (exact
-table for df 1..30, 1.96 above: 4% too narrow at df 31, about 1% at df 100). One run gives no interval (null in
-the JSON, "1 run, no interval" in the table). The JSON has one row per configuration and metric: the varying
-params, `config` (their label), `metric`, `n`, `mean`, `std`, `ci_low`, `ci_high`.
+Each cell is mean ± half-width of the 95% interval of the mean, Student's t with n - 1 degrees of freedom
+(`analysis.stats.t_interval`, exact quantile). One run gives no interval (null in the JSON, "1 run, no interval" in
+the table). The JSON has one row per configuration and metric: the varying params, `config` (their label),
+`metric`, `n`, `mean`, `std`, `ci_low`, `ci_high`.
 
 Counted: the experiments under each baseline commit (plus the baseline commits themselves with
 --include-baselines). Never the workspace: after `dvc exp run` it holds a copy of the last experiment. Queued,
 running and failed experiments, and those without numeric metrics, are skipped and listed. A param missing from
 a run counts as null. Param keys of params.yaml are dotted (`split.labeled_fraction`), those of other params
-files are prefixed with the file (`other.yaml:key`); metric keys always are (`metrics/feedback.json:n_disagree`).
+files are prefixed with the file (`other.yaml:key`); metric keys always are (`metrics/headline.json:agreement`).
+The metrics are DVC's declared ones: the ten numbers of metrics/headline.json (dvc.yaml).
 """
 
 from __future__ import annotations
