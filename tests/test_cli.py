@@ -190,6 +190,31 @@ def test_every_path_a_stage_is_given_is_a_dep_or_an_out_and_nothing_else_is_decl
                                            f"declared, not passed {sorted(declared - info - passed)}")
 
 
+def test_a_stage_closes_the_process_group_its_trainer_opened(tmp_path, monkeypatch):
+    """A rank that exits with gloo's process group open can abort in teardown after its work is done (SIGABRT,
+    "terminate called without an active exception": seen once in the accelerate test, `sft` under two processes).
+    `cli.run` closes the group as the stage ends, whether it succeeded or failed."""
+    import argparse
+
+    import torch.distributed as dist
+
+    from weakalign import cli
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(compose(ROOT / "presets" / "tiny.yaml"), sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+
+    def trains(fails):
+        def main(args, params):
+            dist.init_process_group("gloo", init_method=f"file://{tmp_path / str(fails)}", rank=0, world_size=1)
+            if fails:
+                raise ValueError("a bad value")
+        return main
+
+    for fails, status in ((False, 0), (True, 2)):
+        assert cli.run(trains(fails), argparse.ArgumentParser(prog="python stages/demo.py"), argv=[]) == status
+        assert not dist.is_initialized(), fails
+
+
 def test_ctrl_c_ends_a_stage_in_one_line_with_nothing_written(tmp_path):
     """SIGINT to a real stage process (the shared `cli.run` every stage goes through) while it writes: exit 130,
     one line on stderr saying it was interrupted and how the rerun resumes, no traceback, no output and no

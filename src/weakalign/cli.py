@@ -154,7 +154,19 @@ def run(main: Callable[[argparse.Namespace, Params], None], parser: argparse.Arg
         print(f"{stage}: interrupted; none of its outputs were written. `dvc repro` runs it again"
               + (f", resuming from its last checkpoint in {ckpt} if there is one" if ckpt else ""), file=sys.stderr)
         return 130
+    finally:
+        _close_process_group()
     return 0
+
+
+def _close_process_group() -> None:
+    """Under `accelerate launch`, close the process group the trainer opened before the interpreter exits: a rank
+    that exits with it open can abort in teardown, gloo's worker threads outliving Python ("terminate called without
+    an active exception", SIGABRT; pytorch/pytorch#179291), failing a stage whose work was done. torch is looked up,
+    not imported: a stage that never loaded it has no group."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _read_bytes(path: str) -> bytes | None:
