@@ -21,6 +21,22 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def pytest_configure(config):
+    # Here, not in pyproject.toml: that file is part of the pipeline's code digest (weakalign.fingerprint).
+    config.addinivalue_line("markers", "whole_run: runs a whole pipeline of its own (1-4 minutes): collected first")
+
+
+def pytest_collection_modifyitems(items):
+    """Whole pipeline runs first: the tiny run's group (`tiny_run`, tests/test_pipeline.py), then each test marked
+    `whole_run`; the order is otherwise kept. pytest-xdist hands tests to whichever worker is free in collection
+    order, so long runs collected late ran at the end on one worker while the other had nothing left (one run of
+    `make test`: 535 s against 474 s). First, they spread over both workers and the short tests fill in the end."""
+    def rank(item):
+        group = item.get_closest_marker("xdist_group")
+        return 0 if group and group.args == ("tiny_run",) else 1 if item.get_closest_marker("whole_run") else 2
+    items.sort(key=rank)
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT

@@ -295,6 +295,7 @@ def test_second_repro_runs_nothing(repo):
     assert "Running stage" not in out
 
 
+@pytest.mark.whole_run
 def test_a_second_clean_clone_killed_six_times_resumes_to_the_same_bytes(root, tmp_path, tmp_path_factory):
     """Determinism and resume in one second run from scratch (a whole tiny run costs over 2 minutes of `make test`).
 
@@ -600,6 +601,7 @@ SHARED_HH = Path(__file__).resolve().parents[2] / "shared/data/hh-rlhf/harmless-
 
 
 @pytest.mark.skipif(not SHARED_HH.is_file(), reason=f"the real HH-RLHF sample is not at {SHARED_HH} (../shared/data)")
+@pytest.mark.whole_run
 def test_real_hh_data_runs_end_to_end_with_its_own_labels_and_no_gold(root, tmp_path):
     """data.source jsonl on the first 120 rows of the shared HH-RLHF file, judge none: every stage runs; every row
     is kept or dropped with a reason; the human labels are the dataset's; every gold figure is null and the report
@@ -656,6 +658,7 @@ def _tiny_opt(out: Path, seed: int) -> str:
 
 
 @pytest.mark.skipif(not SHARED_HH.is_file(), reason=f"the shared HH-RLHF sample is not at {SHARED_HH}")
+@pytest.mark.whole_run
 def test_the_paper_preset_runs_offline_on_stand_ins(root, tmp_path):
     """presets/paper-hh-opt.yaml, with its Hub models and dataset swapped for local stand-ins of the same kind (tiny
     OPTs without a chat template as target and weak LLM, the shared HH-RLHF sample, a tiny local reward model as
@@ -697,6 +700,7 @@ def test_the_paper_preset_runs_offline_on_stand_ins(root, tmp_path):
     assert read_metrics(repo / "metrics/feedback.json")["agreement_weak_human"] is not None
 
 
+@pytest.mark.whole_run
 def test_training_stages_run_in_two_processes_under_accelerate_launch(root, tmp_path):
     """base.num_processes: 2 on the tiny preset. Plain DDP: sft and train_weak (LoRA) relaunch themselves under
     `accelerate launch` (two CPU processes, gloo) and the first process alone writes the outputs. Then DeepSpeed
