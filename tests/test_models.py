@@ -32,6 +32,27 @@ def test_work_estimate_is_2n_flops_per_token_forward_and_6n_training():
     assert tflop(10**6, 5 * 10**5, train=True) == pytest.approx(3.0)
 
 
+def test_the_gguf_tokenizer_is_built_once_per_process_and_each_caller_gets_its_own(monkeypatch, tmp_path):
+    """Building it parses the whole GGUF (3-4 s): tiny-random's tokenizer and model ask for it twice in one stage."""
+    from transformers import AutoTokenizer
+
+    from weakalign.modeling import models
+
+    built = []
+    real = AutoTokenizer.from_pretrained
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", lambda *a, **k: built.append(a) or real(*a, **k))
+    models._gguf_tokenizer.cache_clear()
+    a = load_tokenizer(TINY)
+    model = load_model(TINY, seed=0)
+    b = load_tokenizer(EMBEDDED)
+    assert len(built) == 1 and model.config.vocab_size == len(a) == len(b) == 49152
+    a.chat_template, a.pad_token = "changed", "<|im_start|>"
+    assert b.chat_template != "changed" and b.pad_token == b.eos_token  # a copy, not the cached object
+    a.save_pretrained(tmp_path / "a")
+    load_tokenizer(TINY).save_pretrained(tmp_path / "c")
+    assert (tmp_path / "a/tokenizer.json").read_bytes() == (tmp_path / "c/tokenizer.json").read_bytes()
+
+
 def test_tiny_is_seeded():
     a, b, c = load_model(TINY, seed=0), load_model(TINY, seed=0), load_model(TINY, seed=1)
     wa, wb, wc = (next(m.parameters()) for m in (a, b, c))

@@ -34,6 +34,8 @@ which is fast.
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import importlib.util
 import logging
 from pathlib import Path
@@ -241,11 +243,18 @@ PLAIN_TEMPLATE = (
 )
 
 
+@functools.cache
+def _gguf_tokenizer() -> PreTrainedTokenizerBase:
+    """The GGUF's tokenizer, built once per process: transformers parses the whole GGUF's metadata to build it (3-4 s
+    on 2 cores), and a tiny-random model needs it twice (its vocabulary sizes the model). Callers get copies."""
+    folder, gguf = embedded_gguf()
+    return AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+
+
 def load_tokenizer(ref: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     ref, _ = parse_layers(ref)  # a depth-pruned model keeps its model's tokenizer
     if ref in (EMBEDDED, TINY):
-        folder, gguf = embedded_gguf()
-        tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+        tok = copy.deepcopy(_gguf_tokenizer())  # a copy: callers set its pad token and chat template
     else:
         _check_local(ref)
         if is_adapter(ref):  # refused here too: the stages load the tokenizer before the weights
