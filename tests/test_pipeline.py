@@ -64,6 +64,22 @@ DETERMINISTIC = ["data/pairs.jsonl", "data/annotated.jsonl", "data/split/labeled
                  "data/split/unlabeled.jsonl", "data/labels/weak.jsonl", "data/labels/rm/records.jsonl",
                  "data/labels/judge/records.jsonl", "metrics/feedback.json",
                  "metrics/alignment.json", "data/eval/generations.jsonl"]
+GENERATIONS = "data/eval/generations.jsonl"
+# What the set of aligned sources changes: a row or key per source (the rest of these files does not depend on it).
+PER_SOURCE = {"metrics/feedback.json", "metrics/alignment.json", GENERATIONS}
+
+
+def _only_sources(metrics: dict, dropped: set[str]) -> dict:
+    """feedback.json's or alignment.json's results without the entries of the `dropped` sources: their own keys,
+    `n_feedback_<source>`, `sources.<source>` and every head-to-head pairing one of them."""
+    def keep(key: str) -> bool:
+        return key not in dropped and key.removeprefix("n_feedback_") not in dropped
+    out = {k: v for k, v in metrics.items() if keep(k)}
+    if "sources" in out:
+        out["sources"] = {k: v for k, v in out["sources"].items() if keep(k)}
+    if "head_to_head" in out:
+        out["head_to_head"] = {k: v for k, v in out["head_to_head"].items() if not set(k.split("_vs_")) & dropped}
+    return out
 
 
 def _fresh_repo(root: Path, repo: Path, change=None) -> Path:
@@ -110,7 +126,8 @@ def _tiny_run(root: Path, tmp_path_factory) -> tuple[Path, dict]:
             repo = _fresh_repo(root, folder / "repo")
             res = _run([DVC, "repro"], repo)
             record = {"stdout": res.stdout, "stderr": res.stderr, "digests": _digest(repo, DETERMINISTIC),
-                      "results": _results(repo)}
+                      "results": _results(repo), "sources": yaml.safe_load((repo / "params.yaml").read_text())["align"]["sources"],
+                      "generations": (repo / GENERATIONS).read_text().splitlines()}
             write_json(first, record)  # atomic: a worker that waited never reads half a file
     return folder / "repo", read_json(first)
 
@@ -304,8 +321,13 @@ def test_a_second_clean_clone_killed_six_times_resumes_to_the_same_bytes(root, t
     (WEAKALIGN_CRASH_AFTER, see resume.py); the next `dvc repro` reruns the killed stage, which resumes from its work
     folder instead of starting over. Every label, generation and result file is then byte-identical to the first
     clone's, so the same params on the same machine give the same labels and metrics, killed or not.
+
+    The clone aligns three of the first run's eight sources: `human`, `weak` (killed mid-run) and `weak_confident`,
+    whose rows are drawn by weight; the other five train through the same stage on other labels, and each costs
+    11 s here. What depends on the set of sources (PER_SOURCE) is compared on the rows and keys of those three.
     """
-    crashed = _fresh_repo(root, tmp_path / "crashed")
+    sources = ["human", "weak", "weak_confident"]
+    crashed = _fresh_repo(root, tmp_path / "crashed", lambda params: params["align"].update(sources=sources))
     kills = [("generate_pairs:1", "checkpoints/generate_pairs/round1.jsonl", "data/pairs.jsonl"),
              ("train_weak:2", "checkpoints/train_weak/checkpoint-2/trainer_state.json", "models/weak"),
              ("label_weak:1", "checkpoints/label_weak/rewards.jsonl", "data/labels/weak.jsonl"),
@@ -330,9 +352,16 @@ def test_a_second_clean_clone_killed_six_times_resumes_to_the_same_bytes(root, t
     left = [p for p in (crashed / "checkpoints").rglob("*") if p.is_file()]
     assert not left, f"work folders are removed once a stage is done: {left}"
     _, first = _tiny_run(root, tmp_path_factory)  # the uninterrupted run (the other worker's; here, if run alone)
-    assert _digest(crashed, DETERMINISTIC) == first["digests"]
+    dropped = set(first["sources"]) - set(sources)
+    assert dropped and not set(sources) - set(first["sources"]), (sources, first["sources"])
+    files = [f for f in DETERMINISTIC if f not in PER_SOURCE]
+    assert _digest(crashed, files) == {f: first["digests"][f] for f in files}
+    assert (crashed / GENERATIONS).read_text().splitlines() == [
+        line for line in first["generations"] if json.loads(line)["model"] not in dropped]
     whole, resumed = first["results"], _results(crashed)
-    for m in METRICS:  # identical in practice; the tolerance is for float noise in the restored optimizer state
+    for m in PER_SOURCE & set(METRICS):  # byte-identical files before: their entries must be exactly equal
+        assert resumed.pop(m) == _only_sources(whole[m], dropped), m
+    for m in resumed:  # identical in practice; the tolerance is for float noise in the restored optimizer state
         for key, value in whole[m].items():
             if isinstance(value, float):
                 assert resumed[m][key] == pytest.approx(value, abs=1e-6), (m, key)
