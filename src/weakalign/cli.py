@@ -6,8 +6,8 @@ wall time. Its arguments are the flags of the command in its docstring, whose va
 params' `a.b`, `${item}` the feedback source of `align@<item>`. dvc.yaml runs a stage as `python stages/<name>.py`
 and nothing else, so no value from params ever reaches a shell (a path holding `$(...)` used to run as a command
 before any check); each flag may still be given by hand, and `${item}` comes from `--source` or from DVC_STAGE,
-which DVC sets to the stage's name. A stage imports the modules that load torch, transformers or trl inside `main`, never at its top, so
-that `--help` and a bad argument answer at once (tests/test_cli.py checks every stage).
+which DVC sets to the stage's name. A stage imports the modules that load torch, transformers or trl inside `main`,
+never at its top, so that `--help` and a bad argument answer at once (tests/test_cli.py checks every stage).
 """
 
 from __future__ import annotations
@@ -147,9 +147,8 @@ def run(main: Callable[[argparse.Namespace, Params], None], parser: argparse.Arg
     except KeyboardInterrupt:
         if os.environ.get("WEAKALIGN_DEBUG"):
             raise
-        # Ctrl-C: one line instead of torch's traceback. stage_outputs has discarded every output (they land
-        # together or not at all); a training stage's last checkpoint stays, and the rerun resumes from it only if
-        # its inputs and params are the same (resume.fingerprint).
+        # Ctrl-C: one line instead of torch's traceback. stage_outputs has discarded every output; a training stage's
+        # last checkpoint stays, and the rerun resumes from it only if its inputs and params are the same.
         ckpt = getattr(args, "checkpoints", None)
         print(f"{stage}: interrupted; none of its outputs were written. `dvc repro` runs it again"
               + (f", resuming from its last checkpoint in {ckpt} if there is one" if ckpt else ""), file=sys.stderr)

@@ -197,9 +197,9 @@ def lora_config(lora, task: str):
 
 @contextlib.contextmanager
 def known_deprecations():
-    """transformers 5 renamed gradient to activation checkpointing and warns on the old names, which TRL and PEFT still
-    use while building a config or a trainer, around its reference pass and when PEFT wraps a model in an adapter (a
-    FutureWarning in every training and labeling stage's log, nothing to act on here). Silenced at our call sites only, by category and exact message, so that any other warning still shows."""
+    """transformers 5 renamed gradient to activation checkpointing and warns on the old names, which TRL and PEFT
+    still use in building a config or trainer, its reference pass and an adapter (a FutureWarning in every training
+    and labeling stage's log). Silenced at our call sites only, by category and exact message: others still show."""
     import warnings
 
     with warnings.catch_warnings():
@@ -245,8 +245,7 @@ PLAIN_TEMPLATE = (
 
 @functools.cache
 def _gguf_tokenizer() -> PreTrainedTokenizerBase:
-    """The GGUF's tokenizer, built once per process: transformers parses the whole GGUF's metadata to build it (3-4 s
-    on 2 cores), and a tiny-random model needs it twice (its vocabulary sizes the model). Callers get copies."""
+    """The GGUF's tokenizer, built once per process (building it parses the whole GGUF: 3-4 s on 2 cores)."""
     folder, gguf = embedded_gguf()
     return AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
 

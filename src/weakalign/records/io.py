@@ -310,10 +310,9 @@ def write_records(folder: str | Path, rows: Iterable | None, why_none: str = "")
 def records_path(folder: str | Path) -> Path | None:
     """The file of the rows `write_records` wrote into `folder`, None where it wrote none (a JSONL file: itself)."""
     folder = Path(folder)
-    if folder.is_file():
-        return folder
-    if (folder / RECORDS_FILE).is_file():
-        return folder / RECORDS_FILE
+    for path in (folder, folder / RECORDS_FILE):  # a JSONL file, or the folder's records file
+        if path.is_file():
+            return path
     if (folder / "README.md").is_file():
         return None
     raise DataError(f"{folder}: neither {RECORDS_FILE} nor README.md (a folder written by a weakalign stage)")
