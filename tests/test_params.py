@@ -481,6 +481,25 @@ def test_every_params_key_a_stage_reads_is_in_its_dvc_params(root):
                 f"dvc.yaml stage {name}: stages/{script}.py reads params {key}, not in its params {declared}"
 
 
+def test_only_a_stage_that_trains_under_accelerate_declares_how_many_processes(root):
+    """base.num_processes and base.accelerate_config change how a training stage launches (cli.run relaunches it
+    under `accelerate launch` when its `stage(..., distributed=...)` says it trains), nothing else: a stage that
+    never launches must not list them, or switching to two GPUs re-runs it (base_model listed all of `base`)."""
+    import re
+
+    import yaml
+
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    for name, spec in stages.items():
+        spec = spec.get("do", spec)
+        script = re.search(r"stages/(\w+)\.py", spec["cmd"]).group(1)
+        launches = "distributed=" in (root / "stages" / f"{script}.py").read_text()
+        declared = [p if isinstance(p, str) else next(iter(p)) for p in spec.get("params", [])]
+        for key in ("base.num_processes", "base.accelerate_config"):
+            covered = any(key == d or key.startswith(d + ".") for d in declared)
+            assert covered == launches, f"dvc.yaml stage {name}: {key} {'missing' if launches else 'listed'}"
+
+
 def test_styles_default_is_the_sandboxs_and_unused_with_real_data(root):
     """The default pool is styled (the pilot's design); with real data the key is unused, whatever it holds, so
     the default params.yaml with its data source switched to real data validates (no stage reads a pool never
