@@ -125,6 +125,9 @@ def _tiny_run(root: Path, tmp_path_factory) -> tuple[Path, dict]:
             shutil.rmtree(folder, ignore_errors=True)
             repo = _fresh_repo(root, folder / "repo")
             res = _run([DVC, "repro"], repo)
+            # Its DVC cache as the run left it, for a test that reuses the stages it does not change (hard links:
+            # DVC never writes a cached file in place).
+            shutil.copytree(repo / ".dvc/cache", folder / "first-cache", copy_function=os.link)
             record = {"stdout": res.stdout, "stderr": res.stderr, "digests": _digest(repo, DETERMINISTIC),
                       "results": _results(repo), "sources": yaml.safe_load((repo / "params.yaml").read_text())["align"]["sources"],
                       "generations": (repo / GENERATIONS).read_text().splitlines()}
@@ -632,12 +635,13 @@ SHARED_HH = Path(__file__).resolve().parents[2] / "shared/data/hh-rlhf/harmless-
 @pytest.mark.skipif(not SHARED_HH.is_file(), reason=f"the real HH-RLHF sample is not at {SHARED_HH} (../shared/data)")
 @pytest.mark.whole_run
 def test_real_hh_data_runs_end_to_end_with_its_own_labels_and_no_gold(root, tmp_path):
-    """data.source jsonl on the first 120 rows of the shared HH-RLHF file, judge none: every stage runs; every row
-    is kept or dropped with a reason; the human labels are the dataset's; every gold figure is null and the report
-    says why."""
+    """data.source jsonl on the first 120 rows of the shared HH-RLHF file, judge none and no SFT, as in
+    presets/hh-local.yaml (SFT on HH rows is the paper preset's test): every stage runs; every row is kept or dropped
+    with a reason; the human labels are the dataset's; every gold figure is null and the report says why."""
     def hh(params):
         params["data"].update(source="jsonl", path=os.path.relpath(SHARED_HH, tmp_path / "hh"), max_rows=120)
         params["judge"]["name"] = "none"
+        params["sft"]["enabled"] = False
         params["align"]["sources"] = ["human", "weak"]
         params["label_rm"]["enabled"] = params["label_judge"]["enabled"] = False
         for section in ("train_weak", "align"):
@@ -663,6 +667,7 @@ def test_real_hh_data_runs_end_to_end_with_its_own_labels_and_no_gold(root, tmp_
     for name in ("base", "human", "weak"):
         assert m["alignment"][name]["gold_reward_mean"] is None and m["alignment"][name]["n_prompts"] == 10
     assert "No gold judge" in (repo / "reports/summary.md").read_text()
+    assert read_metrics(repo / "metrics/sft.json")["enabled"] is False
 
 
 def _tiny_opt(out: Path, seed: int) -> str:
@@ -730,17 +735,24 @@ def test_the_paper_preset_runs_offline_on_stand_ins(root, tmp_path):
 
 
 @pytest.mark.whole_run
-def test_training_stages_run_in_two_processes_under_accelerate_launch(root, tmp_path):
+def test_training_stages_run_in_two_processes_under_accelerate_launch(root, tmp_path, tmp_path_factory):
     """base.num_processes: 2 on the tiny preset. Plain DDP: sft and train_weak (LoRA) relaunch themselves under
     `accelerate launch` (two CPU processes, gloo) and the first process alone writes the outputs. Then DeepSpeed
     ZeRO-2 (base.accelerate_config: presets/accelerate/deepspeed-zero2.yaml; DeepSpeed's CPU accelerator, gloo):
     train_weak killed after its second checkpoint, which holds one optimizer-state shard per process, resumes from
-    it in both processes."""
+    it in both processes.
+
+    The stages before sft do not depend on the number of processes: DVC's run cache restores them from the tiny
+    run's cache (so this test waits for the tiny run, or builds it when run alone)."""
     def two(params):
         params["base"]["num_processes"] = 2
 
     repo = _fresh_repo(root, tmp_path / "ddp", two)
+    tiny, _ = _tiny_run(root, tmp_path_factory)
+    shutil.copytree(tiny.parent / "first-cache", repo / ".dvc/cache", copy_function=os.link)
     out = _run([DVC, "repro", "train_weak"], repo)
+    for name in ("base_model", "ingest", "holdout", "generate_pairs", "annotate", "split"):
+        assert f"Stage '{name}' is cached - skipping run" in out.stdout, out.stdout[-3000:]
     assert out.stderr.count("launching 2 processes") == 2, out.stderr[-3000:]
     assert "--multi_gpu" in out.stderr and "--config_file" not in out.stderr
     weak = read_metrics(repo / "metrics/train_weak.json")
