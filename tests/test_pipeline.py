@@ -4,7 +4,8 @@ One tiny run (about three minutes on 2 cores) serves most checks; the determinis
 one more clean repository and compare it with that run. `make test` runs the suite on two pytest-xdist workers
 (`--dist loadgroup`): the tests that use the run's repository (fixture `repo`) form the group `tiny_run`, one
 worker's, as they change it in turn; the kill/resume test compares with the run's first results, written down when
-it was built, so it runs beside them on the other worker.
+it was built, so it runs beside them on the other worker. The accelerate test restores the stages it does not
+change from a copy of that run's first DVC cache.
 """
 
 from __future__ import annotations
@@ -128,8 +129,9 @@ def _tiny_run(root: Path, tmp_path_factory) -> tuple[Path, dict]:
             # Its DVC cache as the run left it, for a test that reuses the stages it does not change (hard links:
             # DVC never writes a cached file in place).
             shutil.copytree(repo / ".dvc/cache", folder / "first-cache", copy_function=os.link)
+            sources = yaml.safe_load((repo / "params.yaml").read_text())["align"]["sources"]
             record = {"stdout": res.stdout, "stderr": res.stderr, "digests": _digest(repo, DETERMINISTIC),
-                      "results": _results(repo), "sources": yaml.safe_load((repo / "params.yaml").read_text())["align"]["sources"],
+                      "results": _results(repo), "sources": sources,
                       "generations": (repo / GENERATIONS).read_text().splitlines()}
             write_json(first, record)  # atomic: a worker that waited never reads half a file
     return folder / "repo", read_json(first)
@@ -326,8 +328,8 @@ def test_a_second_clean_clone_killed_six_times_resumes_to_the_same_bytes(root, t
     clone's, so the same params on the same machine give the same labels and metrics, killed or not.
 
     The clone aligns three of the first run's eight sources: `human`, `weak` (killed mid-run) and `weak_confident`,
-    whose rows are drawn by weight; the other five train through the same stage on other labels, and each costs
-    11 s here. What depends on the set of sources (PER_SOURCE) is compared on the rows and keys of those three.
+    whose rows are drawn by weight; the other five train through the same stage on other labels, about 11 s each in
+    a tiny run on its own. What depends on the set of sources (PER_SOURCE) is compared on those three's rows and keys.
     """
     sources = ["human", "weak", "weak_confident"]
     crashed = _fresh_repo(root, tmp_path / "crashed", lambda params: params["align"].update(sources=sources))
