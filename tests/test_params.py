@@ -462,42 +462,41 @@ def _resolve(chain: str) -> set[str]:
     return {".".join(prefix)}
 
 
+def _stage_params(root: Path) -> list[tuple[str, Path, list[str]]]:
+    """(stage name, its script, the params keys dvc.yaml lists for it) of every stage."""
+    out = []
+    for name, spec in yaml.safe_load((root / "dvc.yaml").read_text())["stages"].items():
+        spec = spec.get("do", spec)
+        script = root / re.search(r"stages/\w+\.py", spec["cmd"]).group(0)
+        out.append((name, script, [p if isinstance(p, str) else next(iter(p)) for p in spec.get("params", [])]))
+    return out
+
+
+def _lists(declared: list[str], key: str) -> bool:
+    """Whether a stage's params list covers `key` (the key itself or a section above it)."""
+    return any(key == d or key.startswith(d + ".") for d in declared)
+
+
 def test_every_params_key_a_stage_reads_is_in_its_dvc_params(root):
     """DVC re-runs a stage when one of its `params` keys changes, and only then: a key its script reads but
     dvc.yaml does not list leaves a stale result when it changes (found: base.trust_remote_code, read by sft,
     train_weak, label_weak and label_rm to load their models, declared only by base_model)."""
-    import re
-
-    import yaml
-
-    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
-    for name, spec in stages.items():
-        spec = spec.get("do", spec)
-        script = re.search(r"stages/(\w+)\.py", spec["cmd"]).group(1)
-        declared = [p if isinstance(p, str) else next(iter(p)) for p in spec.get("params", [])]
-        reads = set().union(*(_resolve(c) for c in _params_reads(ast.parse((root / "stages" / f"{script}.py").read_text()), "params")))
+    for name, script, declared in _stage_params(root):
+        reads = set().union(*(_resolve(c) for c in _params_reads(ast.parse(script.read_text()), "params")))
         for key in sorted(reads):
-            assert any(key == d or key.startswith(d + ".") for d in declared), \
-                f"dvc.yaml stage {name}: stages/{script}.py reads params {key}, not in its params {declared}"
+            assert _lists(declared, key), \
+                f"dvc.yaml stage {name}: stages/{script.name} reads params {key}, not in its params {declared}"
 
 
 def test_only_a_stage_that_trains_under_accelerate_declares_how_many_processes(root):
     """base.num_processes and base.accelerate_config change how a training stage launches (cli.run relaunches it
     under `accelerate launch` when its `stage(..., distributed=...)` says it trains), nothing else: a stage that
     never launches must not list them, or switching to two GPUs re-runs it (base_model listed all of `base`)."""
-    import re
-
-    import yaml
-
-    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
-    for name, spec in stages.items():
-        spec = spec.get("do", spec)
-        script = re.search(r"stages/(\w+)\.py", spec["cmd"]).group(1)
-        launches = "distributed=" in (root / "stages" / f"{script}.py").read_text()
-        declared = [p if isinstance(p, str) else next(iter(p)) for p in spec.get("params", [])]
+    for name, script, declared in _stage_params(root):
+        launches = "distributed=" in script.read_text()
         for key in ("base.num_processes", "base.accelerate_config"):
-            covered = any(key == d or key.startswith(d + ".") for d in declared)
-            assert covered == launches, f"dvc.yaml stage {name}: {key} {'missing' if launches else 'listed'}"
+            assert _lists(declared, key) == launches, \
+                f"dvc.yaml stage {name}: {key} {'missing' if launches else 'listed'}"
 
 
 def test_styles_default_is_the_sandboxs_and_unused_with_real_data(root):
